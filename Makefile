@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.toml
+
+.PHONY: run test lint pytest bench install install-test clean
+
+$(BIN)/watchdesk: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(BIN)/watchdesk
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/watchdesk
+
+install-test: $(VENV)/.test-installed
+
+run: install
+	$(BIN)/watchdesk run -c $(CONFIG)
+
+lint: install-test
+	$(BIN)/ruff check monitor checks ticketing tests bench
+	$(BIN)/ruff format --check monitor checks ticketing tests bench
+	$(BIN)/mypy
+
+pytest: install-test
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint pytest
+
+bench: install-test
+	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30
+	$(BIN)/python bench/http_targets.py --targets 10000 --duration 40
+
+clean:
+	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

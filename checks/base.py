@@ -1,0 +1,149 @@
+"""What every probe kind shares: the context a probe runs in and the shape of a registry entry."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Generic, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict
+
+from checks.result import ProbeResult
+
+
+class ProbeSettings(BaseModel):
+    """Base of each kind's settings: strict, so a typo in config.toml is an error, not a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def where(self) -> str:
+        """The URL or host a person would check by hand; shown in tickets and /api/status."""
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=64)
+def client_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """One SSLContext per (verify, CA file): building one costs milliseconds, so share them."""
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def format_seconds(seconds: float) -> str:
+    """A timeout as a person writes it: 5 -> "5s", 1.5 -> "1.5s", 0.5 -> "500ms"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{round(seconds, 3):g}s"
+
+
+def timeout_reason(seconds: float) -> str:
+    return f"timeout after {format_seconds(seconds)}"
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def os_error_reason(exc: OSError, host: str) -> str:
+    """A short reason for a failed connect, name lookup included ("name not found: host")."""
+    if isinstance(exc, socket.gaierror):
+        if exc.errno == socket.EAI_AGAIN:
+            return f"name lookup failed (temporary DNS failure): {host}"
+        return f"name not found: {host}"
+    known = _ERRNO_REASONS.get(exc.errno) if exc.errno is not None else None
+    if known:
+        return known
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot connect: {text[:1].lower()}{text[1:]}"
+
+
+def tls_error_reason(exc: ssl.SSLError) -> str:
+    """E.g. "TLS: certificate verify failed: self-signed certificate", not OpenSSL's noise."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"TLS: certificate verify failed: {exc.verify_message}"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return f"TLS: {reason.lower().replace('_', ' ')}"
+    return f"TLS: {exc}"
+
+
+@dataclass
+class HttpClients:
+    """The agent's aiohttp sessions, made lazily and closed once.
+
+    A fresh connection per probe is the default because a pooled keep-alive connection can
+    still answer while the listener behind it is dead; ``keep_alive = true`` opts into reuse.
+    """
+
+    user_agent: str = "watchdesk"
+    _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
+
+    def session(self, keep_alive: bool = False) -> aiohttp.ClientSession:
+        existing = self._sessions.get(keep_alive)
+        if existing is not None and not existing.closed:
+            return existing
+        connector = aiohttp.TCPConnector(
+            force_close=not keep_alive,
+            limit=0,
+            ttl_dns_cache=30,
+            resolver=_resolver(),
+        )
+        created = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.user_agent},
+            auto_decompress=True,
+            trust_env=False,
+        )
+        self._sessions[keep_alive] = created
+        return created
+
+    async def close(self) -> None:
+        for created in self._sessions.values():
+            await created.close()
+        self._sessions.clear()
+
+
+def _resolver() -> aiohttp.abc.AbstractResolver:
+    """aiodns when it is there: the default thread-pool resolver fakes DNS timeouts under load."""
+    try:
+        return aiohttp.AsyncResolver()
+    except RuntimeError:
+        return aiohttp.ThreadedResolver()
+
+
+@dataclass
+class ProbeContext:
+    """What the scheduler hands to each probe besides its own settings."""
+
+    timeout: float
+    http: HttpClients
+
+
+S = TypeVar("S", bound=ProbeSettings)
+
+
+@dataclass(frozen=True)
+class ProbeKind(Generic[S]):
+    """One registry line: the settings model config validation uses, and the probe itself."""
+
+    settings: type[S]
+    probe: Callable[[S, ProbeContext], Awaitable[ProbeResult]]
+
+    async def run(self, settings: ProbeSettings, context: ProbeContext) -> ProbeResult:
+        if not isinstance(settings, self.settings):
+            raise TypeError(f"{type(settings).__name__} is not {self.settings.__name__}")
+        return await self.probe(settings, context)

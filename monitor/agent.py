@@ -1,0 +1,325 @@
+"""The running agent: wires config, scheduler, probes, state, store, metrics and the HTTP server.
+
+Data flows one way: scheduler -> probe -> state -> (metrics, store, transition listeners).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from checks import PROBES, HttpClients, ProbeContext, ProbeResult
+from monitor import __version__
+from monitor.clock import Clock, SystemClock
+from monitor.config import Config, TargetConfig, load_config
+from monitor.durations import format_duration
+from monitor.errors import ConfigError, SecretError, StoreError
+from monitor.metrics import Metrics
+from monitor.scheduler import Scheduler
+from monitor.secrets import read_secret
+from monitor.state import TargetState, Transition, advance
+from monitor.store import Store
+
+log = logging.getLogger("watchdesk")
+
+TransitionListener = Callable[[TargetConfig, Transition, TargetState], None]
+
+FLUSH_INTERVAL = 1.0
+# How long the scheduler loop may go without a beat before /healthz says it is stuck.
+HEALTH_STALL_SECONDS = 10.0
+
+
+def identity_of(target: TargetConfig) -> str:
+    """A digest of what the probe checks; a reload that changes it starts the target afresh."""
+    text = f"{target.kind}\0{target.settings.model_dump_json()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+async def run_probe(target: TargetConfig, clients: HttpClients) -> ProbeResult:
+    """Run one probe with a hard deadline; whatever happens inside, the answer is a result."""
+    context = ProbeContext(timeout=target.timeout, http=clients)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(target.timeout + 1.0):
+            return await PROBES[target.kind].run(target.settings, context)
+    except TimeoutError:
+        return ProbeResult.failure(
+            time.perf_counter() - started, f"timeout after {format_duration(target.timeout)}"
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("the %s probe of %s raised instead of returning a result", target.kind, target.name)
+        return ProbeResult.failure(time.perf_counter() - started, f"probe error: {type(exc).__name__}")
+
+
+class Agent:
+    def __init__(self, config: Config, config_path: str | None = None, clock: Clock | None = None) -> None:
+        self.config = config
+        self.config_path = config_path or config.source
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics(__version__)
+        self.store = Store(config.agent.state_dir)
+        self.clients = HttpClients(user_agent=f"watchdesk/{__version__}")
+        self.scheduler = Scheduler(
+            self._probe_and_apply,
+            on_skip=self._on_skip,
+            max_concurrent=config.agent.max_concurrent_probes,
+        )
+        self.states: dict[str, TargetState] = {}
+        self.identities: dict[str, str] = {}
+        self.targets: dict[str, TargetConfig] = {}
+        self.listeners: list[TransitionListener] = []
+        self.api_token: str | None = None
+        self._dirty: set[str] = set()
+        self._pending_transitions: list[tuple[str, Transition]] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        self.reload_count = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from monitor.server import make_app
+
+        self.api_token = self._read_api_token(self.config)
+        stored = self.store.load_states()
+        self._apply_targets(self.config, stored)
+        self.metrics.config_reload_success.set(1)
+        self.metrics.config_reload_timestamp.set(time.time())
+        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.agent.host, self.config.agent.port, reuse_address=True)
+        await site.start()
+        self.scheduler.start()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="watchdesk-flusher")
+        log.info(
+            "watchdesk %s started: %d targets, listening on %s",
+            __version__,
+            len(self.targets),
+            self.config.agent.listen,
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Stop within a few seconds: probes get 2 s, the last state is flushed, then close."""
+        log.info("stopping")
+        await self.scheduler.stop(grace=2.0)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.clients.close()
+        self._writer.shutdown(wait=True)
+        self.store.close()
+        log.info("stopped")
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self.wait_stopped()
+        finally:
+            await self.stop()
+
+    # ---- config ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_api_token(config: Config) -> str | None:
+        agent = config.agent
+        if agent.api_token_env:
+            return read_secret(("env", agent.api_token_env))
+        if agent.api_token_file:
+            return read_secret(("file", agent.api_token_file))
+        return None
+
+    def _apply_targets(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
+        wanted = {target.name: target for target in config.targets}
+        removed = [name for name in self.targets if name not in wanted]
+        for name in removed:
+            self.metrics.remove_target(name)
+            self.states.pop(name, None)
+            self.identities.pop(name, None)
+            self._dirty.discard(name)
+        if removed:
+            self.store.forget(removed)
+        for target in config.targets:
+            identity = identity_of(target)
+            if self.identities.get(target.name) != identity:
+                previous = stored.get(target.name)
+                keep = previous is not None and previous[0] == identity
+                self.states[target.name] = previous[1] if keep and previous else TargetState()
+                self.identities[target.name] = identity
+                self._dirty.add(target.name)
+            self.metrics.add_target(target)
+            state = self.states[target.name]
+            self.metrics.set_up(target.name, state.status)
+            self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
+        self.targets = wanted
+        self.store.mark_seen(wanted, time.time())
+        self.scheduler.set_targets(list(config.targets))
+
+    async def reload(self) -> bool:
+        """Apply the config file again; a broken one is refused and the running one stays."""
+        loop = asyncio.get_running_loop()
+        try:
+            config = await loop.run_in_executor(None, load_config, self.config_path)
+            api_token = self._read_api_token(config)
+        except ConfigError as error:
+            self.metrics.config_reload_success.set(0)
+            for problem in error.problems:
+                log.error("config reload refused: %s", problem)
+            log.error("config reload refused; the running config stays in force")
+            return False
+        except SecretError as error:
+            self.metrics.config_reload_success.set(0)
+            log.error("config reload refused: agent.api_token: %s", error)
+            return False
+        if config.agent.listen != self.config.agent.listen or config.agent.state_dir != self.config.agent.state_dir:
+            log.warning("agent.listen and agent.state_dir changes take effect at the next restart")
+        self.api_token = api_token
+        self._apply_targets(config, {})
+        self.config = config
+        self.reload_count += 1
+        self.metrics.config_reload_success.set(1)
+        self.metrics.config_reload_timestamp.set(time.time())
+        log.info("config reloaded: %d targets", len(self.targets))
+        return True
+
+    # ---- probes ----------------------------------------------------------------------------
+
+    async def _probe_and_apply(self, target: TargetConfig, due: float) -> None:
+        lateness = asyncio.get_running_loop().time() - due
+        self.metrics.schedule_lateness.observe(max(0.0, lateness))
+        result = await run_probe(target, self.clients)
+        current = self.targets.get(target.name)
+        # A reload during the probe may have replaced the target: apply the result under the
+        # new settings only if it still checks the same thing.
+        if current is not None and (
+            current is target or current.probe_identity() == target.probe_identity()
+        ):
+            self.apply_result(current, result)
+
+    def apply_result(self, target: TargetConfig, result: ProbeResult) -> Transition | None:
+        previous = self.states.get(target.name, TargetState())
+        state, transition = advance(
+            previous,
+            result.ok,
+            result.reason,
+            self.clock.now(),
+            target.failure_threshold,
+            target.recovery_threshold,
+            result.duration_seconds,
+        )
+        self.states[target.name] = state
+        self._dirty.add(target.name)
+        self.metrics.record(target.name, result, state.consecutive_failures)
+        if transition is not None:
+            self._on_transition(target, transition, state)
+        return transition
+
+    def _on_transition(self, target: TargetConfig, transition: Transition, state: TargetState) -> None:
+        self._pending_transitions.append((target.name, transition))
+        self.metrics.set_up(target.name, state.status)
+        fields = {
+            "event": "transition",
+            "target": target.name,
+            "from": transition.previous,
+            "to": transition.current,
+            "consecutive_failures": transition.consecutive_failures,
+        }
+        if transition.current == "down":
+            log.warning(
+                "%s is down: %s (%d consecutive failures)",
+                target.name,
+                transition.reason,
+                transition.consecutive_failures,
+                extra={"fields": {**fields, "reason": transition.reason}},
+            )
+        else:
+            log.info("%s is up: %s", target.name, transition.reason, extra={"fields": fields})
+        for listener in self.listeners:
+            try:
+                listener(target, transition, state)
+            except Exception:
+                log.exception("a transition listener failed for %s", target.name)
+
+    def _on_skip(self, target: TargetConfig) -> None:
+        self.metrics.probes_skipped.labels(target.name).inc()
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._dirty and not self._pending_transitions:
+            return
+        names, self._dirty = self._dirty, set()
+        transitions, self._pending_transitions = self._pending_transitions, []
+        rows = [(n, self.identities[n], self.states[n]) for n in names if n in self.states]
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._writer, self.store.save, rows, transitions
+            )
+        except StoreError as error:
+            log.error("could not save target state, will retry: %s", error)
+            self._dirty |= names
+            self._pending_transitions = transitions + self._pending_transitions
+
+    # ---- views -----------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self.scheduler.seconds_since_beat() < HEALTH_STALL_SECONDS
+
+    def status_view(self) -> list[dict[str, object]]:
+        view: list[dict[str, object]] = []
+        for name, target in self.targets.items():
+            state = self.states.get(name, TargetState())
+            view.append(
+                {
+                    "target": name,
+                    "kind": target.kind,
+                    "where": target.where(),
+                    "customer": target.customer,
+                    "priority": target.priority,
+                    "state": state.status,
+                    "since": state.since,
+                    "consecutive_failures": state.consecutive_failures,
+                    "consecutive_successes": state.consecutive_successes,
+                    "failure_threshold": target.failure_threshold,
+                    "recovery_threshold": target.recovery_threshold,
+                    "interval_seconds": target.interval,
+                    "last_result": None
+                    if state.last_checked_at is None
+                    else {
+                        "ok": state.last_ok,
+                        "reason": state.last_reason,
+                        "duration_seconds": round(state.last_duration, 6),
+                        "checked_at": state.last_checked_at,
+                    },
+                }
+            )
+        return view
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.config.agent.state_dir)

@@ -1,0 +1,185 @@
+"""The ``watchdesk`` command: run, check-config, probe-once.
+
+A bad config prints every problem as ``dotted.key.path: what is wrong`` and exits 2, on every
+command, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from checks import HttpClients, ProbeResult
+from monitor import __version__
+from monitor.agent import Agent, run_probe
+from monitor.config import Config, TargetConfig, load_config
+from monitor.errors import ConfigError, SecretError, StoreError
+from monitor.logs import setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+log = logging.getLogger("watchdesk")
+
+
+def default_config_path() -> str:
+    return os.environ.get("WATCHDESK_CONFIG") or "config.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchdesk",
+        description="Probe servers and sites; open tickets and page people when one goes down.",
+    )
+    parser.add_argument("--version", action="version", version=f"watchdesk {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "-c",
+            "--config",
+            default=None,
+            help="config file (default: $WATCHDESK_CONFIG, then ./config.toml)",
+        )
+        return sub
+
+    run = command("run", "run the agent until SIGTERM/SIGINT; SIGHUP reloads the config")
+    run.add_argument("--log-format", choices=["plain", "json"], default=None)
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    command("check-config", "validate the config and print a one-line summary")
+    probe_once = command("probe-once", "probe each target once and print the results")
+    probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
+    probe_once.add_argument("--json", action="store_true", help="print one JSON array")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"{path}: invalid config, {len(error.problems)} problem(s):", file=sys.stderr)
+        for problem in error.problems:
+            print(str(problem), file=sys.stderr)
+        return EXIT_CONFIG
+    handlers = {"run": _run, "check-config": _check_config, "probe-once": _probe_once}
+    return handlers[args.command](config, path, args)
+
+
+def _check_config(config: Config, path: str, args: argparse.Namespace) -> int:
+    try:
+        Agent._read_api_token(config)
+    except SecretError as error:
+        print(f"agent.api_token: {error} ({path})", file=sys.stderr)
+        return EXIT_CONFIG
+    print(config.summary())
+    return EXIT_OK
+
+
+def _run(config: Config, path: str, args: argparse.Namespace) -> int:
+    setup_logging(args.log_format or config.agent.log_format, args.log_level or config.agent.log_level)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return runner(_serve(config, path))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _serve(config: Config, path: str) -> int:
+    try:
+        agent = Agent(config, config_path=path)
+    except StoreError as error:
+        log.error("agent.state_dir: %s", error)
+        return EXIT_CONFIG
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
+    loop.add_signal_handler(signal.SIGINT, agent.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
+    try:
+        await agent.start()
+    except SecretError as error:
+        log.error("agent.api_token: %s", error)
+        await agent.stop()
+        return EXIT_CONFIG
+    except OSError as error:
+        log.error("agent.listen: cannot listen on %s: %s", config.agent.listen, error.strerror)
+        await agent.stop()
+        return EXIT_CONFIG
+    try:
+        await agent.wait_stopped()
+    finally:
+        await agent.stop()
+    return EXIT_OK
+
+
+def _probe_once(config: Config, path: str, args: argparse.Namespace) -> int:
+    targets = list(config.targets)
+    if args.target:
+        known = {target.name for target in targets}
+        unknown = [name for name in args.target if name not in known]
+        if unknown:
+            for name in unknown:
+                print(f'--target: no target named "{name}" in {path}', file=sys.stderr)
+            return EXIT_CONFIG
+        targets = [target for target in targets if target.name in args.target]
+    results = asyncio.run(_probe_all(targets))
+    rows = [
+        {
+            "target": target.name,
+            "kind": target.kind,
+            "ok": result.ok,
+            "duration_seconds": round(result.duration_seconds, 6),
+            "reason": result.reason,
+        }
+        for target, result in zip(targets, results, strict=True)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows))
+    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+
+
+async def _probe_all(targets: list[TargetConfig]) -> list[ProbeResult]:
+    clients = HttpClients(user_agent=f"watchdesk/{__version__}")
+    limit = asyncio.Semaphore(200)
+
+    async def one(target: TargetConfig) -> ProbeResult:
+        async with limit:
+            return await run_probe(target, clients)
+
+    try:
+        return list(await asyncio.gather(*(one(target) for target in targets)))
+    finally:
+        await clients.close()
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    header = ("TARGET", "KIND", "RESULT", "DURATION", "REASON")
+    lines = [
+        (
+            str(row["target"]),
+            str(row["kind"]),
+            "ok" if row["ok"] else "FAIL",
+            f"{float(row['duration_seconds']) * 1000:.1f}ms",  # type: ignore[arg-type]
+            str(row["reason"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=False)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *lines)
+    )

@@ -1,0 +1,805 @@
+"""Read and validate config.toml into frozen objects; report every problem at once.
+
+Each problem is ``dotted.key.path: what is wrong and how to fix it`` with the file and line. The
+probe, backend and pager settings models come from the registries in ``checks`` and
+``ticketing``, so a new kind needs no change here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from checks import PROBES, ProbeSettings
+from monitor.durations import parse_duration
+from monitor.errors import ConfigError, ConfigProblem
+from monitor.tomlpos import Path as KeyPath
+from monitor.tomlpos import key_lines, line_of
+from ticketing import BACKEND_SETTINGS, PAGER_SETTINGS, IntegrationSettings
+
+PRIORITIES = ("urgent", "high", "medium", "low")
+Priority = Literal["urgent", "high", "medium", "low"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
+
+# Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "api_token",
+        "token",
+        "password",
+        "routing_key",
+        "secret",
+        "hmac_secret",
+        "integration_key",
+        "auth_token",
+        "access_token",
+        "private_key",
+        "urls",
+    }
+)
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError('write durations as strings with a unit, like "30s", "5m" or "250ms"')
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f'"{value}" is not positive; a duration must be longer than 0')
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+def _clock_time(value: Any) -> time:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError('write times of day as "HH:MM", like "08:00"')
+    hours, minutes = (int(part) for part in value.split(":"))
+    if hours == 24 and minutes == 0:
+        return time(23, 59, 59, 999999)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f'"{value}" is not a time of day')
+    return time(hours, minutes)
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(Strict):
+    listen: str = "127.0.0.1:9430"
+    state_dir: str = "./state"
+    timezone: str = "UTC"
+    api_token_env: str | None = None
+    api_token_file: str | None = None
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_concurrent_probes: int = Field(default=2000, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'"{value}" is not HOST:PORT, like "127.0.0.1:9430"')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone "{value}"; use an IANA name like "America/Toronto" or "UTC"'
+            ) from None
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class DefaultsSection(Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    failure_threshold: int = Field(default=3, ge=1)
+    recovery_threshold: int = Field(default=2, ge=1)
+    priority: Priority = "urgent"
+
+
+class TargetCommon(Strict):
+    """The keys every target has whatever its kind; the rest belong to the kind's model."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    failure_threshold: int | None = Field(default=None, ge=1)
+    recovery_threshold: int | None = Field(default=None, ge=1)
+    priority: Priority | None = None
+    customer: str | None = None
+    depends_on: list[str] = []
+    tags: list[str] = []
+    description: str | None = None
+
+
+COMMON_KEYS = frozenset(TargetCommon.model_fields)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """A target with the defaults folded in: everything the scheduler and incidents need."""
+
+    name: str
+    kind: str
+    settings: ProbeSettings
+    interval: float
+    timeout: float
+    failure_threshold: int
+    recovery_threshold: int
+    priority: str
+    customer: str | None = None
+    depends_on: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+
+    def where(self) -> str:
+        return self.settings.where()
+
+    def probe_identity(self) -> tuple[str, ProbeSettings]:
+        """What must stay equal for a reload to keep this target's state."""
+        return (self.kind, self.settings)
+
+
+class CustomerSection(Strict):
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = None
+    sla: str | None = None
+
+
+class SlaSection(Strict):
+    page_hours: Literal["always", "business"] = "always"
+    response_time: Duration | dict[Priority, Duration] | None = None
+
+
+class BusinessHoursSection(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    ]
+    start: ClockTime = time(8, 0)
+    end: ClockTime = time(17, 0)
+    holidays: list[date] = []
+
+
+class TicketingSection(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    backend: str = "local"
+    on_recovery: Literal["pending", "resolve", "note"] = "pending"
+
+
+class EscalationSection(Strict):
+    page_on_open: list[str] = []
+    ack_timeout: Duration | dict[Priority, Duration] = Field(
+        default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS)
+    )
+    page_on_escalation: list[str] = []
+    status_update_interval: Duration = 3600.0
+    poll_interval: Duration = 60.0
+    flap_threshold: int = Field(default=5, ge=2)
+    flap_window: Duration = 3600.0
+
+    def ack_timeout_for(self, priority: str) -> float:
+        if isinstance(self.ack_timeout, dict):
+            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])  # type: ignore[call-overload,no-any-return]
+        return self.ack_timeout
+
+
+class MaintenanceSection(Strict):
+    """A one-off window (``start``/``end`` as ISO date-times) or a weekly one (``days`` + HH:MM)."""
+
+    targets: list[str] = []
+    tags: list[str] = []
+    start: str
+    end: str
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    targets: tuple[str, ...]
+    tags: tuple[str, ...]
+    start: datetime | time
+    end: datetime | time
+    days: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def weekly(self) -> bool:
+        return bool(self.days)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    agent: AgentSection
+    defaults: DefaultsSection
+    targets: tuple[TargetConfig, ...]
+    customers: Mapping[str, CustomerSection]
+    sla: Mapping[str, SlaSection]
+    business_hours: BusinessHoursSection
+    ticketing: TicketingSection
+    backend_settings: IntegrationSettings
+    pagers: Mapping[str, IntegrationSettings]
+    pager_types: Mapping[str, str]
+    escalation: EscalationSection
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    local_auto_close_after: float = 7 * 86400.0
+    raw_sections: frozenset[str] = field(default_factory=frozenset)
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        kinds: dict[str, int] = {}
+        for target in self.targets:
+            kinds[target.kind] = kinds.get(target.kind, 0) + 1
+        by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        return (
+            f"{self.source}: ok, {len(self.targets)} targets ({by_kind or 'none'}), "
+            f"{len(self.customers)} customers, ticketing={self.ticketing.backend}, "
+            f"{len(self.pagers)} pagers"
+        )
+
+
+TOP_LEVEL_KEYS = (
+    "agent",
+    "defaults",
+    "targets",
+    "customers",
+    "sla",
+    "business_hours",
+    "ticketing",
+    "pagers",
+    "escalation",
+    "maintenance",
+)
+
+
+class _Collector:
+    """Gathers problems with their lines so the user sees all of them in one run."""
+
+    def __init__(self, source: str, text: str) -> None:
+        self.source = source
+        self.lines = key_lines(text)
+        self.problems: list[ConfigProblem] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        self.problems.append(
+            ConfigProblem(
+                path=".".join(str(part) for part in path),
+                message=message,
+                file=self.source,
+                line=line_of(self.lines, path),
+            )
+        )
+
+    def add_validation(
+        self, prefix: KeyPath, error: ValidationError, model: type[BaseModel]
+    ) -> None:
+        for item in error.errors():
+            loc = tuple(part for part in item["loc"] if not _is_union_tag(part))
+            self.add((*prefix, *loc), _explain(item, loc, model))
+
+    def validate(self, prefix: KeyPath, model: type[BaseModel], data: Any) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            self.add_validation(prefix, error, model)
+            return None
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts union member names in error locations ('function-before[...]', 'float')."""
+    return isinstance(part, str) and (
+        "[" in part or part in {"float", "str", "int", "dict[str,float]", "list[str]"}
+    )
+
+
+def _explain(item: Any, loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        known = _known_keys(model, loc[:-1])
+        hint = difflib.get_close_matches(key, known, n=1)
+        message = f'unknown key "{key}"'
+        if hint:
+            return f'{message}; did you mean "{hint[0]}"?'
+        if known:
+            return f"{message}; known keys here: {', '.join(sorted(known))}"
+        return message
+    if kind == "missing":
+        return "required key is missing"
+    message = str(item["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = fields[part].annotation
+    return list(getattr(current, "model_fields", {}) or [])
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem("", f"config file {source} does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read {source}: {exc}")]) from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line_match = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "",
+                    f"not valid TOML: {exc}",
+                    source,
+                    int(line_match.group(1)) if line_match else None,
+                )
+            ]
+        ) from None
+    problems = _Collector(source, text)
+    config = _build(raw, problems)
+    if problems.problems or config is None:
+        raise ConfigError(problems.problems)
+    return config
+
+
+def _build(raw: dict[str, Any], problems: _Collector) -> Config | None:
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            hint = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
+            problems.add(
+                (key,),
+                f'unknown section "{key}"' + (f'; did you mean "{hint[0]}"?' if hint else ""),
+            )
+    _refuse_inline_secrets(raw, (), problems)
+
+    agent = problems.validate(("agent",), AgentSection, raw.get("agent", {}))
+    defaults = problems.validate(("defaults",), DefaultsSection, raw.get("defaults", {}))
+    if defaults is not None and defaults.timeout > defaults.interval:
+        problems.add(
+            ("defaults", "timeout"),
+            f"{_fmt(defaults.timeout)} is longer than the interval {_fmt(defaults.interval)}; "
+            "a probe must end before the next one starts: shorten timeout or lengthen interval",
+        )
+    sla = _named_tables(raw, "sla", SlaSection, problems)
+    customers = _named_tables(raw, "customers", CustomerSection, problems)
+    for name, customer in customers.items():
+        if customer.sla is not None and customer.sla not in sla:
+            problems.add(
+                ("customers", name, "sla"),
+                _missing_ref("SLA plan", customer.sla, sla, "[sla.NAME]"),
+            )
+    business_hours = problems.validate(
+        ("business_hours",), BusinessHoursSection, raw.get("business_hours", {})
+    )
+    if business_hours is not None and business_hours.start >= business_hours.end:
+        problems.add(("business_hours", "end"), "must be later than start")
+
+    targets = _targets(raw.get("targets", []), defaults, customers, problems)
+    ticketing, backend_settings, auto_close = _ticketing(raw.get("ticketing", {}), problems)
+    pagers, pager_types = _pagers(raw.get("pagers", {}), problems)
+    escalation = problems.validate(("escalation",), EscalationSection, raw.get("escalation", {}))
+    if escalation is not None:
+        for key in ("page_on_open", "page_on_escalation"):
+            for index, name in enumerate(getattr(escalation, key)):
+                if name not in pagers and name not in raw.get("pagers", {}):
+                    problems.add(
+                        ("escalation", key, index),
+                        _missing_ref("pager", name, pagers, "[pagers.NAME]"),
+                    )
+    maintenance = _maintenance(raw.get("maintenance", []), targets, agent, problems)
+
+    if problems.problems:
+        return None
+    assert agent and defaults and business_hours and ticketing and backend_settings and escalation
+    return Config(
+        source=problems.source,
+        agent=agent,
+        defaults=defaults,
+        targets=tuple(targets),
+        customers=customers,
+        sla=sla,
+        business_hours=business_hours,
+        ticketing=ticketing,
+        backend_settings=backend_settings,
+        pagers=pagers,
+        pager_types=pager_types,
+        escalation=escalation,
+        maintenance=tuple(maintenance),
+        local_auto_close_after=auto_close,
+        raw_sections=frozenset(raw),
+    )
+
+
+def _fmt(seconds: float) -> str:
+    from monitor.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _missing_ref(what: str, name: str, known: Iterable[str], how: str) -> str:
+    names = sorted(known)
+    hint = difflib.get_close_matches(name, names, n=1)
+    message = f'{what} "{name}" is not defined'
+    if hint:
+        return f'{message}; did you mean "{hint[0]}"?'
+    return f"{message}; define it as {how}" + (f" (defined: {', '.join(names)})" if names else "")
+
+
+def _refuse_inline_secrets(node: Any, path: KeyPath, problems: _Collector) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_KEYS and not (path and path[0] == "targets"):
+                problems.add(
+                    (*path, key),
+                    f"a secret must not be written in the config file: put it in an environment "
+                    f'variable and set {key}_env = "VARIABLE_NAME", or in a file readable only by '
+                    f'the agent and set {key}_file = "/path/to/file"',
+                )
+            else:
+                _refuse_inline_secrets(value, (*path, key), problems)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_inline_secrets(value, (*path, index), problems)
+
+
+def _named_tables(
+    raw: dict[str, Any], section: str, model: type[Any], problems: _Collector
+) -> dict[str, Any]:
+    tables = raw.get(section, {})
+    if not isinstance(tables, dict):
+        problems.add((section,), f"must be a table of named entries, like [{section}.NAME]")
+        return {}
+    parsed: dict[str, Any] = {}
+    for name, body in tables.items():
+        if not re.fullmatch(NAME_PATTERN, name):
+            problems.add((section, name), "names may hold only letters, digits, '_', '.' and '-'")
+        if not isinstance(body, dict):
+            problems.add((section, name), f"must be a table, like [{section}.{name}]")
+            continue
+        value = problems.validate((section, name), model, body)
+        if value is not None:
+            parsed[name] = value
+    return parsed
+
+
+def _targets(
+    raw_targets: Any,
+    defaults: DefaultsSection | None,
+    customers: Mapping[str, CustomerSection],
+    problems: _Collector,
+) -> list[TargetConfig]:
+    if not isinstance(raw_targets, list):
+        problems.add(("targets",), "must be an array of tables: write each target as [[targets]]")
+        return []
+    base = defaults or DefaultsSection()
+    targets: list[TargetConfig] = []
+    first_seen: dict[str, int] = {}
+    index_of: dict[str, int] = {}
+    for index, body in enumerate(raw_targets):
+        path: KeyPath = ("targets", index)
+        if not isinstance(body, dict):
+            problems.add(path, "must be a table: write each target as [[targets]]")
+            continue
+        common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
+        kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
+        common = problems.validate(path, TargetCommon, common_raw)
+        kind = body.get("kind")
+        if not isinstance(kind, str) or kind not in PROBES:
+            if "kind" in body:
+                problems.add((*path, "kind"), f'unknown kind "{kind}"; one of: {", ".join(PROBES)}')
+            continue
+        settings = problems.validate(path, PROBES[kind].settings, kind_raw)
+        if common is None or settings is None:
+            continue
+        if common.name in first_seen:
+            problems.add(
+                (*path, "name"),
+                f'duplicate target name "{common.name}" (also targets.{first_seen[common.name]}); '
+                "names must be unique",
+            )
+            continue
+        first_seen[common.name] = index
+        interval = common.interval or base.interval
+        timeout = common.timeout or base.timeout
+        if timeout > interval:
+            key = "timeout" if common.timeout else "interval"
+            problems.add(
+                (*path, key),
+                f"timeout {_fmt(timeout)} is longer than the interval {_fmt(interval)}; a probe "
+                "must end before the next one starts: shorten timeout or lengthen interval",
+            )
+        if common.customer is not None and common.customer not in customers:
+            problems.add(
+                (*path, "customer"),
+                _missing_ref("customer", common.customer, customers, "[customers.NAME]"),
+            )
+        index_of[common.name] = index
+        targets.append(
+            TargetConfig(
+                name=common.name,
+                kind=kind,
+                settings=settings,
+                interval=interval,
+                timeout=timeout,
+                failure_threshold=common.failure_threshold or base.failure_threshold,
+                recovery_threshold=common.recovery_threshold or base.recovery_threshold,
+                priority=common.priority or base.priority,
+                customer=common.customer,
+                depends_on=tuple(common.depends_on),
+                tags=tuple(common.tags),
+                description=common.description,
+            )
+        )
+    names = {target.name for target in targets}
+    for target in targets:
+        for position, parent in enumerate(target.depends_on):
+            if parent == target.name:
+                problems.add(
+                    ("targets", index_of[target.name], "depends_on", position),
+                    "a target cannot depend on itself",
+                )
+            elif parent not in names:
+                problems.add(
+                    ("targets", index_of[target.name], "depends_on", position),
+                    _missing_ref("target", parent, names, "a [[targets]] entry"),
+                )
+    for cycle in _cycles(
+        {t.name: [p for p in t.depends_on if p in names and p != t.name] for t in targets}
+    ):
+        problems.add(
+            ("targets", index_of[cycle[0]], "depends_on"),
+            f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries",
+        )
+    return targets
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Every dependency cycle once, each as a path that ends where it starts."""
+    found: list[list[str]] = []
+    seen_sets: set[frozenset[str]] = set()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for parent in graph.get(node, []):
+            if state.get(parent) == 1:
+                cycle = [*stack[stack.index(parent) :], parent]
+                key = frozenset(cycle)
+                if key not in seen_sets:
+                    seen_sets.add(key)
+                    found.append(cycle)
+            elif parent not in state:
+                visit(parent)
+        stack.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    return found
+
+
+def _ticketing(
+    raw: Any, problems: _Collector
+) -> tuple[TicketingSection | None, IntegrationSettings | None, float]:
+    auto_close = 7 * 86400.0
+    if not isinstance(raw, dict):
+        problems.add(("ticketing",), "must be a table: [ticketing]")
+        return None, None, auto_close
+    top = {key: value for key, value in raw.items() if not isinstance(value, dict)}
+    section = problems.validate(("ticketing",), TicketingSection, top)
+    for key in top:
+        if key not in TicketingSection.model_fields:
+            problems.add(
+                ("ticketing", key),
+                f'unknown key "{key}"; known keys here: backend, on_recovery, and one [ticketing.BACKEND] table',
+            )
+    for key, value in raw.items():
+        if isinstance(value, dict) and key not in BACKEND_SETTINGS:
+            problems.add(
+                ("ticketing", key),
+                f'unknown backend table "{key}"; one of: {", ".join(BACKEND_SETTINGS)}',
+            )
+    if section is None:
+        return None, None, auto_close
+    if section.backend not in BACKEND_SETTINGS:
+        problems.add(
+            ("ticketing", "backend"),
+            f'unknown backend "{section.backend}"; one of: {", ".join(BACKEND_SETTINGS)}',
+        )
+        return section, None, auto_close
+    settings = None
+    for name, model in BACKEND_SETTINGS.items():
+        body = raw.get(name)
+        if body is None and name != section.backend:
+            continue
+        if body is None and name == section.backend and model.REQUIRED_SECRETS:
+            problems.add(("ticketing", name), f"backend {name} needs a [ticketing.{name}] table")
+            continue
+        parsed = problems.validate(("ticketing", name), model, body or {})
+        if name == section.backend:
+            settings = parsed
+    local = raw.get("local")
+    if isinstance(local, dict) and "auto_close_after" in local:
+        try:
+            auto_close = _duration(local["auto_close_after"])
+        except ValueError as exc:
+            problems.add(("ticketing", "local", "auto_close_after"), str(exc))
+    return section, settings, auto_close
+
+
+def _pagers(
+    raw: Any, problems: _Collector
+) -> tuple[dict[str, IntegrationSettings], dict[str, str]]:
+    pagers: dict[str, IntegrationSettings] = {}
+    types: dict[str, str] = {}
+    if not isinstance(raw, dict):
+        problems.add(("pagers",), "must be a table of named pagers, like [pagers.oncall]")
+        return pagers, types
+    for name, body in raw.items():
+        path: KeyPath = ("pagers", name)
+        if not re.fullmatch(NAME_PATTERN, name):
+            problems.add(path, "names may hold only letters, digits, '_', '.' and '-'")
+        if not isinstance(body, dict):
+            problems.add(path, "must be a table, like [pagers.NAME]")
+            continue
+        kind = body.get("type")
+        if kind not in PAGER_SETTINGS:
+            problems.add(
+                (*path, "type"),
+                f"{'unknown type ' + repr(kind) if kind else 'required key is missing'}; one of: {', '.join(PAGER_SETTINGS)}",
+            )
+            continue
+        settings = problems.validate(
+            path, PAGER_SETTINGS[kind], {k: v for k, v in body.items() if k != "type"}
+        )
+        if settings is not None:
+            pagers[name] = settings
+            types[name] = kind
+    return pagers, types
+
+
+def _maintenance(
+    raw: Any, targets: list[TargetConfig], agent: AgentSection | None, problems: _Collector
+) -> list[MaintenanceWindow]:
+    if not isinstance(raw, list):
+        problems.add(
+            ("maintenance",), "must be an array of tables: write each window as [[maintenance]]"
+        )
+        return []
+    names = {target.name for target in targets}
+    tags = {tag for target in targets for tag in target.tags}
+    windows: list[MaintenanceWindow] = []
+    for index, body in enumerate(raw):
+        path: KeyPath = ("maintenance", index)
+        section = problems.validate(path, MaintenanceSection, body)
+        if section is None:
+            continue
+        if not section.targets and not section.tags:
+            problems.add(path, "name the targets or tags this window covers")
+        for position, name in enumerate(section.targets):
+            if name not in names:
+                problems.add(
+                    (*path, "targets", position),
+                    _missing_ref("target", name, names, "a [[targets]] entry"),
+                )
+        for position, tag in enumerate(section.tags):
+            if tag not in tags:
+                problems.add((*path, "tags", position), f'no target has the tag "{tag}"')
+        window = _window(section, path, problems)
+        if window is not None:
+            windows.append(window)
+    return windows
+
+
+def _window(
+    section: MaintenanceSection, path: KeyPath, problems: _Collector
+) -> MaintenanceWindow | None:
+    if section.days:
+        try:
+            start_time, end_time = _clock_time(section.start), _clock_time(section.end)
+        except ValueError as exc:
+            problems.add(
+                (*path, "start"), f"{exc} (a weekly window, with days, takes times of day)"
+            )
+            return None
+        return MaintenanceWindow(
+            tuple(section.targets),
+            tuple(section.tags),
+            start_time,
+            end_time,
+            tuple(section.days),
+            section.reason,
+        )
+    parsed: list[datetime] = []
+    for key in ("start", "end"):
+        value = getattr(section, key)
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            problems.add(
+                (*path, key),
+                f'"{value}" is not a date-time; write it like "2026-12-01T02:00:00-05:00"',
+            )
+            continue
+        if moment.tzinfo is None:
+            problems.add(
+                (*path, key),
+                f'"{value}" has no UTC offset; write it like "2026-12-01T02:00:00-05:00"',
+            )
+            continue
+        parsed.append(moment)
+    if len(parsed) != 2:
+        return None
+    if parsed[1] <= parsed[0]:
+        problems.add((*path, "end"), "must be later than start")
+        return None
+    return MaintenanceWindow(
+        tuple(section.targets), tuple(section.tags), parsed[0], parsed[1], (), section.reason
+    )

@@ -1,0 +1,28 @@
+"""Read secrets from where config.toml points: an environment variable or a file.
+
+The value is returned to the one caller that needs it and is never part of a message: errors
+name the variable or the file, not what is in it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from monitor.errors import SecretError
+
+
+def read_secret(source: tuple[str, str]) -> str:
+    kind, where = source
+    if kind == "env":
+        value = os.environ.get(where)
+        if not value:
+            raise SecretError(f"environment variable {where} is not set or is empty")
+        return value.strip()
+    try:
+        value = Path(where).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretError(f"cannot read secret file {where}: {exc.strerror}") from None
+    if not value:
+        raise SecretError(f"secret file {where} is empty")
+    return value

@@ -1,0 +1,75 @@
+"""The agent's HTTP endpoints: /metrics, /healthz, /readyz, /api/status (and /api/* to come).
+
+When ``agent.api_token_env``/``_file`` is set, /api/* needs ``Authorization: Bearer <token>``;
+/metrics, /healthz and /readyz stay open for Prometheus and orchestrators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from monitor.agent import Agent
+
+AGENT_KEY = web.AppKey("agent", "Agent")
+
+
+def make_app(agent: Agent) -> web.Application:
+    app = web.Application(middlewares=[_api_auth])
+    app[AGENT_KEY] = agent
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/status", api_status)
+    return app
+
+
+@web.middleware
+async def _api_auth(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        token = request.app[AGENT_KEY].api_token
+        if token is not None:
+            offered = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(offered.encode(), expected.encode()):
+                return web.json_response(
+                    {"error": "unauthorized: send Authorization: Bearer <token>"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+    return await handler(request)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[AGENT_KEY].metrics.exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    stalled = agent.scheduler.seconds_since_beat()
+    if agent.healthy():
+        return web.json_response({"status": "ok", "seconds_since_scheduler_beat": round(stalled, 3)})
+    return web.json_response(
+        {"status": "stalled", "seconds_since_scheduler_beat": round(stalled, 3)}, status=503
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    loop = asyncio.get_running_loop()
+    writable = await loop.run_in_executor(None, agent.store.writable)
+    problems = [] if writable else [f"store {agent.store.path} is not writable"]
+    body = {"status": "ready" if not problems else "not ready", "problems": problems}
+    return web.json_response(body, status=200 if not problems else 503)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[AGENT_KEY].status_view())

@@ -1,0 +1,1 @@
+"""Ticket backends, one module each."""

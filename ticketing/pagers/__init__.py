@@ -1,0 +1,1 @@
+"""Pagers, one module each."""
