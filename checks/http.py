@@ -209,8 +209,9 @@ def _client_error_reason(exc: aiohttp.ClientError) -> str:
         if isinstance(cause, ssl.SSLError):
             return tls_error_reason(cause)
         return f"TLS: {cause}"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError) and isinstance(exc, ssl.SSLError):
-        return tls_error_reason(exc)
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        cause = exc.os_error
+        return tls_error_reason(cause) if isinstance(cause, ssl.SSLError) else f"TLS: {cause}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"name not found: {exc.host}"
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -56,12 +56,18 @@ async def run_probe(target: TargetConfig, clients: HttpClients) -> ProbeResult:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.exception("the %s probe of %s raised instead of returning a result", target.kind, target.name)
-        return ProbeResult.failure(time.perf_counter() - started, f"probe error: {type(exc).__name__}")
+        log.exception(
+            "the %s probe of %s raised instead of returning a result", target.kind, target.name
+        )
+        return ProbeResult.failure(
+            time.perf_counter() - started, f"probe error: {type(exc).__name__}"
+        )
 
 
 class Agent:
-    def __init__(self, config: Config, config_path: str | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path or config.source
         self.clock: Clock = clock or SystemClock()
@@ -99,7 +105,9 @@ class Agent:
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.agent.host, self.config.agent.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.config.agent.host, self.config.agent.port, reuse_address=True
+        )
         await site.start()
         self.scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop(), name="watchdesk-flusher")
@@ -191,7 +199,10 @@ class Agent:
             self.metrics.config_reload_success.set(0)
             log.error("config reload refused: agent.api_token: %s", error)
             return False
-        if config.agent.listen != self.config.agent.listen or config.agent.state_dir != self.config.agent.state_dir:
+        if (
+            config.agent.listen != self.config.agent.listen
+            or config.agent.state_dir != self.config.agent.state_dir
+        ):
             log.warning("agent.listen and agent.state_dir changes take effect at the next restart")
         self.api_token = api_token
         self._apply_targets(config, {})
@@ -234,7 +245,9 @@ class Agent:
             self._on_transition(target, transition, state)
         return transition
 
-    def _on_transition(self, target: TargetConfig, transition: Transition, state: TargetState) -> None:
+    def _on_transition(
+        self, target: TargetConfig, transition: Transition, state: TargetState
+    ) -> None:
         self._pending_transitions.append((target.name, transition))
         self.metrics.set_up(target.name, state.status)
         fields = {

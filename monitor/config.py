@@ -71,6 +71,24 @@ def _duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(_duration)]
 
 
+def _duration_per_priority(value: Any) -> float | dict[str, float]:
+    if not isinstance(value, dict):
+        return _duration(value)
+    parsed: dict[str, float] = {}
+    for priority, text in value.items():
+        if priority not in PRIORITIES:
+            raise ValueError(f'unknown priority "{priority}"; one of: {", ".join(PRIORITIES)}')
+        try:
+            parsed[priority] = _duration(text)
+        except ValueError as exc:
+            raise ValueError(f"{priority}: {exc}") from None
+    return parsed
+
+
+# One duration for every priority, or a table like { urgent = "1h", high = "4h" }.
+DurationPerPriority = Annotated[float | dict[str, float], BeforeValidator(_duration_per_priority)]
+
+
 def _clock_time(value: Any) -> time:
     if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
         raise ValueError('write times of day as "HH:MM", like "08:00"')
@@ -187,7 +205,7 @@ class CustomerSection(Strict):
 
 class SlaSection(Strict):
     page_hours: Literal["always", "business"] = "always"
-    response_time: Duration | dict[Priority, Duration] | None = None
+    response_time: DurationPerPriority | None = None
 
 
 class BusinessHoursSection(Strict):
@@ -212,9 +230,7 @@ class TicketingSection(BaseModel):
 
 class EscalationSection(Strict):
     page_on_open: list[str] = []
-    ack_timeout: Duration | dict[Priority, Duration] = Field(
-        default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS)
-    )
+    ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
     page_on_escalation: list[str] = []
     status_update_interval: Duration = 3600.0
     poll_interval: Duration = 60.0
@@ -223,7 +239,7 @@ class EscalationSection(Strict):
 
     def ack_timeout_for(self, priority: str) -> float:
         if isinstance(self.ack_timeout, dict):
-            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])  # type: ignore[call-overload,no-any-return]
+            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
         return self.ack_timeout
 
 
@@ -327,6 +343,16 @@ class _Collector:
             loc = tuple(part for part in item["loc"] if not _is_union_tag(part))
             self.add((*prefix, *loc), _explain(item, loc, model))
 
+    def sorted(self) -> list[ConfigProblem]:
+        """In file order, and a secret written inline reported once (not also as unknown)."""
+        secret_paths = {p.path for p in self.problems if p.message.startswith("a secret must")}
+        kept = [
+            p
+            for p in self.problems
+            if p.path not in secret_paths or p.message.startswith("a secret must")
+        ]
+        return sorted(kept, key=lambda p: (p.line is None, p.line or 0))
+
     def validate(self, prefix: KeyPath, model: type[BaseModel], data: Any) -> Any:
         try:
             return model.model_validate(data)
@@ -356,8 +382,8 @@ def _explain(item: Any, loc: tuple[Any, ...], model: type[BaseModel]) -> str:
         return message
     if kind == "missing":
         return "required key is missing"
-    message = str(item["msg"])
-    return message.removeprefix("Value error, ")
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be").replace("String should", "must")
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -402,7 +428,7 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
     problems = _Collector(source, text)
     config = _build(raw, problems)
     if problems.problems or config is None:
-        raise ConfigError(problems.problems)
+        raise ConfigError(problems.sorted())
     return config
 
 
@@ -450,11 +476,16 @@ def _build(raw: dict[str, Any], problems: _Collector) -> Config | None:
                         ("escalation", key, index),
                         _missing_ref("pager", name, pagers, "[pagers.NAME]"),
                     )
-    maintenance = _maintenance(raw.get("maintenance", []), targets, agent, problems)
+    maintenance = _maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
 
     if problems.problems:
         return None
-    assert agent and defaults and business_hours and ticketing and backend_settings and escalation
+    assert agent
+    assert defaults
+    assert business_hours
+    assert ticketing
+    assert backend_settings
+    assert escalation
     return Config(
         source=problems.source,
         agent=agent,
@@ -539,6 +570,7 @@ def _targets(
     targets: list[TargetConfig] = []
     first_seen: dict[str, int] = {}
     index_of: dict[str, int] = {}
+    declared: dict[str, list[str]] = {}
     for index, body in enumerate(raw_targets):
         path: KeyPath = ("targets", index)
         if not isinstance(body, dict):
@@ -547,6 +579,18 @@ def _targets(
         common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
         kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
         common = problems.validate(path, TargetCommon, common_raw)
+        name = body.get("name")
+        if isinstance(name, str):
+            if name in first_seen:
+                problems.add(
+                    (*path, "name"),
+                    f'duplicate target name "{name}" (also targets.{first_seen[name]}); '
+                    "names must be unique",
+                )
+                continue
+            first_seen[name] = index
+            declared[name] = [p for p in body.get("depends_on", []) if isinstance(p, str)]
+            index_of[name] = index
         kind = body.get("kind")
         if not isinstance(kind, str) or kind not in PROBES:
             if "kind" in body:
@@ -555,14 +599,6 @@ def _targets(
         settings = problems.validate(path, PROBES[kind].settings, kind_raw)
         if common is None or settings is None:
             continue
-        if common.name in first_seen:
-            problems.add(
-                (*path, "name"),
-                f'duplicate target name "{common.name}" (also targets.{first_seen[common.name]}); '
-                "names must be unique",
-            )
-            continue
-        first_seen[common.name] = index
         interval = common.interval or base.interval
         timeout = common.timeout or base.timeout
         if timeout > interval:
@@ -577,7 +613,6 @@ def _targets(
                 (*path, "customer"),
                 _missing_ref("customer", common.customer, customers, "[customers.NAME]"),
             )
-        index_of[common.name] = index
         targets.append(
             TargetConfig(
                 name=common.name,
@@ -594,22 +629,16 @@ def _targets(
                 description=common.description,
             )
         )
-    names = {target.name for target in targets}
-    for target in targets:
-        for position, parent in enumerate(target.depends_on):
-            if parent == target.name:
-                problems.add(
-                    ("targets", index_of[target.name], "depends_on", position),
-                    "a target cannot depend on itself",
-                )
+    names = set(declared)
+    for name, parents in declared.items():
+        for position, parent in enumerate(parents):
+            where = ("targets", index_of[name], "depends_on", position)
+            if parent == name:
+                problems.add(where, "a target cannot depend on itself")
             elif parent not in names:
-                problems.add(
-                    ("targets", index_of[target.name], "depends_on", position),
-                    _missing_ref("target", parent, names, "a [[targets]] entry"),
-                )
-    for cycle in _cycles(
-        {t.name: [p for p in t.depends_on if p in names and p != t.name] for t in targets}
-    ):
+                problems.add(where, _missing_ref("target", parent, names, "a [[targets]] entry"))
+    graph = {name: [p for p in ps if p in names and p != name] for name, ps in declared.items()}
+    for cycle in _cycles(graph):
         problems.add(
             ("targets", index_of[cycle[0]], "depends_on"),
             f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries",
@@ -658,7 +687,8 @@ def _ticketing(
         if key not in TicketingSection.model_fields:
             problems.add(
                 ("ticketing", key),
-                f'unknown key "{key}"; known keys here: backend, on_recovery, and one [ticketing.BACKEND] table',
+                f'unknown key "{key}"; known keys here: backend, on_recovery, '
+                "and one [ticketing.BACKEND] table",
             )
     for key, value in raw.items():
         if isinstance(value, dict) and key not in BACKEND_SETTINGS:
@@ -713,7 +743,8 @@ def _pagers(
         if kind not in PAGER_SETTINGS:
             problems.add(
                 (*path, "type"),
-                f"{'unknown type ' + repr(kind) if kind else 'required key is missing'}; one of: {', '.join(PAGER_SETTINGS)}",
+                ("unknown type " + repr(kind) if kind else "required key is missing")
+                + f"; one of: {', '.join(PAGER_SETTINGS)}",
             )
             continue
         settings = problems.validate(
@@ -725,16 +756,17 @@ def _pagers(
     return pagers, types
 
 
-def _maintenance(
-    raw: Any, targets: list[TargetConfig], agent: AgentSection | None, problems: _Collector
-) -> list[MaintenanceWindow]:
+def _maintenance(raw: Any, raw_targets: Any, problems: _Collector) -> list[MaintenanceWindow]:
     if not isinstance(raw, list):
         problems.add(
             ("maintenance",), "must be an array of tables: write each window as [[maintenance]]"
         )
         return []
-    names = {target.name for target in targets}
-    tags = {tag for target in targets for tag in target.tags}
+    declared = (
+        [t for t in raw_targets if isinstance(t, dict)] if isinstance(raw_targets, list) else []
+    )
+    names = {t["name"] for t in declared if isinstance(t.get("name"), str)}
+    tags = {tag for t in declared if isinstance(t.get("tags"), list) for tag in t["tags"]}
     windows: list[MaintenanceWindow] = []
     for index, body in enumerate(raw):
         path: KeyPath = ("maintenance", index)

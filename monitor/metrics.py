@@ -6,6 +6,7 @@ children are looked up once per target and reused (``.labels()`` on every probe 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -31,7 +32,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.probe_success = Gauge(
-            "watchdesk_probe_success", "1 if the last probe succeeded", ["target", "kind"], registry=r
+            "watchdesk_probe_success",
+            "1 if the last probe succeeded",
+            ["target", "kind"],
+            registry=r,
         )
         self.probe_duration = Gauge(
             "watchdesk_probe_duration_seconds",
@@ -96,9 +100,7 @@ class Metrics:
             ["target", "kind", "customer"],
             registry=r,
         )
-        self.build_info = Gauge(
-            "watchdesk_build_info", "Always 1", ["version"], registry=r
-        )
+        self.build_info = Gauge("watchdesk_build_info", "Always 1", ["version"], registry=r)
         self.config_reload_success = Gauge(
             "watchdesk_config_last_reload_successful",
             "1 if the last config (re)load was applied, 0 if it was refused",
@@ -109,9 +111,7 @@ class Metrics:
             "When a config was last applied",
             registry=r,
         )
-        self.targets_configured = Gauge(
-            "watchdesk_targets", "Targets configured", registry=r
-        )
+        self.targets_configured = Gauge("watchdesk_targets", "Targets configured", registry=r)
         self.build_info.labels(version).set(1)
         for priority in ("urgent", "high", "medium", "low"):
             self.incidents_open.labels(priority).set(0)
@@ -151,10 +151,8 @@ class Metrics:
             (self.probes_skipped, (name,)),
             (self.target_info, info),
         ):
-            try:
+            with contextlib.suppress(KeyError):
                 metric.remove(*labels)
-            except KeyError:
-                pass
         self.targets_configured.set(len(self._children))
 
     def record(self, target: str, result: ProbeResult, consecutive_failures: int) -> None:
@@ -173,10 +171,8 @@ class Metrics:
         if target not in self._children:
             return
         if status == "unknown":
-            try:
+            with contextlib.suppress(KeyError):
                 self.target_up.remove(target)
-            except KeyError:
-                pass
             return
         self.target_up.labels(target).set(1 if status == "up" else 0)
 

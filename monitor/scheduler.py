@@ -10,6 +10,7 @@ probe still running when its next run is due makes that run skip (and counts it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -84,7 +85,9 @@ class Scheduler:
                 continue
             generation = self._generation.get(target.name, 0) + 1
             self._generation[target.name] = generation
-            due = loop_now if run_now else first_due(target.name, target.interval, wall_now, loop_now)
+            due = (
+                loop_now if run_now else first_due(target.name, target.interval, wall_now, loop_now)
+            )
             if existing is not None and existing.target.interval == target.interval:
                 due = existing.due
             heapq.heappush(self._heap, _Entry(due, next(self._sequence), target, generation))
@@ -139,10 +142,8 @@ class Scheduler:
             if self._heap:
                 delay = min(delay, max(0.0, self._heap[0].due - loop.time()))
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     def _launch(self, entry: _Entry) -> None:
         name = entry.target.name
@@ -152,7 +153,13 @@ class Scheduler:
             return
         task = asyncio.create_task(self._guarded(entry.target, entry.due))
         self._running[name] = task
-        task.add_done_callback(lambda _task, name=name: self._running.pop(name, None))
+        task.add_done_callback(self._forget_finished)
+
+    def _forget_finished(self, task: asyncio.Task[None]) -> None:
+        for name, running in list(self._running.items()):
+            if running is task:
+                del self._running[name]
+                return
 
     async def _guarded(self, target: TargetConfig, due: float) -> None:
         async with self._semaphore:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 if TYPE_CHECKING:
     from monitor.agent import Agent
 
-AGENT_KEY = web.AppKey("agent", "Agent")
+AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
 
 
 def make_app(agent: Agent) -> web.Application:
@@ -30,7 +31,9 @@ def make_app(agent: Agent) -> web.Application:
 
 
 @web.middleware
-async def _api_auth(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+async def _api_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         token = request.app[AGENT_KEY].api_token
         if token is not None:
@@ -56,7 +59,9 @@ async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     stalled = agent.scheduler.seconds_since_beat()
     if agent.healthy():
-        return web.json_response({"status": "ok", "seconds_since_scheduler_beat": round(stalled, 3)})
+        return web.json_response(
+            {"status": "ok", "seconds_since_scheduler_beat": round(stalled, 3)}
+        )
     return web.json_response(
         {"status": "stalled", "seconds_since_scheduler_beat": round(stalled, 3)}, status=503
     )

@@ -110,9 +110,7 @@ class Store:
         """True when a write goes through: what /readyz reports."""
         try:
             with self._transaction() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_check', 'ok')"
-                )
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_check', 'ok')")
             return True
         except StoreError:
             return False

@@ -1,0 +1,231 @@
+"""Real servers for the probe tests: HTTP(S) apps, TCP listeners, a DNS server, certificates.
+
+Everything listens on 127.0.0.1 on a port the kernel picks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import trustme
+from aiohttp import web
+
+# --- certificates --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    """Server-side SSL contexts for each case, and the CA file a probe trusts."""
+
+    ca_file: str
+    valid: ssl.SSLContext  # 127.0.0.1, localhost; expires in 90 days (and 1 hour)
+    expiring: ssl.SSLContext  # expires in 3 days (and 1 hour)
+    expired: ssl.SSLContext  # expired 2 days (and 1 hour) ago
+    self_signed: ssl.SSLContext  # not issued by the trusted CA: its own issuer
+    named: ssl.SSLContext  # only for "watchdesk.test", to exercise SNI / server_name
+    valid_until: dt.datetime
+    expiring_until: dt.datetime
+    expired_at: dt.datetime
+
+
+def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+def make_certs(directory: Path) -> Certs:
+    ca = trustme.CA()
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    hour = dt.timedelta(hours=1)
+    valid_until = now + dt.timedelta(days=90) + hour
+    expiring_until = now + dt.timedelta(days=3) + hour
+    expired_at = now - dt.timedelta(days=2) - hour
+    ips = ("127.0.0.1", "localhost")
+
+    rogue = trustme.CA()  # a self-signed certificate: the rogue CA's own one
+    rogue_cert = directory / "self-signed.pem"
+    rogue_key = directory / "self-signed.key"
+    rogue.cert_pem.write_to_path(str(rogue_cert))
+    rogue.private_key_pem.write_to_path(str(rogue_key))
+    self_signed = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    self_signed.load_cert_chain(rogue_cert, rogue_key)
+
+    return Certs(
+        ca_file=str(ca_file),
+        valid=_server_context(ca.issue_cert(*ips, not_after=valid_until)),
+        expiring=_server_context(ca.issue_cert(*ips, not_after=expiring_until)),
+        expired=_server_context(ca.issue_cert(*ips, not_after=expired_at)),
+        self_signed=self_signed,
+        named=_server_context(ca.issue_cert("watchdesk.test")),
+        valid_until=valid_until,
+        expiring_until=expiring_until,
+        expired_at=expired_at,
+    )
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serve_app(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Run ``app``; yield its base URL, e.g. "http://127.0.0.1:40123"."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    scheme = "https" if ssl_context else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# --- TCP -------------------------------------------------------------------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def serve_tcp(
+    handler: Handler, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
+    """A plain asyncio server (TLS when ``ssl_context`` is given); yields its port."""
+    tasks: set[asyncio.Task[object]] = set()
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            tasks.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0, ssl=ssl_context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                await server.wait_closed()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accept, then never say a word (until the client goes away)."""
+    await reader.read()
+
+
+def refused_port() -> int:
+    """A port nothing listens on: bound, read, closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def unaccepted_port() -> Iterator[int]:
+    """A listener whose accept queue is full: a new connect is never answered (SYN dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+# --- DNS -------------------------------------------------------------------------------------
+
+
+class FakeDns(asyncio.DatagramProtocol):
+    """Answers from a table of (name, type) -> record texts, over UDP.
+
+    A name in the table with no record of the asked type: NOERROR and no answer. A name not in
+    it: NXDOMAIN. Names in ``silent`` get no reply; names in ``servfail`` get SERVFAIL.
+    """
+
+    def __init__(
+        self,
+        records: dict[tuple[str, str], list[str]],
+        silent: Iterable[str] = (),
+        servfail: Iterable[str] = (),
+    ) -> None:
+        self.records = {(name.lower().rstrip("."), kind): v for (name, kind), v in records.items()}
+        self.names = {name for name, _ in self.records}
+        self.silent = {name.lower() for name in silent}
+        self.servfail = {name.lower() for name in servfail}
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        query = dns.message.from_wire(data)
+        question = query.question[0]
+        name = question.name.to_text().lower().rstrip(".")
+        if name in self.silent:
+            return
+        response = dns.message.make_response(query)
+        kind = dns.rdatatype.to_text(question.rdtype)
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif name not in self.names:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif values := self.records.get((name, kind)):
+            rrset = dns.rrset.from_text_list(question.name, 60, "IN", kind, values)
+            response.answer.append(rrset)
+        assert self.transport is not None
+        self.transport.sendto(response.to_wire(), addr)
+
+
+@asynccontextmanager
+async def serve_dns(
+    records: dict[tuple[str, str], list[str]],
+    silent: Iterable[str] = (),
+    servfail: Iterable[str] = (),
+) -> AsyncIterator[int]:
+    """Run a FakeDns on 127.0.0.1; yield its UDP port."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: FakeDns(records, silent, servfail), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield transport.get_extra_info("sockname")[1]
+    finally:
+        transport.close()
