@@ -112,7 +112,7 @@ async def probe(settings: DnsSettings, context: ProbeContext) -> ProbeResult:
     duration = time.perf_counter() - start
     if answer.rrset is None:
         return ProbeResult.failure(duration, f"no {settings.record} record for {settings.host}")
-    found = [_text(rdata) for rdata in answer.rrset]
+    found = [_text(rdata) for rdata in sorted(answer.rrset, key=_order)]
     normalized = {_normalize(item, settings.record) for item in found}
     for wanted, original in zip(settings._expect, settings.expect, strict=True):
         if wanted not in normalized:
@@ -125,12 +125,19 @@ async def probe(settings: DnsSettings, context: ProbeContext) -> ProbeResult:
 def _text(rdata: Rdata) -> str:
     """The part of a record a person compares: address, target host, exchange or text."""
     if isinstance(rdata, dns.rdtypes.mxbase.MXBase):
-        return str(rdata.exchange.to_text())
+        return str(rdata.exchange.to_text(omit_final_dot=True))
     if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
         return b"".join(rdata.strings).decode("utf-8", errors="replace")
     if isinstance(rdata, dns.rdtypes.nsbase.NSBase):  # CNAME, NS
-        return str(rdata.target.to_text())
+        return str(rdata.target.to_text(omit_final_dot=True))
     return str(rdata.to_text())  # A, AAAA
+
+
+def _order(rdata: Rdata) -> tuple[int, str]:
+    """A stable order for reasons: MX by preference, the rest by text."""
+    if isinstance(rdata, dns.rdtypes.mxbase.MXBase):
+        return rdata.preference, _text(rdata)
+    return 0, _text(rdata)
 
 
 def _normalize(text: str, record: str) -> str:

@@ -589,7 +589,10 @@ def _targets(
                 )
                 continue
             first_seen[name] = index
-            declared[name] = [p for p in body.get("depends_on", []) if isinstance(p, str)]
+            parents = body.get("depends_on", [])
+            declared[name] = (
+                [p for p in parents if isinstance(p, str)] if isinstance(parents, list) else []
+            )
             index_of[name] = index
         kind = body.get("kind")
         if not isinstance(kind, str) or kind not in PROBES:
@@ -766,7 +769,13 @@ def _maintenance(raw: Any, raw_targets: Any, problems: _Collector) -> list[Maint
         [t for t in raw_targets if isinstance(t, dict)] if isinstance(raw_targets, list) else []
     )
     names = {t["name"] for t in declared if isinstance(t.get("name"), str)}
-    tags = {tag for t in declared if isinstance(t.get("tags"), list) for tag in t["tags"]}
+    tags = {
+        tag
+        for t in declared
+        if isinstance(t.get("tags"), list)
+        for tag in t["tags"]
+        if isinstance(tag, str)
+    }
     windows: list[MaintenanceWindow] = []
     for index, body in enumerate(raw):
         path: KeyPath = ("maintenance", index)
