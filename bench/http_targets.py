@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 GOALS = {
     "targets": 10_000,
@@ -79,8 +79,8 @@ class _RawHttp(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they quack the same.
+        self.transport = cast(asyncio.Transport, transport)
         self.stats.connections += 1
 
     def data_received(self, data: bytes) -> None:
@@ -561,7 +561,10 @@ def _print_table(result: dict[str, Any]) -> None:
             f"{result['failures']} / {result['failures_total_run']}",
         ),
         ("skipped (still running)", str(result["probes_skipped"])),
-        ("max running probes / open fds", f"{result['max_running_probes']} / {result['max_open_fds']}"),
+        (
+            "max running probes / open fds",
+            f"{result['max_running_probes']} / {result['max_open_fds']}",
+        ),
         (
             "peak RSS (ru_maxrss)",
             f"{result['peak_rss_mb']} MB  (before config {result['rss_before_config_mb']}, "
@@ -575,7 +578,10 @@ def _print_table(result: dict[str, Any]) -> None:
     ]
     if "metrics_scrapes" in result:
         rows.append(
-            ("/metrics scrapes, slowest", f"{result['metrics_scrapes']}, {result['metrics_scrape_max_ms']} ms")
+            (
+                "/metrics scrapes, slowest",
+                f"{result['metrics_scrapes']}, {result['metrics_scrape_max_ms']} ms",
+            )
         )
     if result["failure_reasons"]:
         rows.append(("top failure reasons", json.dumps(result["failure_reasons"])))
@@ -597,7 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--interval", default="10s", help='probe interval, e.g. "10s"')
-    parser.add_argument("--timeout", default="5s", help='probe timeout, e.g. "5s"')
+    parser.add_argument(
+        "--timeout", default=None, help='probe timeout, e.g. "5s" (default: 5s, at most interval)'
+    )
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of agent run time")
     parser.add_argument("--keep-alive", action="store_true", help="keep_alive = true on targets")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -614,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     interval = _parse_seconds(args.interval)
+    if args.timeout is None:
+        args.timeout = "5s" if interval >= 5 else args.interval
     if args.duration <= interval:
         parser.error("--duration must be longer than --interval (the first interval is warm-up)")
 
@@ -643,7 +653,10 @@ def main(argv: list[str] | None = None) -> int:
             buffer = io.StringIO()
             stats = pstats.Stats(profiler, stream=buffer)
             stats.sort_stats(order).print_stats(args.profile_top)
-            print(f"==== cProfile, agent process, steady window, top {args.profile_top} by {order}", file=out)
+            print(
+                f"==== cProfile, agent process, steady window, top {args.profile_top} by {order}",
+                file=out,
+            )
             print(buffer.getvalue(), file=out)
     if args.json:
         print(json.dumps(result))

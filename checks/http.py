@@ -84,6 +84,14 @@ class HttpSettings(ProbeSettings):
             raise ValueError(f"must be one of {', '.join(sorted(_METHODS))}")
         return method
 
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or any(char in name for char in ":\r\n ") or any(c in text for c in "\r\n"):
+                raise ValueError(f"bad header {name!r}: names need no ':', values one line")
+        return value
+
     @field_validator("ca_file")
     @classmethod
     def _ca_file_readable(cls, value: str | None) -> str | None:
@@ -221,7 +229,8 @@ def _client_error_reason(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "response body cut short"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"bad response: {exc.message}"
+        first_line = str(exc.message).strip().split("\n", 1)[0].rstrip(":")
+        return f"bad response: {first_line}" if first_line else f"bad response: {exc.status}"
     if isinstance(exc, aiohttp.RedirectClientError | aiohttp.InvalidURL):
         return f"bad redirect: {exc}"
     if isinstance(exc, OSError):

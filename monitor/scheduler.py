@@ -1,10 +1,12 @@
 """Runs every target's probe on its interval: no drift, stable spread, never two at once.
 
-One heap of due times and one loop, cheap at 10,000 targets. A target's first run is placed at
-a stable offset inside its interval (from a hash of its name, against the wall clock), so
-targets do not all fire together and keep their phase across restarts; later runs are due at
-exactly ``previous due + interval`` on the monotonic clock, so lateness never accumulates. A
-probe still running when its next run is due makes that run skip (and counts it), never overlap.
+One heap of due times and one loop, cheap at 10,000 targets. Each target has a stable phase
+inside its interval (from a hash of its name, against the wall clock), so targets do not all
+fire together and keep their phase across restarts. A new target is first probed soon (within
+``STARTUP_SPREAD`` seconds, spread by the same hash) so a fresh agent has verdicts at once, then
+joins its phase; after that runs are due at exactly ``previous due + interval`` on the
+monotonic clock, so lateness never accumulates. A probe still running when its next run is due
+makes that run skip (and counts it), never overlap.
 """
 
 from __future__ import annotations
@@ -31,12 +33,20 @@ def stable_offset(name: str, interval: float) -> float:
     return (zlib.crc32(name.encode()) % 1_000_003) / 1_000_003 * interval
 
 
-def first_due(name: str, interval: float, wall_now: float, loop_now: float) -> float:
-    """The loop-clock time of the first run: the next wall-clock instant in this target's phase."""
+STARTUP_SPREAD = 5.0
+
+
+def first_due(name: str, interval: float, loop_now: float) -> float:
+    """The loop-clock time of a new target's first run: soon, spread by a stable offset."""
+    return loop_now + stable_offset(name, min(interval, STARTUP_SPREAD))
+
+
+def phase_due(name: str, interval: float, after: float, wall_now: float, loop_now: float) -> float:
+    """The first loop-clock instant at or after ``after`` that lies on this target's phase."""
     offset = stable_offset(name, interval)
-    cycles_elapsed = (wall_now - offset) // interval
-    due_wall = offset + (cycles_elapsed + 1) * interval
-    return loop_now + (due_wall - wall_now)
+    after_wall = wall_now + (after - loop_now)
+    cycles = -((offset - after_wall) // interval)
+    return loop_now + (offset + cycles * interval - wall_now)
 
 
 @dataclass(order=True)
@@ -45,6 +55,8 @@ class _Entry:
     sequence: int
     target: TargetConfig = field(compare=False)
     generation: int = field(compare=False)
+    # False until the run after the first, which moves the target onto its stable phase.
+    joined_phase: bool = field(default=False, compare=False)
 
 
 class Scheduler:
@@ -73,7 +85,7 @@ class Scheduler:
     def set_targets(self, targets: list[TargetConfig], run_now: bool = False) -> None:
         """Schedule exactly these targets; unchanged ones keep their place in the schedule."""
         loop = asyncio.get_running_loop()
-        wall_now, loop_now = time.time(), loop.time()
+        loop_now = loop.time()
         wanted = {target.name: target for target in targets}
         for name in list(self._generation):
             if name not in wanted:
@@ -85,12 +97,16 @@ class Scheduler:
                 continue
             generation = self._generation.get(target.name, 0) + 1
             self._generation[target.name] = generation
-            due = (
-                loop_now if run_now else first_due(target.name, target.interval, wall_now, loop_now)
+            entry = _Entry(
+                loop_now if run_now else first_due(target.name, target.interval, loop_now),
+                next(self._sequence),
+                target,
+                generation,
             )
-            if existing is not None and existing.target.interval == target.interval:
-                due = existing.due
-            heapq.heappush(self._heap, _Entry(due, next(self._sequence), target, generation))
+            if existing is not None and existing.target.interval == target.interval and not run_now:
+                # Same schedule, new settings: keep its place instead of probing it again now.
+                entry.due, entry.joined_phase = existing.due, existing.joined_phase
+            heapq.heappush(self._heap, entry)
         self._heap = [entry for entry in self._heap if self._live(entry)]
         heapq.heapify(self._heap)
         self._wake.set()
@@ -131,7 +147,14 @@ class Scheduler:
                 if not self._live(entry):
                     continue
                 self._launch(entry)
-                entry.due += entry.target.interval
+                if entry.joined_phase:
+                    entry.due += entry.target.interval
+                else:
+                    entry.joined_phase = True
+                    interval = entry.target.interval
+                    entry.due = phase_due(
+                        entry.target.name, interval, entry.due + interval / 2, time.time(), now
+                    )
                 if entry.due <= now:
                     # Far behind (a suspended VM, a stalled loop): skip the missed runs
                     # instead of firing them all at once.

@@ -107,17 +107,24 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 async def serve_tcp(
     handler: Handler, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[int]:
-    """A plain asyncio server (TLS when ``ssl_context`` is given); yields its port."""
+    """A plain asyncio server (TLS when ``ssl_context`` is given); yields its port.
+
+    On the way out, every connection still open is closed and its handler awaited.
+    """
     tasks: set[asyncio.Task[object]] = set()
+    writers: set[asyncio.StreamWriter] = set()
 
     async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             tasks.add(task)
+        writers.add(writer)
         try:
             await handler(reader, writer)
-        except (ConnectionError, ssl.SSLError):
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # 3.11's start_server logs a cancelled handler as an error: end quietly
         finally:
             writer.close()
 
@@ -127,9 +134,12 @@ async def serve_tcp(
         yield port
     finally:
         server.close()
-        for task in tasks:
+        for writer in writers:
+            writer.transport.abort()
+        _, pending = await asyncio.wait(tasks, timeout=1) if tasks else (set(), set())
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         with suppress(TimeoutError):
             async with asyncio.timeout(1):
                 await server.wait_closed()

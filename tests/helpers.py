@@ -75,7 +75,8 @@ class AgentProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def wait_ready(self, timeout: float = 15.0) -> None:

@@ -268,6 +268,29 @@ async def test_server_that_never_answers_times_out(clients: HttpClients) -> None
     assert (result.ok, result.reason) == (False, "timeout after 300ms")
 
 
+async def test_server_that_hangs_up(context: ProbeContext) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    async with serve_tcp(hang_up) as port:
+        result = await probe(HttpSettings(url=f"http://127.0.0.1:{port}/"), context)
+    assert not result.ok
+    assert result.reason == "server closed the connection without a response"
+
+
+async def test_server_that_speaks_no_http(context: ProbeContext) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serve_tcp(garbage) as port:
+        result = await probe(HttpSettings(url=f"http://127.0.0.1:{port}/"), context)
+    assert not result.ok
+    assert result.reason == "bad response: Bad status line"
+
+
 async def test_unknown_host(context: ProbeContext) -> None:
     result = await probe(HttpSettings(url="http://no-such-host.invalid/"), context)
     assert (result.ok, result.reason) == (False, "name not found: no-such-host.invalid")
@@ -326,6 +349,7 @@ def test_settings_defaults_and_where() -> None:
         ({"url": "https://x.example", "method": "FETCH"}, "must be one of"),
         ({"url": "https://x.example", "method": "HEAD", "contains": "OK"}, "need a body"),
         ({"url": "https://x.example", "ca_file": "/nonexistent.pem"}, "no such file"),
+        ({"url": "https://x.example", "headers": {"X-A": "1\r\nX-B: 2"}}, "bad header"),
         ({"url": "https://x.example", "timeout_typo": 1}, "Extra inputs are not permitted"),
     ],
 )

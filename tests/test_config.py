@@ -150,7 +150,8 @@ page_on_open = ["oncall"]
 
 def test_dependency_cycles_are_refused() -> None:
     text = "".join(
-        f'[[targets]]\nname = "{name}"\nkind = "tcp"\nhost = "h"\nport = 1\ndepends_on = ["{parent}"]\n'
+        f'[[targets]]\nname = "{name}"\nkind = "tcp"\nhost = "h"\nport = 1\n'
+        f'depends_on = ["{parent}"]\n'
         for name, parent in (("a", "b"), ("b", "c"), ("c", "a"))
     )
     found = problems_of(text)
@@ -246,7 +247,8 @@ def test_maintenance_windows() -> None:
     assert [w.weekly for w in config.maintenance] == [False, True]
     found = problems_of(
         MINIMAL
-        + '[[maintenance]]\ntargets = ["web"]\nstart = "2026-12-01T04:00:00Z"\nend = "2026-12-01T02:00:00Z"\n'
+        + '[[maintenance]]\ntargets = ["web"]\nstart = "2026-12-01T04:00:00Z"\n'
+        + 'end = "2026-12-01T02:00:00Z"\n'
     )
     assert "later than start" in found["maintenance.0.end"]
 

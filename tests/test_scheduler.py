@@ -1,0 +1,122 @@
+"""The probe schedule: on time without drift, spread out, never two probes of one target at once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+
+from monitor.config import TargetConfig, parse_config
+from monitor.scheduler import Scheduler, phase_due, stable_offset
+
+
+def tcp_targets(count: int, interval: str, timeout: str = "50ms") -> list[TargetConfig]:
+    text = "".join(
+        f'[[targets]]\nname = "t{i}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 1\n'
+        f'interval = "{interval}"\ntimeout = "{timeout}"\n'
+        for i in range(count)
+    )
+    return list(parse_config(text).targets)
+
+
+async def test_runs_stay_on_their_grid_without_drift() -> None:
+    dues: list[float] = []
+    started: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def run(target: TargetConfig, due: float) -> None:
+        dues.append(due)
+        started.append(loop.time())
+        await asyncio.sleep(0.013)  # work that would shift a naive "sleep(interval)" loop
+
+    scheduler = Scheduler(run)
+    scheduler.set_targets(tcp_targets(1, "100ms"))
+    scheduler.start()
+    await asyncio.sleep(1.6)
+    await scheduler.stop()
+    steady = dues[1:]
+    assert len(steady) >= 12
+    gaps = [later - earlier for earlier, later in itertools.pairwise(steady)]
+    # Every run is due exactly one interval after the previous one: no accumulated drift.
+    assert max(abs(gap - 0.1) for gap in gaps) < 1e-6
+    lateness = [start - due for start, due in zip(started, dues, strict=True)]
+    assert statistics.median(lateness) < 0.02
+
+
+async def test_a_slow_probe_is_never_overlapped_and_the_skip_is_counted() -> None:
+    running = 0
+    most = 0
+    skipped: list[str] = []
+
+    async def run(target: TargetConfig, due: float) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.25)
+        running -= 1
+
+    scheduler = Scheduler(run, on_skip=lambda target: skipped.append(target.name))
+    scheduler.set_targets(tcp_targets(1, "100ms"), run_now=True)
+    scheduler.start()
+    await asyncio.sleep(1.0)
+    await scheduler.stop()
+    assert most == 1
+    assert skipped
+
+
+async def test_first_runs_come_soon_and_spread_out() -> None:
+    starts: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+
+    async def run(target: TargetConfig, due: float) -> None:
+        starts.setdefault(target.name, loop.time() - begin)
+
+    scheduler = Scheduler(run)
+    scheduler.set_targets(tcp_targets(50, "1s"))
+    scheduler.start()
+    await asyncio.sleep(1.2)
+    await scheduler.stop()
+    assert len(starts) == 50
+    # Spread across the first interval, not all in one instant.
+    assert max(starts.values()) - min(starts.values()) > 0.5
+
+
+async def test_reload_keeps_the_place_of_unchanged_targets() -> None:
+    calls: list[str] = []
+
+    async def run(target: TargetConfig, due: float) -> None:
+        calls.append(target.name)
+
+    scheduler = Scheduler(run)
+    first = tcp_targets(3, "10s")
+    scheduler.set_targets(first, run_now=True)
+    scheduler.start()
+    await asyncio.sleep(0.2)
+    assert sorted(calls) == ["t0", "t1", "t2"]
+    # The same targets again, one removed: nobody is probed again early, t2 is gone.
+    scheduler.set_targets(first[:2])
+    await asyncio.sleep(0.3)
+    await scheduler.stop()
+    assert sorted(calls) == ["t0", "t1", "t2"]
+
+
+def test_offsets_are_stable_and_spread() -> None:
+    offsets = [stable_offset(f"target-{i}", 10.0) for i in range(2000)]
+    assert offsets == [stable_offset(f"target-{i}", 10.0) for i in range(2000)]
+    buckets = [0] * 10
+    for offset in offsets:
+        assert 0 <= offset < 10
+        buckets[int(offset)] += 1
+    assert max(buckets) < 2 * min(buckets)
+
+
+def test_phase_is_the_same_across_restarts() -> None:
+    # Two agents started at different times put the target on the same wall-clock phase.
+    wall_a, wall_b = 1_000_000.0, 1_000_123.4
+    due_a = phase_due("web", 30.0, after=5.0, wall_now=wall_a, loop_now=5.0)
+    due_b = phase_due("web", 30.0, after=2.0, wall_now=wall_b, loop_now=2.0)
+    phase_a = (wall_a + due_a - 5.0) % 30.0
+    phase_b = (wall_b + due_b - 2.0) % 30.0
+    assert abs(phase_a - phase_b) < 1e-6
+    assert abs(phase_a - stable_offset("web", 30.0)) < 1e-6
