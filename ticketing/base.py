@@ -1,0 +1,77 @@
+"""The ticket backend interface and the values that cross it.
+
+A backend turns these calls into its helpdesk's API. It knows nothing of probes, schedules or
+the outbox: it makes one attempt per call and raises a ``ticketing.errors`` error when that
+attempt did not succeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Priority = Literal["urgent", "high", "medium", "low"]
+# Normalised ticket statuses, whatever the helpdesk calls them.
+TicketStatus = Literal["open", "pending", "resolved", "closed"]
+
+
+@dataclass(frozen=True)
+class TicketDraft:
+    """Everything needed to open the ticket of one incident."""
+
+    dedup_key: str  # stable per incident, e.g. "watchdesk-web-17"; carried as a tag/label
+    subject: str  # e.g. "[URGENT] web is down"
+    description: str  # plain text, several lines
+    priority: Priority
+    requester_email: str | None
+    target: str
+    customer: str | None = None
+    tags: tuple[str, ...] = ()  # always includes "watchdesk" and the dedup key
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """How to find the ticket again: the helpdesk's own id, and a link for people."""
+
+    id: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    """What the agent reads back to tell whether someone is working the ticket."""
+
+    status: TicketStatus
+    assignee: str | None = None
+    raw_status: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class TicketBackend(Protocol):
+    """One helpdesk. Every method is one attempt; failures raise ``ticketing.errors``."""
+
+    name: str
+
+    async def create(self, draft: TicketDraft) -> TicketRef:
+        """Open the ticket. Must carry ``draft.dedup_key`` so that ``find`` can see it."""
+        ...
+
+    async def find(self, dedup_key: str) -> TicketRef | None:
+        """The ticket carrying this dedup key, if any: reconciliation after a lost answer."""
+        ...
+
+    async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
+        """A note on the ticket; public: the customer sees it, else internal where possible."""
+        ...
+
+    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+        """Move the ticket to waiting-on-customer (pending) or resolved."""
+        ...
+
+    async def get(self, ref: TicketRef) -> TicketInfo:
+        """Current status and assignee."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,33 @@
+"""How a delivery to a helpdesk or pager can fail, which decides what the outbox does next.
+
+- ``RetryableError``: try again later (5xx, 429, 503, cannot connect); ``retry_after`` carries
+  the service's own ``Retry-After`` when it sent one.
+- ``OutcomeUnknown``: the request went out but no answer came back (timeout, dropped
+  connection). For a create, the outbox first asks the backend for a ticket carrying the
+  incident's dedup key before it sends another.
+- ``PermanentError``: the service refused and will refuse again (bad credentials, validation):
+  logged once with the service's own message, not retried.
+
+Messages carry the service's words, never our credentials.
+"""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class RetryableError(DeliveryError):
+    pass
+
+
+class OutcomeUnknown(RetryableError):
+    pass
+
+
+class PermanentError(DeliveryError):
+    pass

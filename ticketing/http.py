@@ -1,0 +1,132 @@
+"""One JSON-over-HTTP call with the error mapping every integration shares.
+
+Status codes and transport failures become ``ticketing.errors`` so that the outbox can tell
+"try later" from "will never work" from "sent, answer lost". The service's own error text is
+kept (it says which field was wrong); our credentials never enter a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+
+DEFAULT_TIMEOUT = 15.0
+MAX_ERROR_TEXT = 300
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (now if now is not None else time.time()))
+
+
+def service_message(body: bytes, content_type: str) -> str:
+    """The most useful short text from an error body (JSON fields, or the text itself)."""
+    text = body.decode("utf-8", "replace").strip()
+    if "json" in content_type:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            text = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[:MAX_ERROR_TEXT] + "..."
+    return text
+
+
+class JsonHttp:
+    """A small aiohttp wrapper for one service: base URL, auth, headers, timeout."""
+
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.service = service
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        self._auth = auth
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, auth=self._auth, timeout=self._timeout, trust_env=False
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Send one request; return (status, parsed JSON or None) for 2xx, raise otherwise."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        try:
+            async with self._client().request(
+                method, url, json=json_body, data=data, params=params, headers=headers
+            ) as response:
+                body = await response.read()
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            raise RetryableError(
+                f"{self.service}: cannot connect: {exc.os_error.strerror or exc}"
+            ) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise RetryableError(f"{self.service}: cannot connect: timeout") from None
+        except TimeoutError:
+            raise OutcomeUnknown(
+                f"{self.service}: no answer within {self._timeout.total:g}s"
+            ) from None
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientOSError,
+        ) as exc:
+            raise OutcomeUnknown(f"{self.service}: connection lost: {type(exc).__name__}") from None
+        except aiohttp.ClientResponseError as exc:
+            raise OutcomeUnknown(f"{self.service}: bad response: {exc.message}") from None
+        if 200 <= status < 300:
+            if not body:
+                return status, None
+            try:
+                return status, json.loads(body)
+            except ValueError:
+                return status, None
+        message = f"{self.service}: HTTP {status}: {service_message(body, content_type)}"
+        if status in RETRYABLE_STATUSES:
+            raise RetryableError(message, retry_after=retry_after)
+        raise PermanentError(message)
