@@ -11,9 +11,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from checks import PROBES, HttpClients, ProbeContext, ProbeResult
 from monitor import __version__
@@ -21,7 +23,10 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, SecretError, StoreError
+from monitor.incidents import IncidentManager
+from monitor.integrations import build_backend, reconcile_after
 from monitor.metrics import Metrics
+from monitor.outbox import Outbox
 from monitor.scheduler import Scheduler
 from monitor.secrets import read_secret
 from monitor.state import TargetState, Transition, advance
@@ -32,6 +37,7 @@ log = logging.getLogger("watchdesk")
 TransitionListener = Callable[[TargetConfig, Transition, TargetState], None]
 
 FLUSH_INTERVAL = 1.0
+SWEEP_INTERVAL = 5.0
 # How long the scheduler loop may go without a beat before /healthz says it is stuck.
 HEALTH_STALL_SECONDS = 10.0
 
@@ -92,6 +98,15 @@ class Agent:
         self._flusher: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self.reload_count = 0
+        self.backend = build_backend(config, self.store.path)
+        self.outbox = Outbox(
+            self.store, self.backend, self.clock, self.metrics, reconcile_after(config)
+        )
+        self.incidents = IncidentManager(
+            self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
+        )
+        self.listeners.append(self.incidents.on_transition)
+        self.housekeeping = AsyncIOScheduler(timezone="UTC")
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -101,6 +116,11 @@ class Agent:
         self.api_token = self._read_api_token(self.config)
         stored = self.store.load_states()
         self._apply_targets(self.config, stored)
+        requeued = self.store.requeue_failed(self.clock.now())
+        if requeued:
+            log.info(
+                "retrying %d ticket/page actions that were refused before the restart", requeued
+            )
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
@@ -111,6 +131,9 @@ class Agent:
         await site.start()
         self.scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop(), name="watchdesk-flusher")
+        self.incidents.sweep()
+        self.outbox.start()
+        self._schedule_housekeeping()
         log.info(
             "watchdesk %s started: %d targets, listening on %s",
             __version__,
@@ -127,7 +150,11 @@ class Agent:
     async def stop(self) -> None:
         """Stop within a few seconds: probes get 2 s, the last state is flushed, then close."""
         log.info("stopping")
+        if self.housekeeping.running:
+            self.housekeeping.shutdown(wait=False)
         await self.scheduler.stop(grace=2.0)
+        await self.outbox.stop()
+        await self.backend.aclose()
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -204,9 +231,26 @@ class Agent:
             or config.agent.state_dir != self.config.agent.state_dir
         ):
             log.warning("agent.listen and agent.state_dir changes take effect at the next restart")
+        if _ticketing_changed(self.config, config):
+            try:
+                backend = build_backend(config, self.store.path)
+            except SecretError as error:
+                self.metrics.config_reload_success.set(0)
+                log.error(
+                    "config reload refused: ticketing.%s: %s", config.ticketing.backend, error
+                )
+                return False
+            old, self.backend = self.backend, backend
+            self.outbox.backend = backend
+            self.outbox.reconcile_after = reconcile_after(config)
+            await old.aclose()
         self.api_token = api_token
         self._apply_targets(config, {})
         self.config = config
+        self.incidents.set_config(config)
+        if self.store.requeue_failed(self.clock.now()):
+            self.outbox.notify()
+        self.incidents.sweep()
         self.reload_count += 1
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -241,6 +285,8 @@ class Agent:
         self.states[target.name] = state
         self._dirty.add(target.name)
         self.metrics.record(target.name, result, state.consecutive_failures)
+        if not result.ok:
+            self.incidents.count_failure(target.name)
         if transition is not None:
             self._on_transition(target, transition, state)
         return transition
@@ -275,6 +321,30 @@ class Agent:
 
     def _on_skip(self, target: TargetConfig) -> None:
         self.metrics.probes_skipped.labels(target.name).inc()
+
+    # ---- housekeeping ----------------------------------------------------------------------
+
+    def _schedule_housekeeping(self) -> None:
+        """Periodic sweeps off the probe path: incidents (maintenance ends, parents recover,
+        flapping settles) and the local helpdesk's auto-close of pending tickets."""
+        self.housekeeping.add_job(
+            self.incidents.sweep,
+            "interval",
+            seconds=SWEEP_INTERVAL,
+            id="incidents",
+            max_instances=1,
+        )
+        sweep = getattr(self.backend, "sweep", None)
+        if sweep is not None:
+            self.housekeeping.add_job(
+                lambda: sweep(self.clock.now()),
+                "interval",
+                minutes=10,
+                id="auto-close",
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
+        self.housekeeping.start()
 
     # ---- persistence -----------------------------------------------------------------------
 
@@ -336,3 +406,11 @@ class Agent:
     @property
     def state_dir(self) -> Path:
         return Path(self.config.agent.state_dir)
+
+
+def _ticketing_changed(old: Config, new: Config) -> bool:
+    return (old.ticketing, old.backend_settings, old.local_auto_close_after) != (
+        new.ticketing,
+        new.backend_settings,
+        new.local_auto_close_after,
+    )

@@ -1,4 +1,4 @@
-"""The ``watchdesk`` command: run, check-config, probe-once.
+"""The ``watchdesk`` command: run, check-config, probe-once, tickets.
 
 A bad config prints every problem as ``dotted.key.path: what is wrong`` and exits 2, on every
 command, never with a traceback.
@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from checks import HttpClients, ProbeResult
 from monitor import __version__
@@ -21,6 +23,8 @@ from monitor.agent import Agent, run_probe
 from monitor.config import Config, TargetConfig, load_config
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
+from monitor.store import Store
+from monitor.views import incident_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -53,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
     command("check-config", "validate the config and print a one-line summary")
+    tickets = command("tickets", "list incidents and their tickets from the agent's store")
+    tickets.add_argument("--all", action="store_true", help="resolved incidents too")
+    tickets.add_argument("--json", action="store_true", help="print one JSON array")
     probe_once = command("probe-once", "probe each target once and print the results")
     probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
     probe_once.add_argument("--json", action="store_true", help="print one JSON array")
@@ -69,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(str(problem), file=sys.stderr)
         return EXIT_CONFIG
-    handlers = {"run": _run, "check-config": _check_config, "probe-once": _probe_once}
+    handlers = {
+        "run": _run,
+        "check-config": _check_config,
+        "probe-once": _probe_once,
+        "tickets": _tickets,
+    }
     return handlers[args.command](config, path, args)
 
 
@@ -109,6 +121,9 @@ async def _serve(config: Config, path: str) -> int:
         agent = Agent(config, config_path=path)
     except StoreError as error:
         log.error("agent.state_dir: %s", error)
+        return EXIT_CONFIG
+    except SecretError as error:
+        log.error("ticketing.%s: %s", config.ticketing.backend, error)
         return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
@@ -189,4 +204,48 @@ def _table(rows: list[dict[str, object]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in (header, *lines)
+    )
+
+
+def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
+    store = Store(config.agent.state_dir)
+    try:
+        rows = incident_rows(store, include_resolved=args.all)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no open incidents" if not args.all else "no incidents")
+        return EXIT_OK
+    table = [
+        {
+            "INCIDENT": str(row["id"]),
+            "TARGET": str(row["target"]),
+            "STATUS": str(row["status"]),
+            "PRIORITY": str(row["priority"]),
+            "OPENED": _when(row["opened_at"], config.agent.timezone),
+            "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
+            "OUTBOX": str(row["outbox"]),
+            "LAST ERROR": str(row["last_reason"]),
+        }
+        for row in rows
+    ]
+    print(_columns(table))
+    return EXIT_OK
+
+
+def _when(timestamp: object, zone: str) -> str:
+    moment = datetime.fromtimestamp(float(timestamp), ZoneInfo(zone))  # type: ignore[arg-type]
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _columns(rows: list[dict[str, str]]) -> str:
+    header = list(rows[0])
+    widths = [max(len(h), *(len(row[h]) for row in rows)) for h in header]
+    lines = [header, *([row[h] for h in header] for row in rows)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )

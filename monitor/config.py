@@ -236,6 +236,7 @@ class EscalationSection(Strict):
     poll_interval: Duration = 60.0
     flap_threshold: int = Field(default=5, ge=2)
     flap_window: Duration = 3600.0
+    flap_stable_after: Duration = 600.0
 
     def ack_timeout_for(self, priority: str) -> float:
         if isinstance(self.ack_timeout, dict):

@@ -1,4 +1,4 @@
-"""The agent's HTTP endpoints: /metrics, /healthz, /readyz, /api/status (and /api/* to come).
+"""The agent's HTTP endpoints: /metrics, /healthz, /readyz, /api/status, /api/incidents.
 
 When ``agent.api_token_env``/``_file`` is set, /api/* needs ``Authorization: Bearer <token>``;
 /metrics, /healthz and /readyz stay open for Prometheus and orchestrators.
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.views import incident_rows
+
 if TYPE_CHECKING:
     from monitor.agent import Agent
 
@@ -27,6 +29,7 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/incidents", api_incidents)
     return app
 
 
@@ -72,9 +75,21 @@ async def readyz(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     writable = await loop.run_in_executor(None, agent.store.writable)
     problems = [] if writable else [f"store {agent.store.path} is not writable"]
+    for action in agent.store.failed_actions():
+        problems.append(
+            f"{action.channel} {action.operation} of incident {action.incident_id} was refused: "
+            f"{action.last_error}"
+        )
     body = {"status": "ready" if not problems else "not ready", "problems": problems}
     return web.json_response(body, status=200 if not problems else 503)
 
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[AGENT_KEY].status_view())
+
+
+async def api_incidents(request: web.Request) -> web.Response:
+    """Open incidents and recent resolved ones (``?open=1`` for open only)."""
+    agent = request.app[AGENT_KEY]
+    open_only = request.query.get("open") in ("1", "true")
+    return web.json_response(incident_rows(agent.store, include_resolved=not open_only))

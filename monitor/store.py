@@ -8,12 +8,14 @@ contention is what gave Uptime Kuma its false DOWNs.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from monitor.errors import StoreError
 from monitor.state import Status, TargetState, Transition
@@ -46,12 +48,144 @@ CREATE TABLE IF NOT EXISTS transitions (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_by_target ON transitions (target, at);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    customer TEXT,
+    backend TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    first_failure_at REAL NOT NULL,
+    resolved_at REAL,
+    failed_checks INTEGER NOT NULL,
+    last_reason TEXT NOT NULL,
+    flapping INTEGER NOT NULL DEFAULT 0,
+    affected TEXT NOT NULL DEFAULT '[]',
+    ticket_id TEXT,
+    ticket_url TEXT,
+    worked_at REAL,
+    escalated_at REAL,
+    last_update_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
+    ON incidents (target) WHERE status = 'open';
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    channel TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_attempt_at REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL
 );
 """
+
+
+INCIDENT_COLUMNS = (
+    "id",
+    "target",
+    "dedup_key",
+    "status",
+    "priority",
+    "customer",
+    "backend",
+    "opened_at",
+    "first_failure_at",
+    "resolved_at",
+    "failed_checks",
+    "last_reason",
+    "flapping",
+    "affected",
+    "ticket_id",
+    "ticket_url",
+    "worked_at",
+    "escalated_at",
+    "last_update_at",
+)
+OUTBOX_COLUMNS = (
+    "id",
+    "incident_id",
+    "channel",
+    "operation",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_error",
+    "created_at",
+    "done_at",
+)
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    target: str
+    dedup_key: str
+    status: str
+    priority: str
+    customer: str | None
+    backend: str
+    opened_at: float
+    first_failure_at: float
+    resolved_at: float | None
+    failed_checks: int
+    last_reason: str
+    flapping: bool
+    affected: tuple[str, ...]
+    ticket_id: str | None
+    ticket_url: str | None
+    worked_at: float | None
+    escalated_at: float | None
+    last_update_at: float | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Incident:
+        values = dict(zip(INCIDENT_COLUMNS, row, strict=True))
+        values["flapping"] = bool(values["flapping"])
+        values["affected"] = tuple(json.loads(values["affected"]))
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in INCIDENT_COLUMNS}
+        data["affected"] = list(self.affected)
+        return data
+
+
+@dataclass(frozen=True)
+class OutboxAction:
+    id: int
+    incident_id: int
+    channel: str  # "ticket" or "pager:<name>"
+    operation: str
+    payload: dict[str, Any]
+    state: str  # pending | done | failed
+    attempts: int
+    next_attempt_at: float
+    last_attempt_at: float | None
+    last_error: str | None
+    created_at: float
+    done_at: float | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:
+        values = dict(zip(OUTBOX_COLUMNS, row, strict=True))
+        values["payload"] = json.loads(values["payload"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -214,3 +348,183 @@ class Store:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY at, id", params).fetchall()
         return [StoredTransition(*row) for row in rows]
+
+    # ---- incidents and outbox ------------------------------------------------------------
+    #
+    # An incident and the actions it needs are written in one transaction, before anything is
+    # tried: if the agent dies right after, the outbox still holds the work.
+
+    def open_incident(
+        self,
+        incident: dict[str, Any],
+        build: Callable[[int], tuple[str, list[tuple[str, str, dict[str, Any]]]]],
+    ) -> Incident | None:
+        """Insert an incident and its first actions in one transaction.
+
+        ``build(incident_id)`` returns the dedup key and the actions, which need the id.
+        Returns None when the target already has an open incident (one outage, one incident).
+        """
+        with self._transaction() as db:
+            existing = db.execute(
+                "SELECT 1 FROM incidents WHERE target = ? AND status = 'open'",
+                (incident["target"],),
+            ).fetchone()
+            if existing:
+                return None
+            columns = [c for c in INCIDENT_COLUMNS if c in incident and c != "id"]
+            placeholder = f"new-{incident['target']}-{incident['opened_at']}"
+            cursor = db.execute(
+                f"INSERT INTO incidents ({', '.join(columns)}, dedup_key) VALUES"
+                f" ({', '.join('?' for _ in columns)}, ?)",
+                (*[incident[c] for c in columns], placeholder),
+            )
+            incident_id = int(cursor.lastrowid or 0)
+            key, actions = build(incident_id)
+            db.execute("UPDATE incidents SET dedup_key = ? WHERE id = ?", (key, incident_id))
+            self._enqueue(db, incident_id, actions, incident["opened_at"])
+            row = db.execute(
+                f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+        return Incident.from_row(row)
+
+    @staticmethod
+    def _enqueue(
+        db: sqlite3.Connection,
+        incident_id: int,
+        actions: list[tuple[str, str, dict[str, Any]]],
+        now: float,
+    ) -> None:
+        db.executemany(
+            "INSERT INTO outbox (incident_id, channel, operation, payload, state, next_attempt_at,"
+            " created_at) VALUES (?,?,?,?,'pending',?,?)",
+            [(incident_id, ch, op, json.dumps(payload), now, now) for ch, op, payload in actions],
+        )
+
+    def update_incident(
+        self,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        now: float = 0.0,
+    ) -> None:
+        """Change an incident and queue its next actions in one transaction."""
+        with self._transaction() as db:
+            if changes:
+                values = [json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()]
+                db.execute(
+                    f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
+                    (*values, incident_id),
+                )
+            if actions:
+                self._enqueue(db, incident_id, list(actions), now)
+
+    def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
+        query = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents"
+        if open_only:
+            query += " WHERE status = 'open'"
+        query += " ORDER BY id DESC"
+        if limit:
+            query += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(query).fetchall()
+        return [Incident.from_row(row) for row in rows]
+
+    def incident(self, incident_id: int) -> Incident | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+        return Incident.from_row(row) if row else None
+
+    def due_actions(self, now: float, limit: int = 50) -> list[OutboxAction]:
+        """Pending actions that may go now: per incident and channel, only the oldest
+        undelivered one (a note never overtakes the create of its ticket)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('o.' + c for c in OUTBOX_COLUMNS)} FROM outbox o"
+                " WHERE o.state = 'pending' AND o.next_attempt_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
+                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)"
+                " ORDER BY o.id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [OutboxAction.from_row(row) for row in rows]
+
+    def next_action_time(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    def failed_actions(self) -> list[OutboxAction]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE state = 'failed' ORDER BY id"
+            ).fetchall()
+        return [OutboxAction.from_row(row) for row in rows]
+
+    def actions_of(self, incident_id: int) -> list[OutboxAction]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE incident_id = ? ORDER BY id",
+                (incident_id,),
+            ).fetchall()
+        return [OutboxAction.from_row(row) for row in rows]
+
+    def begin_attempt(self, action_id: int, now: float) -> int:
+        """Count the attempt before it is made: after a crash, attempts > 0 means "maybe sent"."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
+                " last_error = 'in flight' WHERE id = ?",
+                (now, action_id),
+            )
+            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (action_id,)).fetchone()
+        return int(row[0])
+
+    def finish_action(
+        self, action_id: int, now: float, incident_changes: dict[str, Any] | None = None
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'done', done_at = ?, last_error = NULL WHERE id = ?",
+                (now, action_id),
+            )
+            if incident_changes:
+                incident_id = db.execute(
+                    "SELECT incident_id FROM outbox WHERE id = ?", (action_id,)
+                ).fetchone()[0]
+                db.execute(
+                    f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in incident_changes)}"
+                    " WHERE id = ?",
+                    (*incident_changes.values(), incident_id),
+                )
+
+    def retry_action(self, action_id: int, at: float, error: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (at, error, action_id),
+            )
+
+    def fail_action(self, action_id: int, error: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?",
+                (error, action_id),
+            )
+
+    def requeue_failed(self, now: float) -> int:
+        """Give refused actions one more chance (after a restart or reload fixed the cause)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'failed'",
+                (now,),
+            )
+        return cursor.rowcount

@@ -6,6 +6,10 @@ integration is one module and one line here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from ticketing.backends.freshdesk import FreshdeskSettings
 from ticketing.backends.github import GitHubSettings
 from ticketing.backends.jira import JiraSettings
@@ -13,6 +17,7 @@ from ticketing.backends.local import LocalSettings
 from ticketing.backends.servicenow import ServiceNowSettings
 from ticketing.backends.webhook import WebhookBackendSettings
 from ticketing.backends.zendesk import ZendeskSettings
+from ticketing.base import TicketBackend
 from ticketing.pagers.apprise import AppriseSettings
 from ticketing.pagers.email import EmailSettings
 from ticketing.pagers.log import LogPagerSettings
@@ -20,6 +25,20 @@ from ticketing.pagers.opsgenie import OpsgenieSettings
 from ticketing.pagers.pagerduty import PagerDutySettings
 from ticketing.pagers.webhook import WebhookPagerSettings
 from ticketing.settings import IntegrationSettings
+
+BackendFactory = Callable[[Any, str | None], TicketBackend]
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One registry line: settings model, constructor, the secret it takes, and how long its
+    search may lag behind a create (reconciliation waits that long before creating again)."""
+
+    settings: type[IntegrationSettings]
+    factory: BackendFactory
+    secret: str | None = None
+    search_lag: float = 0.0
+
 
 BACKEND_SETTINGS: dict[str, type[IntegrationSettings]] = {
     "local": LocalSettings,
@@ -40,4 +59,7 @@ PAGER_SETTINGS: dict[str, type[IntegrationSettings]] = {
     "log": LogPagerSettings,
 }
 
-__all__ = ["BACKEND_SETTINGS", "PAGER_SETTINGS", "IntegrationSettings"]
+# Backends that talk to an outside helpdesk; "local" is built by the agent on its own store.
+BACKENDS: dict[str, BackendKind] = {}
+
+__all__ = ["BACKENDS", "BACKEND_SETTINGS", "PAGER_SETTINGS", "BackendKind", "IntegrationSettings"]

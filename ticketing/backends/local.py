@@ -1,9 +1,177 @@
-"""The built-in helpdesk: tickets kept in the agent's own SQLite store."""
+"""The built-in helpdesk: tickets kept in the agent's own SQLite file, in tables of their own.
+
+Statuses open / pending / resolved / closed; a ticket left pending for ``auto_close_after``
+closes by itself, as a helpdesk's auto-close would. ``watchdesk tickets`` and /api/incidents
+show them. The dedup key is unique in the table, so a repeated create finds the first ticket.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.errors import PermanentError, RetryableError
 from ticketing.settings import IntegrationSettings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS local_tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_key TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    description TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    requester TEXT,
+    target TEXT NOT NULL,
+    customer TEXT,
+    tags TEXT NOT NULL,
+    status TEXT NOT NULL,
+    assignee TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS local_ticket_notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL REFERENCES local_tickets(id),
+    body TEXT NOT NULL,
+    public INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
 
 
 class LocalSettings(IntegrationSettings):
     auto_close_after: str = "7d"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, db_path: str | Path, auto_close_after: float = 7 * 86400.0) -> None:
+        self.auto_close_after = auto_close_after
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.IntegrityError as exc:
+                raise PermanentError(f"local: {exc}") from None
+            except sqlite3.Error as exc:
+                raise RetryableError(f"local: {exc}") from None
+
+    async def create(self, draft: TicketDraft) -> TicketRef:
+        now = time.time()
+        await asyncio.to_thread(
+            self._run,
+            "INSERT INTO local_tickets (dedup_key, subject, description, priority, requester,"
+            " target, customer, tags, status, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,'open',?,?) ON CONFLICT(dedup_key) DO NOTHING",
+            (
+                draft.dedup_key,
+                draft.subject,
+                draft.description,
+                draft.priority,
+                draft.requester_email,
+                draft.target,
+                draft.customer,
+                json.dumps(list(draft.tags)),
+                now,
+                now,
+            ),
+        )
+        found = await self.find(draft.dedup_key)
+        assert found is not None
+        return found
+
+    async def find(self, dedup_key: str) -> TicketRef | None:
+        rows = await asyncio.to_thread(
+            self._run, "SELECT id FROM local_tickets WHERE dedup_key = ?", (dedup_key,)
+        )
+        return TicketRef(id=str(rows[0][0]), url=None) if rows else None
+
+    async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
+        await self._existing(ref)
+        await asyncio.to_thread(
+            self._run,
+            "INSERT INTO local_ticket_notes (ticket_id, body, public, created_at) VALUES (?,?,?,?)",
+            (int(ref.id), body, int(public), time.time()),
+        )
+
+    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+        await self._existing(ref)
+        await asyncio.to_thread(
+            self._run,
+            "UPDATE local_tickets SET status = ?, updated_at = ? WHERE id = ?",
+            (status, time.time(), int(ref.id)),
+        )
+
+    async def get(self, ref: TicketRef) -> TicketInfo:
+        status, assignee = await self._existing(ref)
+        return TicketInfo(status=status, assignee=assignee, raw_status=status)
+
+    async def _existing(self, ref: TicketRef) -> tuple[TicketStatus, str | None]:
+        rows = await asyncio.to_thread(
+            self._run, "SELECT status, assignee FROM local_tickets WHERE id = ?", (int(ref.id),)
+        )
+        if not rows:
+            raise PermanentError(f"local: no ticket {ref.id}")
+        status, assignee = rows[0]
+        return status, assignee  # type: ignore[return-value]
+
+    def assign(self, ticket_id: str, assignee: str) -> None:
+        """Someone takes the ticket (what a person does in a helpdesk; used by tests and tools)."""
+        self._run(
+            "UPDATE local_tickets SET assignee = ?, updated_at = ? WHERE id = ?",
+            (assignee, time.time(), int(ticket_id)),
+        )
+
+    def sweep(self, now: float) -> int:
+        """Close tickets pending for longer than ``auto_close_after``; return how many."""
+        rows = self._run(
+            "UPDATE local_tickets SET status = 'closed', updated_at = ?"
+            " WHERE status = 'pending' AND updated_at <= ? RETURNING id",
+            (now, now - self.auto_close_after),
+        )
+        return len(rows)
+
+    def tickets(self) -> list[dict[str, object]]:
+        rows = self._run(
+            "SELECT id, dedup_key, subject, priority, requester, target, customer, status,"
+            " assignee, created_at, updated_at FROM local_tickets ORDER BY id"
+        )
+        keys = (
+            "id",
+            "dedup_key",
+            "subject",
+            "priority",
+            "requester",
+            "target",
+            "customer",
+            "status",
+            "assignee",
+            "created_at",
+            "updated_at",
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def notes(self, ticket_id: str) -> list[dict[str, object]]:
+        rows = self._run(
+            "SELECT body, public, created_at FROM local_ticket_notes WHERE ticket_id = ?"
+            " ORDER BY id",
+            (int(ticket_id),),
+        )
+        return [{"body": r[0], "public": bool(r[1]), "created_at": r[2]} for r in rows]
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._db.close()

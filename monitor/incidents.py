@@ -1,0 +1,334 @@
+"""The incident lifecycle: one outage, one incident, one ticket, kept current until it ends.
+
+The manager compares what should be (a target down, not in maintenance, no parent down: an
+open incident; a target back up: none) with what the store holds, and queues the ticket
+actions that close the gap. It runs on every state transition and on a periodic sweep, so
+outages that became visible later (a maintenance window ended, a parent came back while its
+child is still down, a restart) are handled by the same rule. Everything it decides is written
+to the store, incident and actions together, before the outbox tries any of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor.clock import Clock
+from monitor.config import Config, TargetConfig
+from monitor.durations import format_duration
+from monitor.maintenance import window_for
+from monitor.metrics import Metrics
+from monitor.state import TargetState, Transition
+from monitor.store import Incident, Store
+
+log = logging.getLogger("watchdesk.incidents")
+
+KIND_WORDS = {
+    "http": "HTTP check",
+    "tcp": "TCP connect",
+    "icmp": "ping",
+    "dns": "DNS lookup",
+    "tls": "TLS certificate check",
+}
+
+
+def dedup_key(incident_id: int, target: str, opened_at: float) -> str:
+    """Stable per incident, unique across store resets, and valid as a tag or label anywhere."""
+    digest = hashlib.sha256(f"{incident_id}|{target}|{opened_at}".encode()).hexdigest()[:10]
+    return f"watchdesk-{incident_id}-{digest}"
+
+
+class IncidentManager:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        config: Config,
+        states: Mapping[str, TargetState],
+        notify: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.config = config
+        self.states = states
+        self.notify = notify
+        self._zone = ZoneInfo(config.agent.timezone)
+        self._open: dict[str, Incident] = {}
+        self._failed_checks: dict[str, int] = {}
+        self._changes: dict[str, deque[float]] = defaultdict(deque)
+        self.reload_open()
+
+    def set_config(self, config: Config) -> None:
+        self.config = config
+        self._zone = ZoneInfo(config.agent.timezone)
+
+    def reload_open(self) -> None:
+        self._open = {i.target: i for i in self.store.incidents(open_only=True)}
+        self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
+        self._update_open_gauge()
+
+    def _update_open_gauge(self) -> None:
+        counts = {priority: 0 for priority in ("urgent", "high", "medium", "low")}
+        for incident in self._open.values():
+            counts[incident.priority] = counts.get(incident.priority, 0) + 1
+        for priority, count in counts.items():
+            self.metrics.incidents_open.labels(priority).set(count)
+
+    def open_incident_of(self, target: str) -> Incident | None:
+        return self._open.get(target)
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def count_failure(self, target: str) -> None:
+        """A failed probe while an incident is open: counted for the notes and the report."""
+        if target in self._open:
+            self._failed_checks[target] = self._failed_checks.get(target, 0) + 1
+
+    def on_transition(
+        self, target: TargetConfig, transition: Transition, state: TargetState
+    ) -> None:
+        changes = self._changes[target.name]
+        changes.append(transition.at)
+        self.reconcile(target)
+
+    def sweep(self) -> None:
+        """Re-check every target: maintenance ends, parents recover, flapping settles."""
+        for target in self.config.targets:
+            self.reconcile(target)
+        for name in list(self._open):
+            if name not in {t.name for t in self.config.targets}:
+                log.info(
+                    "incident of removed target %s stays open until it is resolved by hand", name
+                )
+        self._persist_counts()
+
+    def _persist_counts(self) -> None:
+        for name, incident in self._open.items():
+            count = self._failed_checks.get(name, incident.failed_checks)
+            if count != incident.failed_checks:
+                self.store.update_incident(incident.id, {"failed_checks": count})
+                self._open[name] = _replace(incident, failed_checks=count)
+
+    # ---- the rule --------------------------------------------------------------------------
+
+    def reconcile(self, target: TargetConfig) -> None:
+        state = self.states.get(target.name)
+        if state is None:
+            return
+        incident = self._open.get(target.name)
+        now = self.clock.now()
+        if state.status == "down" and incident is None:
+            self._maybe_open(target, state, now)
+        elif state.status == "up" and incident is not None:
+            self._maybe_recover(target, state, incident, now)
+
+    def _parent_down(self, target: TargetConfig) -> str | None:
+        for parent in target.depends_on:
+            parent_state = self.states.get(parent)
+            if parent_state is not None and parent_state.status == "down":
+                return parent
+        return None
+
+    def _maybe_open(self, target: TargetConfig, state: TargetState, now: float) -> None:
+        window = window_for(target, self.config.maintenance, now, self._zone)
+        if window is not None:
+            return
+        parent = self._parent_down(target)
+        if parent is not None:
+            self._mark_affected(parent, target, state, now)
+            return
+        self._open_incident(target, state, now)
+
+    def _mark_affected(
+        self, parent: str, child: TargetConfig, state: TargetState, now: float
+    ) -> None:
+        incident = self._open.get(parent)
+        if incident is None or child.name in incident.affected:
+            return
+        affected = (*incident.affected, child.name)
+        body = (
+            f"Also affected: {child.name} ({child.where()}) is down too: {state.last_reason}. "
+            f"It depends on {parent}, so it has no ticket of its own while {parent} is down."
+        )
+        self.store.update_incident(
+            incident.id,
+            {"affected": affected},
+            [("ticket", "note", {"body": body, "public": True})],
+            now,
+        )
+        self._open[parent] = _replace(incident, affected=affected)
+        log.info("%s is down behind %s: noted on incident %d", child.name, parent, incident.id)
+        self.notify()
+
+    def _open_incident(self, target: TargetConfig, state: TargetState, now: float) -> None:
+        customer = self.config.customers.get(target.customer) if target.customer else None
+        requester = customer.email if customer and customer.email else self._default_requester()
+        first_failure = state.first_failure_at or now
+        failed = max(state.consecutive_failures, target.failure_threshold)
+        incident_fields = {
+            "target": target.name,
+            "status": "open",
+            "priority": target.priority,
+            "customer": target.customer,
+            "backend": self.config.ticketing.backend,
+            "opened_at": now,
+            "first_failure_at": first_failure,
+            "failed_checks": failed,
+            "last_reason": state.last_reason,
+            "last_update_at": now,
+        }
+        draft: dict[str, Any] = {
+            "subject": f"[{target.priority.upper()}] {target.name} is down",
+            "description": self._description(target, state, first_failure, failed),
+            "priority": target.priority,
+            "requester_email": requester,
+            "target": target.name,
+            "customer": target.customer,
+        }
+
+        def build(incident_id: int) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+            key = dedup_key(incident_id, target.name, now)
+            ticket = {**draft, "dedup_key": key, "tags": ["watchdesk", key]}
+            return key, [("ticket", "create", {"draft": ticket})]
+
+        incident = self.store.open_incident(incident_fields, build)
+        if incident is None:
+            return
+        self._open[target.name] = incident
+        self._failed_checks[target.name] = failed
+        self.metrics.incidents_opened.labels(target.name, target.priority).inc()
+        self._update_open_gauge()
+        log.warning(
+            "incident %d opened for %s (%s): %s",
+            incident.id,
+            target.name,
+            target.priority,
+            state.last_reason,
+            extra={
+                "fields": {
+                    "event": "incident_opened",
+                    "incident": incident.id,
+                    "target": target.name,
+                    "dedup_key": incident.dedup_key,
+                }
+            },
+        )
+        self.notify()
+
+    def _default_requester(self) -> str | None:
+        return getattr(self.config.backend_settings, "requester_email", None)
+
+    def _maybe_recover(
+        self, target: TargetConfig, state: TargetState, incident: Incident, now: float
+    ) -> None:
+        escalation = self.config.escalation
+        changes = self._changes[target.name]
+        while changes and changes[0] < now - escalation.flap_window:
+            changes.popleft()
+        if incident.flapping or len(changes) >= escalation.flap_threshold:
+            stable_for = now - (state.since or now)
+            if stable_for < escalation.flap_stable_after:
+                if not incident.flapping:
+                    self._mark_flapping(target, incident, len(changes), now)
+                return
+        self._recover(target, state, incident, now)
+
+    def _mark_flapping(
+        self, target: TargetConfig, incident: Incident, changes: int, now: float
+    ) -> None:
+        escalation = self.config.escalation
+        body = (
+            f"{target.name} is flapping: {changes} state changes in the last "
+            f"{format_duration(escalation.flap_window)}. This ticket stays open until it has been "
+            f"up for {format_duration(escalation.flap_stable_after)} without a break."
+        )
+        self.store.update_incident(
+            incident.id, {"flapping": 1}, [("ticket", "note", {"body": body, "public": True})], now
+        )
+        self._open[target.name] = _replace(incident, flapping=True)
+        log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
+        self.notify()
+
+    def _recover(
+        self, target: TargetConfig, state: TargetState, incident: Incident, now: float
+    ) -> None:
+        recovered_at = state.since or now
+        failed = self._failed_checks.get(target.name, incident.failed_checks)
+        down_for = max(0.0, recovered_at - incident.first_failure_at)
+        body = (
+            f"{target.name} has recovered at {self._local(recovered_at)}. "
+            f"It was down for {format_duration(down_for)} "
+            f"(since {self._local(incident.first_failure_at)}, the first failed check); "
+            f"{failed} checks failed. "
+            f"It has passed {state.consecutive_successes} checks in a row since."
+        )
+        actions: list[tuple[str, str, dict[str, Any]]] = [
+            ("ticket", "note", {"body": body, "public": True})
+        ]
+        on_recovery = self.config.ticketing.on_recovery
+        if on_recovery in ("pending", "resolve"):
+            status = "pending" if on_recovery == "pending" else "resolved"
+            actions.append(("ticket", "status", {"status": status}))
+        self.store.update_incident(
+            incident.id,
+            {"status": "resolved", "resolved_at": recovered_at, "failed_checks": failed},
+            actions,
+            now,
+        )
+        del self._open[target.name]
+        self._failed_checks.pop(target.name, None)
+        self._update_open_gauge()
+        log.info(
+            "incident %d of %s resolved after %s",
+            incident.id,
+            target.name,
+            format_duration(down_for),
+            extra={
+                "fields": {
+                    "event": "incident_resolved",
+                    "incident": incident.id,
+                    "target": target.name,
+                }
+            },
+        )
+        self.notify()
+
+    # ---- text ------------------------------------------------------------------------------
+
+    def _local(self, timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, self._zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def _description(
+        self, target: TargetConfig, state: TargetState, first_failure: float, failed: int
+    ) -> str:
+        customer = self.config.customers.get(target.customer) if target.customer else None
+        who = "none"
+        if target.customer:
+            who = target.customer + (f" ({customer.email})" if customer and customer.email else "")
+        lines = [
+            f"{target.name} is down.",
+            "",
+            f"What failed: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
+            f"Last error: {state.last_reason}",
+            f"Failing since: {self._local(first_failure)} (first failed check)",
+            f"Failed checks: {failed} in a row (threshold {target.failure_threshold}, "
+            f"every {format_duration(target.interval)})",
+            f"Customer: {who}",
+            f"Priority: {target.priority}",
+        ]
+        if target.description:
+            lines.append(f"About this target: {target.description}")
+        lines += ["", "Opened by watchdesk; this ticket is updated until the service is back."]
+        return "\n".join(lines)
+
+
+def _replace(incident: Incident, **changes: Any) -> Incident:
+    return dataclasses.replace(incident, **changes)

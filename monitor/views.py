@@ -1,0 +1,26 @@
+"""What /api/incidents and ``watchdesk tickets`` show, read from the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.store import Store
+
+
+def incident_rows(
+    store: Store, include_resolved: bool = True, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Incidents newest first, each with its ticket and where its outbox actions stand."""
+    rows: list[dict[str, Any]] = []
+    for incident in store.incidents(open_only=not include_resolved, limit=limit):
+        actions = store.actions_of(incident.id)
+        pending = [a for a in actions if a.state != "done"]
+        row = incident.as_json()
+        row["outbox"] = (
+            "delivered"
+            if not pending
+            else ", ".join(f"{a.channel} {a.operation}: {a.state}" for a in pending)
+        )
+        row["outbox_errors"] = [a.last_error for a in pending if a.last_error]
+        rows.append(row)
+    return rows
