@@ -110,6 +110,17 @@ class Agent:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Load the stored state and the targets: everything but the network and the timers."""
+        self.api_token = self._read_api_token(self.config)
+        stored = self.store.load_states()
+        self._apply_targets(self.config, stored)
+        requeued = self.store.requeue_failed(self.clock.now())
+        if requeued:
+            log.info(
+                "retrying %d ticket/page actions that were refused before the restart", requeued
+            )
+
     async def start(self) -> None:
         from monitor.server import make_app
 

@@ -95,9 +95,13 @@ class IncidentManager:
     def on_transition(
         self, target: TargetConfig, transition: Transition, state: TargetState
     ) -> None:
-        changes = self._changes[target.name]
-        changes.append(transition.at)
+        self._changes[target.name].append(transition.at)
         self.reconcile(target)
+        if transition.current == "up":
+            # Children that were waiting behind this parent may need incidents of their own now.
+            for child in self.config.targets:
+                if target.name in child.depends_on:
+                    self.reconcile(child)
 
     def sweep(self) -> None:
         """Re-check every target: maintenance ends, parents recover, flapping settles."""

@@ -1,0 +1,65 @@
+"""A real Agent driven by hand: probe results fed in, a manual clock, the outbox drained on demand.
+
+No network and no timers: what runs is the agent's own code from result to ticket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checks import ProbeResult
+from monitor.agent import Agent
+from monitor.clock import ManualClock
+from monitor.config import parse_config
+from monitor.store import Incident
+from ticketing.backends.local import LocalBackend
+
+# 2026-11-24 10:00 UTC, a Tuesday.
+START = 1_795_514_400.0
+
+
+class Harness:
+    def __init__(self, state_dir: Path, config_text: str) -> None:
+        text = f'[agent]\nstate_dir = "{state_dir}"\n' + config_text
+        self.config = parse_config(text)
+        self.clock = ManualClock(START)
+        self.agent = Agent(self.config, clock=self.clock)
+        self.agent.prepare()
+
+    def result(self, target: str, ok: bool, reason: str = "connection refused") -> None:
+        """One probe result for ``target``, then the clock moves on by its interval."""
+        config = self.agent.targets[target]
+        self.agent.apply_result(config, ProbeResult(ok, 0.01, "status 200" if ok else reason))
+        self.clock.advance(config.interval)
+
+    def fail(self, target: str, times: int = 1, reason: str = "connection refused") -> None:
+        for _ in range(times):
+            self.result(target, False, reason)
+
+    def succeed(self, target: str, times: int = 1) -> None:
+        for _ in range(times):
+            self.result(target, True)
+
+    async def deliver(self) -> int:
+        return await self.agent.outbox.drain()
+
+    def sweep(self) -> None:
+        self.agent.incidents.sweep()
+
+    @property
+    def local(self) -> LocalBackend:
+        assert isinstance(self.agent.backend, LocalBackend)
+        return self.agent.backend
+
+    def incidents(self) -> list[Incident]:
+        return list(reversed(self.agent.store.incidents()))
+
+    def tickets(self) -> list[dict[str, object]]:
+        return self.local.tickets()
+
+    def notes(self, ticket_id: object) -> list[str]:
+        return [str(note["body"]) for note in self.local.notes(str(ticket_id))]
+
+    async def close(self) -> None:
+        await self.agent.backend.aclose()
+        self.agent.store.close()
