@@ -301,3 +301,38 @@ def test_a_listen_address_in_use_is_a_clear_error(
     assert result.returncode == 2
     assert f"agent.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_outage_shows_in_api_incidents_and_watchdesk_tickets(
+    write_config: Callable[..., Path], tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    port = free_port()
+    config = write_config(
+        agent_config(
+            port,
+            tmp_path / "state",
+            tcp_target("db", closed_port(), 'customer = "acme"')
+            + '[customers.acme]\nemail = "it@acme.example"\n',
+        )
+    )
+    agent = start(agents, config, port)
+    agent.wait_for(lambda s: s["db"]["state"] == "down", what="db down")
+    deadline = time.monotonic() + 10
+    incidents: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        incidents = json.loads(http_get(agent.base + "/api/incidents")[1])
+        if incidents and incidents[0]["ticket_id"]:
+            break
+        time.sleep(0.05)
+    (incident,) = incidents
+    assert incident["target"] == "db"
+    assert incident["status"] == "open"
+    assert incident["outbox"] == "delivered"
+
+    listed = run_cli("tickets", "-c", str(config), "--json")
+    assert listed.returncode == 0
+    (row,) = json.loads(listed.stdout)
+    assert row["ticket_id"] == incident["ticket_id"]
+    table = run_cli("tickets", "-c", str(config))
+    assert "local#" in table.stdout
+    assert "connection refused" in table.stdout
