@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ticketing.backends.freshdesk import FreshdeskSettings
+from ticketing.backends.freshdesk import FreshdeskBackend, FreshdeskSettings
 from ticketing.backends.github import GitHubSettings
 from ticketing.backends.jira import JiraSettings
 from ticketing.backends.local import LocalSettings
-from ticketing.backends.servicenow import ServiceNowSettings
+from ticketing.backends.servicenow import ServiceNowBackend, ServiceNowSettings
 from ticketing.backends.webhook import WebhookBackendSettings
-from ticketing.backends.zendesk import ZendeskSettings
+from ticketing.backends.zendesk import ZendeskBackend, ZendeskSettings
 from ticketing.base import TicketBackend
 from ticketing.pagers.apprise import AppriseSettings
 from ticketing.pagers.email import EmailSettings
@@ -26,7 +25,8 @@ from ticketing.pagers.pagerduty import PagerDutySettings
 from ticketing.pagers.webhook import WebhookPagerSettings
 from ticketing.settings import IntegrationSettings
 
-BackendFactory = Callable[[Any, str | None], TicketBackend]
+# Called as factory(settings, secret); secret is None only for backends that take none.
+BackendFactory = Callable[..., TicketBackend]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ PAGER_SETTINGS: dict[str, type[IntegrationSettings]] = {
 }
 
 # Backends that talk to an outside helpdesk; "local" is built by the agent on its own store.
-BACKENDS: dict[str, BackendKind] = {}
+BACKENDS: dict[str, BackendKind] = {
+    # Freshdesk's search index lags behind a create by minutes.
+    "freshdesk": BackendKind(FreshdeskSettings, FreshdeskBackend, "api_key", search_lag=180.0),
+    "zendesk": BackendKind(ZendeskSettings, ZendeskBackend, "api_token"),
+    "servicenow": BackendKind(ServiceNowSettings, ServiceNowBackend, "password"),
+}
 
 __all__ = ["BACKENDS", "BACKEND_SETTINGS", "PAGER_SETTINGS", "BackendKind", "IntegrationSettings"]

@@ -1,12 +1,50 @@
-"""Zendesk Support API (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/)."""
+"""Zendesk Support API (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/).
+
+Endpoints and values used, as documented there:
+
+- Authentication: HTTP basic with ``{email}/token`` as user name and the API token as password
+  (https://developer.zendesk.com/api-reference/introduction/security-and-auth/).
+- Create Ticket: ``POST /api/v2/tickets.json`` with ``{"ticket": {...}}``; the first
+  ``comment`` (``body``, ``public``) is the description; ``priority`` is one of urgent, high,
+  normal, low; ``requester`` ``{email, name}`` creates the end user when unknown;
+  ``external_id`` is a free string that List Tickets can filter on; ``tags``; ``group_id``.
+- List Tickets: ``GET /api/v2/tickets.json?external_id=...`` ("external ids don't have to be
+  unique for each ticket": we take the lowest id).
+- Update Ticket: ``PUT /api/v2/tickets/{id}.json`` with a ``comment`` (``public`` false makes
+  an internal note) and/or a ``status`` (new, open, pending, hold, solved, closed). A closed
+  ticket refuses every update (422).
+- Show Ticket: ``GET /api/v2/tickets/{id}.json``; ``assignee_id`` is the agent working it.
+- Errors: 401 ``{"error": "Couldn't authenticate you"}``; 422 ``{"error": "RecordInvalid",
+  "description": "Record validation errors", "details": {field: [...]}}``; 429 with
+  ``Retry-After`` (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import base64
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import HttpUrl
 
+from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.errors import OutcomeUnknown, RetryableError
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
 from ticketing.settings import IntegrationSettings
+
+PRIORITIES: Final[dict[Priority, str]] = {
+    "urgent": "urgent",
+    "high": "high",
+    "medium": "normal",
+    "low": "low",
+}
+STATUSES: Final[dict[str, TicketStatus]] = {
+    "new": "open",
+    "open": "open",
+    "pending": "pending",
+    "hold": "pending",  # waiting on a third party: someone is on it
+    "solved": "resolved",
+    "closed": "closed",
+}
 
 
 class ZendeskSettings(IntegrationSettings):
@@ -19,3 +57,127 @@ class ZendeskSettings(IntegrationSettings):
     api_token_file: str | None = None
     requester_email: str
     group_id: int | None = None
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+# --- pure payload building -----------------------------------------------------------------
+
+
+def ticket_tags(draft: TicketDraft) -> list[str]:
+    """``watchdesk``, the dedup key, then the draft's own tags, without repeats."""
+    tags: list[str] = []
+    for tag in ("watchdesk", draft.dedup_key, *draft.tags):
+        tag = tag.strip()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def create_payload(draft: TicketDraft, settings: ZendeskSettings) -> dict[str, Any]:
+    email = draft.requester_email or settings.requester_email
+    ticket: dict[str, Any] = {
+        "subject": draft.subject,
+        "comment": {"body": draft.description, "public": True},
+        "priority": PRIORITIES[draft.priority],
+        "requester": {"email": email, "name": draft.customer or email.split("@", 1)[0]},
+        "tags": ticket_tags(draft),
+        "external_id": draft.dedup_key,
+    }
+    if settings.group_id is not None:
+        ticket["group_id"] = settings.group_id
+    return {"ticket": ticket}
+
+
+def comment_payload(body: str, public: bool) -> dict[str, Any]:
+    return {"ticket": {"comment": {"body": body, "public": public}}}
+
+
+def status_payload(status: Literal["pending", "resolved"]) -> dict[str, Any]:
+    return {"ticket": {"status": "pending" if status == "pending" else "solved"}}
+
+
+def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
+    raw = ticket.get("status")
+    assignee = ticket.get("assignee_id")
+    extra: dict[str, str] = {}
+    if ticket.get("group_id") is not None:
+        extra["group_id"] = str(ticket["group_id"])
+    return TicketInfo(
+        status=STATUSES.get(raw, "open") if isinstance(raw, str) else "open",
+        assignee=str(assignee) if assignee is not None else None,
+        raw_status=str(raw) if raw is not None else None,
+        extra=extra,
+    )
+
+
+# --- the backend ---------------------------------------------------------------------------
+
+
+class ZendeskBackend:
+    name = "zendesk"
+
+    def __init__(
+        self, settings: ZendeskSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.settings = settings
+        self.base_url = str(settings.url).rstrip("/")
+        self._http = JsonHttp(
+            self.name,
+            self.base_url,
+            headers=basic_auth(f"{settings.email}/token", secret),
+            timeout=timeout,
+        )
+
+    def ticket_url(self, ticket_id: str) -> str:
+        return f"{self.base_url}/agent/tickets/{ticket_id}"
+
+    def _ref(self, ticket: Any) -> TicketRef:
+        if not isinstance(ticket, dict) or ticket.get("id") is None:
+            raise OutcomeUnknown(f"{self.name}: answer without a ticket id")
+        ticket_id = str(ticket["id"])
+        return TicketRef(id=ticket_id, url=self.ticket_url(ticket_id))
+
+    async def create(self, draft: TicketDraft) -> TicketRef:
+        _, body = await self._http.request(
+            "POST", "/api/v2/tickets.json", json_body=create_payload(draft, self.settings)
+        )
+        return self._ref(body.get("ticket") if isinstance(body, dict) else None)
+
+    async def find(self, dedup_key: str) -> TicketRef | None:
+        _, body = await self._http.request(
+            "GET", "/api/v2/tickets.json", params={"external_id": dedup_key}
+        )
+        tickets = body.get("tickets") if isinstance(body, dict) else None
+        candidates = [
+            t
+            for t in tickets or []
+            if isinstance(t, dict) and "id" in t and t.get("external_id", dedup_key) == dedup_key
+        ]
+        if not candidates:
+            return None
+        return self._ref(min(candidates, key=lambda t: int(t["id"])))
+
+    async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
+        await self._http.request(
+            "PUT", f"/api/v2/tickets/{ref.id}.json", json_body=comment_payload(body, public)
+        )
+
+    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+        await self._http.request(
+            "PUT", f"/api/v2/tickets/{ref.id}.json", json_body=status_payload(status)
+        )
+
+    async def get(self, ref: TicketRef) -> TicketInfo:
+        _, body = await self._http.request("GET", f"/api/v2/tickets/{ref.id}.json")
+        ticket = body.get("ticket") if isinstance(body, dict) else None
+        if not isinstance(ticket, dict):
+            raise RetryableError(f"{self.name}: ticket {ref.id}: answer is not a ticket")
+        return ticket_info(ticket)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
