@@ -226,6 +226,7 @@ class TicketingSection(BaseModel):
 
     backend: str = "local"
     on_recovery: Literal["pending", "resolve", "note"] = "pending"
+    request_timeout: Duration = 15.0
 
 
 class EscalationSection(Strict):
@@ -691,7 +692,7 @@ def _ticketing(
         if key not in TicketingSection.model_fields:
             problems.add(
                 ("ticketing", key),
-                f'unknown key "{key}"; known keys here: backend, on_recovery, '
+                f'unknown key "{key}"; known keys here: backend, on_recovery, request_timeout, '
                 "and one [ticketing.BACKEND] table",
             )
     for key, value in raw.items():

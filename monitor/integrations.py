@@ -22,7 +22,7 @@ def build_backend(config: Config, db_path: Path) -> TicketBackend:
     if kind.secret is not None:
         source = settings.secret_source(kind.secret)
         secret = read_secret(source) if source is not None else None
-    return kind.factory(settings, secret)
+    return kind.factory(settings, secret, timeout=config.ticketing.request_timeout)
 
 
 def reconcile_after(config: Config) -> float:
