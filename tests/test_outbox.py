@@ -31,7 +31,7 @@ email = "it@acme.example"
 def freshdesk_config(url: str, key_env: str = "FD_TEST_KEY") -> str:
     return (
         TARGET
-        + f'[ticketing]\nbackend = "freshdesk"\nrequest_timeout = "500ms"\n'
+        + '[ticketing]\nbackend = "freshdesk"\nrequest_timeout = "500ms"\n'
         + f'[ticketing.freshdesk]\nurl = "{url}"\napi_key_env = "{key_env}"\n'
         + 'requester_email = "monitoring@acme.example"\n'
     )

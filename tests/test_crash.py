@@ -1,0 +1,171 @@
+"""SIGKILL at the worst moments, then a restart: no incident lost, no duplicate ticket, and the
+notes still go out. The agent and a Freshdesk stand-in run as real processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import AgentProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "crash-test-key-42"
+
+
+class FreshdeskProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.freshdesk",
+                "--port",
+                str(self.port),
+                "--api-key",
+                API_KEY,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/_fake/state", timeout=5) as response:
+            return dict(json.load(response))
+
+    def fail_next(self, route: str, kind: str, delay: float = 60.0) -> None:
+        body = json.dumps({"route": route, "kind": kind, "delay": delay}).encode()
+        request = urllib.request.Request(
+            self.url + "/_fake/fail", data=body, headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if predicate(state):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: {self.state()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def freshdesk() -> Iterator[FreshdeskProcess]:
+    fake = FreshdeskProcess()
+    yield fake
+    fake.stop()
+
+
+def config_text(agent_port: int, state: Path, fd_url: str, service_port: int) -> str:
+    return f"""
+[agent]
+listen = "127.0.0.1:{agent_port}"
+state_dir = "{state}"
+
+[defaults]
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = 2
+recovery_threshold = 1
+
+[[targets]]
+name = "api"
+kind = "tcp"
+host = "127.0.0.1"
+port = {service_port}
+customer = "acme"
+
+[customers.acme]
+email = "it@acme.example"
+
+[ticketing]
+backend = "freshdesk"
+request_timeout = "2s"
+
+[ticketing.freshdesk]
+url = "{fd_url}"
+api_key_env = "WD_CRASH_FD_KEY"
+requester_email = "monitoring@acme.example"
+"""
+
+
+def kill(agent: AgentProcess) -> None:
+    agent.proc.send_signal(signal.SIGKILL)
+    agent.proc.wait(timeout=5)
+
+
+def test_sigkill_during_a_create_and_during_a_note(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    agents: list[AgentProcess],
+    freshdesk: FreshdeskProcess,
+) -> None:
+    service_port = free_port()  # nothing listens: the target is down
+    port = free_port()
+    config = write_config(config_text(port, tmp_path / "state", freshdesk.url, service_port))
+    env = {"WD_CRASH_FD_KEY": API_KEY}
+
+    # 1. Killed while the create is in flight: Freshdesk stored the ticket, no answer yet.
+    freshdesk.fail_next("create", "timeout")
+    first = AgentProcess(config, port, env=env)
+    agents.append(first)
+    first.wait_ready()
+    freshdesk.wait_for(lambda s: len(s["tickets"]) == 1, "the ticket to be created")
+    kill(first)
+
+    second = AgentProcess(config, port, env=env)
+    agents.append(second)
+    second.wait_ready()
+    deadline = time.monotonic() + 20
+    incidents: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        incidents = json.loads(urllib.request.urlopen(second.base + "/api/incidents").read())
+        if incidents and incidents[0]["ticket_id"]:
+            break
+        time.sleep(0.1)
+    (incident,) = incidents
+    (ticket,) = freshdesk.state()["tickets"]
+    assert incident["ticket_id"] == str(ticket["id"])
+    assert ticket["subject"] == "[URGENT] api is down"
+
+    # 2. The service comes back; killed while the recovery note is in flight.
+    freshdesk.fail_next("note", "timeout")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", service_port))
+        listener.listen(64)
+        freshdesk.wait_for(lambda s: bool(s["notes"]), "the recovery note to arrive")
+        kill(second)
+        third = AgentProcess(config, port, env=env)
+        agents.append(third)
+        third.wait_ready()
+        state = freshdesk.wait_for(
+            lambda s: s["tickets"][0]["status"] == 3, "the ticket to be set pending after the note"
+        )
+    assert len(state["tickets"]) == 1
+    notes = state["notes"][str(ticket["id"])]
+    assert notes
+    assert all("api has recovered" in note["body"] for note in notes)
+    creates = [r for r in state["requests"] if r["route"] == "create"]
+    assert len(creates) == 1
