@@ -24,9 +24,10 @@ from monitor.config import Config, TargetConfig, load_config
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.incidents import IncidentManager
-from monitor.integrations import build_backend, reconcile_after
+from monitor.integrations import build_backend, build_pagers, reconcile_after
 from monitor.metrics import Metrics
 from monitor.outbox import Outbox
+from monitor.policy import SupportPolicy
 from monitor.scheduler import Scheduler
 from monitor.secrets import read_secret
 from monitor.state import TargetState, Transition, advance
@@ -102,9 +103,15 @@ class Agent:
         self.outbox = Outbox(
             self.store, self.backend, self.clock, self.metrics, reconcile_after(config)
         )
+        self.pagers = build_pagers(config)
+        self.outbox.pagers = self.pagers
         self.incidents = IncidentManager(
             self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
         )
+        self.policy = SupportPolicy(
+            self.store, self.clock, config, self.backend, self.pagers, self.outbox.notify
+        )
+        self.incidents.policy = self.policy
         self.listeners.append(self.incidents.on_transition)
         self.housekeeping = AsyncIOScheduler(timezone="UTC")
 
@@ -166,6 +173,8 @@ class Agent:
         await self.scheduler.stop(grace=2.0)
         await self.outbox.stop()
         await self.backend.aclose()
+        for pager in self.pagers.values():
+            await pager.aclose()
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -259,6 +268,7 @@ class Agent:
         self._apply_targets(config, {})
         self.config = config
         self.incidents.set_config(config)
+        self.policy.set_config(config, self.backend, self.pagers)
         if self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
         self.incidents.sweep()
@@ -337,7 +347,8 @@ class Agent:
 
     def _schedule_housekeeping(self) -> None:
         """Periodic sweeps off the probe path: incidents (maintenance ends, parents recover,
-        flapping settles) and the local helpdesk's auto-close of pending tickets."""
+        flapping settles), the support policy (escalations, status updates) and the local
+        helpdesk's auto-close of pending tickets."""
         self.housekeeping.add_job(
             self.incidents.sweep,
             "interval",

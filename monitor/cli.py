@@ -123,7 +123,10 @@ async def _serve(config: Config, path: str) -> int:
         log.error("agent.state_dir: %s", error)
         return EXIT_CONFIG
     except SecretError as error:
-        log.error("ticketing.%s: %s", config.ticketing.backend, error)
+        message = str(error)
+        if not message.startswith("pagers."):
+            message = f"ticketing.{config.ticketing.backend}: {message}"
+        log.error("%s", message)
         return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)

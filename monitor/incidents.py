@@ -15,15 +15,15 @@ import hashlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
-from monitor.durations import format_duration
+from monitor.durations import format_duration, format_local
 from monitor.maintenance import window_for
 from monitor.metrics import Metrics
+from monitor.policy import SupportPolicy
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, Store
 
@@ -64,6 +64,8 @@ class IncidentManager:
         self._open: dict[str, Incident] = {}
         self._failed_checks: dict[str, int] = {}
         self._changes: dict[str, deque[float]] = defaultdict(deque)
+        # Set by the agent: adds the pages (and their resolves) to what an incident queues.
+        self.policy: SupportPolicy | None = None
         self.reload_open()
 
     def set_config(self, config: Config) -> None:
@@ -201,7 +203,13 @@ class IncidentManager:
         def build(incident_id: int) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
             key = dedup_key(incident_id, target.name, now)
             ticket = {**draft, "dedup_key": key, "tags": ["watchdesk", key]}
-            return key, [("ticket", "create", {"draft": ticket})]
+            actions: list[tuple[str, str, dict[str, Any]]] = [
+                ("ticket", "create", {"draft": ticket})
+            ]
+            if self.policy is not None:
+                details = self._page_details(target, state, first_failure)
+                actions += self.policy.open_actions(target, details, key, now)
+            return key, actions
 
         incident = self.store.open_incident(incident_fields, build)
         if incident is None:
@@ -277,6 +285,9 @@ class IncidentManager:
         actions: list[tuple[str, str, dict[str, Any]]] = [
             ("ticket", "note", {"body": body, "public": True})
         ]
+        if self.policy is not None:
+            summary = f"{target.name} recovered after {format_duration(down_for)}"
+            actions += self.policy.recover_actions(incident, summary)
         on_recovery = self.config.ticketing.on_recovery
         if on_recovery in ("pending", "resolve"):
             status = "pending" if on_recovery == "pending" else "resolved"
@@ -308,7 +319,17 @@ class IncidentManager:
     # ---- text ------------------------------------------------------------------------------
 
     def _local(self, timestamp: float) -> str:
-        return datetime.fromtimestamp(timestamp, self._zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return format_local(timestamp, self._zone)
+
+    def _page_details(self, target: TargetConfig, state: TargetState, first_failure: float) -> str:
+        lines = [
+            f"{target.name} is down: {state.last_reason}",
+            f"Since: {self._local(first_failure)}",
+            f"Check: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
+        ]
+        if target.customer:
+            lines.append(f"Customer: {target.customer}")
+        return "\n".join(lines)
 
     def _description(
         self, target: TargetConfig, state: TargetState, first_failure: float, failed: int

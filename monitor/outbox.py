@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.clock import Clock
@@ -23,6 +24,7 @@ from monitor.metrics import Metrics
 from monitor.store import OutboxAction, Store
 from ticketing.base import TicketBackend, TicketDraft, TicketRef
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+from ticketing.pagers.base import Page, Pager
 
 log = logging.getLogger("watchdesk.outbox")
 
@@ -32,7 +34,16 @@ IN_FLIGHT = "in flight"
 UNKNOWN = "outcome unknown"
 METRIC_OPERATION = {"create": "create", "note": "note", "status": "update", "find": "get"}
 
-Deliver = Callable[[OutboxAction], Awaitable[dict[str, Any] | None]]
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a delivery achieved: changes to record on the incident, or why it was skipped."""
+
+    changes: dict[str, Any] | None = None
+    skipped: str | None = None
+
+
+Deliver = Callable[[OutboxAction], Awaitable[Outcome]]
 
 
 def backoff(attempts: int, retry_after: float | None) -> float:
@@ -60,7 +71,11 @@ class Outbox:
         # How long a backend's search may lag behind a create (Freshdesk: minutes); until then
         # "not found" is not proof that a lost create did not happen.
         self.reconcile_after = reconcile_after
-        self.channels: dict[str, Deliver] = {"ticket": self._deliver_ticket}
+        self.pagers: dict[str, Pager] = {}
+        self.channels: dict[str, Deliver] = {
+            "ticket": self._deliver_ticket,
+            "pager": self._deliver_page,
+        }
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
@@ -145,8 +160,10 @@ class Outbox:
                 )
                 self._count(action, "retry")
             else:
-                self.store.finish_action(action.id, self.clock.now(), changes)
-                self._count(action, "success")
+                self.store.finish_action(
+                    action.id, self.clock.now(), changes.changes, changes.skipped
+                )
+                self._count(action, "skipped" if changes.skipped else "success")
 
     def _refused(self, action: OutboxAction, message: str) -> None:
         self.store.fail_action(action.id, message)
@@ -166,10 +183,14 @@ class Outbox:
         if action.channel == "ticket":
             operation = METRIC_OPERATION.get(action.operation, action.operation)
             self.metrics.ticket_operations.labels(self.backend.name, operation, result).inc()
+        elif action.operation == "page":
+            pager = action.channel.split(":", 1)[1]
+            reason = action.payload["page"]["reason"]
+            self.metrics.pages.labels(pager, reason, result).inc()
 
     # ---- ticket channel --------------------------------------------------------------------
 
-    async def _deliver_ticket(self, action: OutboxAction) -> dict[str, Any] | None:
+    async def _deliver_ticket(self, action: OutboxAction) -> Outcome:
         incident = self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")
@@ -185,9 +206,9 @@ class Outbox:
             await self.backend.set_status(ref, action.payload["status"])
         else:
             raise PermanentError(f"unknown ticket operation {action.operation}")
-        return None
+        return Outcome()
 
-    async def _create(self, action: OutboxAction, dedup_key: str) -> dict[str, Any] | None:
+    async def _create(self, action: OutboxAction, dedup_key: str) -> Outcome:
         maybe_sent = action.attempts > 0 and (action.last_error or IN_FLIGHT).startswith(
             (IN_FLIGHT, UNKNOWN)
         )
@@ -196,7 +217,7 @@ class Outbox:
             self.metrics.ticket_operations.labels(self.backend.name, "get", "success").inc()
             if found is not None:
                 log.info("found the ticket of incident %d after a lost answer", action.incident_id)
-                return {"ticket_id": found.id, "ticket_url": found.url}
+                return Outcome({"ticket_id": found.id, "ticket_url": found.url})
             last = action.last_attempt_at or 0.0
             if self.clock.now() - last < self.reconcile_after:
                 raise OutcomeUnknown(
@@ -208,4 +229,36 @@ class Outbox:
             **{**action.payload["draft"], "tags": tuple(action.payload["draft"]["tags"])}
         )
         ref = await self.backend.create(draft)
-        return {"ticket_id": ref.id, "ticket_url": ref.url}
+        return Outcome({"ticket_id": ref.id, "ticket_url": ref.url})
+
+    # ---- pager channel ---------------------------------------------------------------------
+
+    async def _deliver_page(self, action: OutboxAction) -> Outcome:
+        name = action.channel.split(":", 1)[1]
+        pager = self.pagers.get(name)
+        if pager is None:
+            raise PermanentError(f"pager {name} is no longer configured")
+        incident = self.store.incident(action.incident_id)
+        if incident is None:
+            raise PermanentError(f"incident {action.incident_id} is not in the store")
+        if action.operation == "page":
+            if action.payload.get("not_before") and incident.status != "open":
+                return Outcome(skipped="the incident ended before business hours began")
+            fields = {**action.payload["page"], "ticket_url": incident.ticket_url}
+            await pager.page(Page(**fields))
+            return Outcome()
+        if action.operation == "resolve":
+            paged = any(
+                a.channel == action.channel
+                and a.operation == "page"
+                and a.state == "done"
+                and not a.last_error
+                for a in self.store.actions_of(action.incident_id)
+            )
+            if not paged:
+                return Outcome(skipped="never paged for this incident")
+            if not pager.supports_resolve:
+                return Outcome(skipped=f"{pager.name} has nothing to resolve")
+            await pager.resolve(incident.dedup_key, action.payload["summary"])
+            return Outcome()
+        raise PermanentError(f"unknown pager operation {action.operation}")

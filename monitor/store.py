@@ -394,10 +394,21 @@ class Store:
         actions: list[tuple[str, str, dict[str, Any]]],
         now: float,
     ) -> None:
+        # A payload may carry "not_before" (a page that waits for business hours).
         db.executemany(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state, next_attempt_at,"
             " created_at) VALUES (?,?,?,?,'pending',?,?)",
-            [(incident_id, ch, op, json.dumps(payload), now, now) for ch, op, payload in actions],
+            [
+                (
+                    incident_id,
+                    ch,
+                    op,
+                    json.dumps(payload),
+                    max(now, payload.get("not_before", now)),
+                    now,
+                )
+                for ch, op, payload in actions
+            ],
         )
 
     def update_incident(
@@ -489,12 +500,17 @@ class Store:
         return int(row[0])
 
     def finish_action(
-        self, action_id: int, now: float, incident_changes: dict[str, Any] | None = None
+        self,
+        action_id: int,
+        now: float,
+        incident_changes: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> None:
+        """Mark delivered (``note`` says why when it was skipped instead, e.g. incident over)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE outbox SET state = 'done', done_at = ?, last_error = NULL WHERE id = ?",
-                (now, action_id),
+                "UPDATE outbox SET state = 'done', done_at = ?, last_error = ? WHERE id = ?",
+                (now, note, action_id),
             )
             if incident_changes:
                 incident_id = db.execute(

@@ -18,6 +18,7 @@ from ticketing.backends.webhook import WebhookBackendSettings
 from ticketing.backends.zendesk import ZendeskBackend, ZendeskSettings
 from ticketing.base import TicketBackend
 from ticketing.pagers.apprise import AppriseSettings
+from ticketing.pagers.base import Pager
 from ticketing.pagers.email import EmailSettings
 from ticketing.pagers.log import LogPagerSettings
 from ticketing.pagers.opsgenie import OpsgenieSettings
@@ -59,6 +60,18 @@ PAGER_SETTINGS: dict[str, type[IntegrationSettings]] = {
     "log": LogPagerSettings,
 }
 
+
+@dataclass(frozen=True)
+class PagerKind:
+    """One registry line: settings model, constructor (settings, secret), the secret it takes."""
+
+    settings: type[IntegrationSettings]
+    factory: Callable[..., Pager]
+    secret: str | None = None
+
+
+PAGERS: dict[str, PagerKind] = {}
+
 # Backends that talk to an outside helpdesk; "local" is built by the agent on its own store.
 BACKENDS: dict[str, BackendKind] = {
     # Freshdesk's search index lags behind a create by minutes.
@@ -67,4 +80,12 @@ BACKENDS: dict[str, BackendKind] = {
     "servicenow": BackendKind(ServiceNowSettings, ServiceNowBackend, "password"),
 }
 
-__all__ = ["BACKENDS", "BACKEND_SETTINGS", "PAGER_SETTINGS", "BackendKind", "IntegrationSettings"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_SETTINGS",
+    "PAGERS",
+    "PAGER_SETTINGS",
+    "BackendKind",
+    "IntegrationSettings",
+    "PagerKind",
+]

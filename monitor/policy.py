@@ -1,0 +1,229 @@
+"""The support policy around an incident: who is paged, when, and when again.
+
+- On open: every pager in ``page_on_open``, once per incident. A customer whose SLA pages only
+  in business hours gets the ticket at once and the page at the next business-hours start
+  (dropped if the incident ended meanwhile).
+- Working the ticket = assigned to someone, or its status left open, or a pager acknowledged.
+  The helpdesk is polled every ``poll_interval``, and once more when the deadline comes.
+- Past ``ack_timeout`` (per priority) with nobody on it: every pager in
+  ``page_on_escalation``, once per incident, and an internal note on the ticket.
+- Every ``status_update_interval`` while open: a customer-visible update on the ticket.
+- On recovery: pagers that can resolve get a resolve.
+
+Everything it decides goes through the store's outbox, like the ticket actions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor import business_hours
+from monitor.clock import Clock
+from monitor.config import Config, TargetConfig
+from monitor.durations import format_duration, format_local
+from monitor.store import Incident, Store
+from ticketing.base import TicketBackend, TicketRef
+from ticketing.errors import DeliveryError
+from ticketing.pagers.base import Pager
+
+log = logging.getLogger("watchdesk.policy")
+
+Action = tuple[str, str, dict[str, Any]]
+
+
+class SupportPolicy:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: Config,
+        backend: TicketBackend,
+        pagers: dict[str, Pager],
+        notify: Any,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.backend = backend
+        self.pagers = pagers
+        self.notify = notify
+        self._zone = ZoneInfo(config.agent.timezone)
+        self._last_poll: dict[int, float] = {}
+
+    def set_config(self, config: Config, backend: TicketBackend, pagers: dict[str, Pager]) -> None:
+        self.config = config
+        self.backend = backend
+        self.pagers = pagers
+        self._zone = ZoneInfo(config.agent.timezone)
+
+    # ---- pages, decided with the incident ---------------------------------------------------
+
+    def page_hours(self, target: TargetConfig) -> str:
+        customer = self.config.customers.get(target.customer) if target.customer else None
+        if customer is None or customer.sla is None:
+            return "always"
+        return self.config.sla[customer.sla].page_hours
+
+    def _not_before(self, target: TargetConfig, now: float) -> float | None:
+        """When a page for this target may go: None for now, else the next business start."""
+        if self.page_hours(target) == "always":
+            return None
+        start = business_hours.next_start(now, self.config.business_hours, self._zone)
+        if start is None or start <= now:
+            return None
+        return start
+
+    def page_actions(
+        self,
+        target: TargetConfig,
+        pagers: list[str],
+        reason: str,
+        details: str,
+        key: str,
+        now: float,
+    ) -> list[Action]:
+        not_before = self._not_before(target, now)
+        verb = "is down" if reason == "open" else "is still down and nobody has picked it up"
+        page = {
+            "dedup_key": key,
+            "summary": f"[{target.priority.upper()}] {target.name} {verb}",
+            "details": details,
+            "priority": target.priority,
+            "reason": reason,
+            "target": target.name,
+            "customer": target.customer,
+        }
+        actions: list[Action] = []
+        for name in pagers:
+            payload: dict[str, Any] = {"page": page}
+            if not_before is not None:
+                payload["not_before"] = not_before
+            actions.append((f"pager:{name}", "page", payload))
+        return actions
+
+    def open_actions(
+        self, target: TargetConfig, details: str, key: str, now: float
+    ) -> list[Action]:
+        return self.page_actions(
+            target, self.config.escalation.page_on_open, "open", details, key, now
+        )
+
+    def recover_actions(self, incident: Incident, summary: str) -> list[Action]:
+        """A resolve for every pager this incident paged (or queued a page for)."""
+        channels = {
+            action.channel
+            for action in self.store.actions_of(incident.id)
+            if action.channel.startswith("pager:") and action.operation == "page"
+        }
+        return [(channel, "resolve", {"summary": summary}) for channel in sorted(channels)]
+
+    # ---- the periodic part ----------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        now = self.clock.now()
+        targets = {target.name: target for target in self.config.targets}
+        for incident in self.store.incidents(open_only=True):
+            target = targets.get(incident.target)
+            if target is None:
+                continue
+            self._status_update(incident, now)
+            if incident.worked_at is None and incident.escalated_at is None:
+                await self._check_worked_or_escalate(incident, target, now)
+        open_ids = {i.id for i in self.store.incidents(open_only=True)}
+        self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}
+
+    def _status_update(self, incident: Incident, now: float) -> None:
+        interval = self.config.escalation.status_update_interval
+        last = incident.last_update_at or incident.opened_at
+        if now - last < interval:
+            return
+        down_for = format_duration(now - incident.first_failure_at)
+        body = (
+            f"Update: {incident.target} is still down, for {down_for} now "
+            f"(since {self._local(incident.first_failure_at)}). "
+            f"Last error: {incident.last_reason}. {incident.failed_checks} checks have failed. "
+            f"Work on it goes on; the next update follows within "
+            f"{format_duration(interval)}."
+        )
+        self.store.update_incident(
+            incident.id,
+            {"last_update_at": now},
+            [("ticket", "note", {"body": body, "public": True})],
+            now,
+        )
+        self.notify()
+
+    async def _check_worked_or_escalate(
+        self, incident: Incident, target: TargetConfig, now: float
+    ) -> None:
+        deadline = incident.opened_at + self.config.escalation.ack_timeout_for(incident.priority)
+        due_poll = (
+            now - self._last_poll.get(incident.id, 0.0) >= self.config.escalation.poll_interval
+        )
+        if due_poll or now >= deadline:
+            self._last_poll[incident.id] = now
+            who = await self._worked_by(incident)
+            if who is not None:
+                self.store.update_incident(incident.id, {"worked_at": now})
+                log.info("incident %d is being worked (%s): no escalation", incident.id, who)
+                return
+        if now < deadline:
+            return
+        timeout = format_duration(self.config.escalation.ack_timeout_for(incident.priority))
+        pagers = self.config.escalation.page_on_escalation
+        details = (
+            f"{incident.target} has been down since {self._local(incident.first_failure_at)} and "
+            f"nobody has started working its ticket within {timeout}. "
+            f"Last error: {incident.last_reason}."
+        )
+        note = (
+            f"Escalated: nobody has started working this ticket within {timeout} of it opening"
+            + (f"; paged {', '.join(pagers)}." if pagers else ".")
+        )
+        actions = self.page_actions(target, pagers, "escalation", details, incident.dedup_key, now)
+        actions.append(("ticket", "note", {"body": note, "public": False}))
+        self.store.update_incident(incident.id, {"escalated_at": now}, actions, now)
+        log.warning(
+            "incident %d of %s escalated after %s without anyone on it",
+            incident.id,
+            incident.target,
+            timeout,
+            extra={"fields": {"event": "escalated", "incident": incident.id}},
+        )
+        self.notify()
+
+    async def _worked_by(self, incident: Incident) -> str | None:
+        """Who or what shows the ticket is being worked; None when nothing does (or we cannot
+        tell: an unreachable helpdesk is no sign that someone is on it)."""
+        if incident.ticket_id is not None:
+            try:
+                info = await self.backend.get(TicketRef(incident.ticket_id, incident.ticket_url))
+            except DeliveryError as error:
+                log.info(
+                    "cannot read ticket %s of incident %d: %s",
+                    incident.ticket_id,
+                    incident.id,
+                    error,
+                )
+            else:
+                if info.assignee:
+                    return f"assigned to {info.assignee}"
+                if info.status != "open":
+                    return f"ticket status {info.raw_status or info.status}"
+        for name in self.config.escalation.page_on_open:
+            pager = self.pagers.get(name)
+            if pager is None:
+                continue
+            try:
+                acknowledged = await pager.acknowledged(incident.dedup_key)
+            except DeliveryError as error:
+                log.info("cannot ask %s about incident %d: %s", name, incident.id, error)
+                continue
+            if acknowledged:
+                return f"acknowledged in {name}"
+        return None
+
+    def _local(self, timestamp: float) -> str:
+        return format_local(timestamp, self._zone)
