@@ -1,4 +1,4 @@
-"""The ``watchdesk`` command: run, check-config, probe-once, tickets.
+"""The ``watchdesk`` command: run, check-config, probe-once, tickets, test-notify.
 
 A bad config prints every problem as ``dotted.key.path: what is wrong`` and exits 2, on every
 command, never with a traceback.
@@ -24,6 +24,7 @@ from monitor.config import Config, TargetConfig, load_config
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.store import Store
+from monitor.testnotify import run_test_notify
 from monitor.views import incident_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
     command("check-config", "validate the config and print a one-line summary")
+    command("test-notify", "send a test ticket and a test page through every configured channel")
     tickets = command("tickets", "list incidents and their tickets from the agent's store")
     tickets.add_argument("--all", action="store_true", help="resolved incidents too")
     tickets.add_argument("--json", action="store_true", help="print one JSON array")
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": _check_config,
         "probe-once": _probe_once,
         "tickets": _tickets,
+        "test-notify": _test_notify,
     }
     return handlers[args.command](config, path, args)
 
@@ -252,3 +255,12 @@ def _columns(rows: list[dict[str, str]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _test_notify(config: Config, path: str, args: argparse.Namespace) -> int:
+    results = asyncio.run(run_test_notify(config))
+    width = max(len(result.channel) for result in results)
+    for result in results:
+        verdict = "ok" if result.ok else "FAILED"
+        print(f"{result.channel.ljust(width)}  {result.kind:<10}  {verdict:<6}  {result.detail}")
+    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
