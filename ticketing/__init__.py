@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ticketing.backends.freshdesk import FreshdeskBackend, FreshdeskSettings
-from ticketing.backends.github import GitHubSettings
-from ticketing.backends.jira import JiraSettings
+from ticketing.backends.github import GitHubBackend, GitHubSettings
+from ticketing.backends.jira import JiraBackend, JiraSettings
 from ticketing.backends.local import LocalSettings
 from ticketing.backends.servicenow import ServiceNowBackend, ServiceNowSettings
-from ticketing.backends.webhook import WebhookBackendSettings
+from ticketing.backends.webhook import WebhookBackend, WebhookBackendSettings
 from ticketing.backends.zendesk import ZendeskBackend, ZendeskSettings
 from ticketing.base import TicketBackend
 from ticketing.pagers.apprise import AppriseSettings
@@ -78,6 +78,10 @@ BACKENDS: dict[str, BackendKind] = {
     "freshdesk": BackendKind(FreshdeskSettings, FreshdeskBackend, "api_key", search_lag=180.0),
     "zendesk": BackendKind(ZendeskSettings, ZendeskBackend, "api_token"),
     "servicenow": BackendKind(ServiceNowSettings, ServiceNowBackend, "password"),
+    # Jira documents that new issues may take a moment to show in search.
+    "jira": BackendKind(JiraSettings, JiraBackend, "api_token", search_lag=30.0),
+    "github": BackendKind(GitHubSettings, GitHubBackend, "token"),
+    "webhook": BackendKind(WebhookBackendSettings, WebhookBackend, "secret"),
 }
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,11 @@ from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 DEFAULT_TIMEOUT = 15.0
 MAX_ERROR_TEXT = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+# Looks at a refused answer (status, headers, body) and returns the seconds a rate-limited
+# service asks us to wait, or None when the refusal is not a rate limit. For services whose
+# rate limits do not all come as 429 + Retry-After (GitHub: 403 with x-ratelimit-* headers).
+RateLimitCheck = Callable[[int, Mapping[str, str], bytes], float | None]
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -61,12 +67,14 @@ class JsonHttp:
         headers: dict[str, str] | None = None,
         auth: aiohttp.BasicAuth | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        rate_limit: RateLimitCheck | None = None,
     ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._rate_limit = rate_limit
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -90,8 +98,10 @@ class JsonHttp:
         data: bytes | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        accept: Collection[int] = (),
     ) -> tuple[int, Any]:
-        """Send one request; return (status, parsed JSON or None) for 2xx, raise otherwise."""
+        """Send one request; return (status, parsed JSON or None) for 2xx and for the statuses
+        in ``accept`` (e.g. 404 when "none" is an answer), raise otherwise."""
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         try:
             async with self._client().request(
@@ -99,8 +109,9 @@ class JsonHttp:
             ) as response:
                 body = await response.read()
                 status = response.status
-                content_type = response.headers.get("Content-Type", "")
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                response_headers = response.headers
+                content_type = response_headers.get("Content-Type", "")
+                retry_after = parse_retry_after(response_headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as exc:
             raise RetryableError(
                 f"{self.service}: cannot connect: {exc.os_error.strerror or exc}"
@@ -119,7 +130,7 @@ class JsonHttp:
             raise OutcomeUnknown(f"{self.service}: connection lost: {type(exc).__name__}") from None
         except aiohttp.ClientResponseError as exc:
             raise OutcomeUnknown(f"{self.service}: bad response: {exc.message}") from None
-        if 200 <= status < 300:
+        if 200 <= status < 300 or status in accept:
             if not body:
                 return status, None
             try:
@@ -127,6 +138,10 @@ class JsonHttp:
             except ValueError:
                 return status, None
         message = f"{self.service}: HTTP {status}: {service_message(body, content_type)}"
+        if self._rate_limit is not None:
+            wait = self._rate_limit(status, response_headers, body)
+            if wait is not None:
+                raise RetryableError(message, retry_after=wait)
         if status in RETRYABLE_STATUSES:
             raise RetryableError(message, retry_after=retry_after)
         raise PermanentError(message)

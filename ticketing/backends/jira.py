@@ -1,12 +1,79 @@
-"""Jira Cloud REST API v3 (https://developer.atlassian.com/cloud/jira/platform/rest/v3/)."""
+"""Jira Cloud REST API v3 (https://developer.atlassian.com/cloud/jira/platform/rest/v3/).
+
+Endpoints and values used, as documented there:
+
+- Authentication: HTTP basic with the account's e-mail as user name and an API token as
+  password (https://developer.atlassian.com/cloud/jira/platform/basic-auth-for-rest-apis/).
+- Create issue: ``POST /rest/api/3/issue`` with ``{"fields": {project: {key}, summary,
+  description, issuetype: {name}, priority: {name}, labels}}``; answers 201 ``{id, key, self}``
+  (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-post).
+  In v3 ``description`` and comment bodies are Atlassian Document Format (ADF): a ``doc``
+  (version 1) of ``paragraph`` nodes holding ``text`` nodes, and a text node may not be empty
+  (https://developer.atlassian.com/cloud/jira/platform/apis/document/structure/). A summary is
+  one line of at most 255 characters; a label holds no spaces (at most 255 characters).
+- Search: ``POST /rest/api/3/search/jql`` ("enhanced search"), which replaced ``/rest/api/3/search``
+  (deprecated, removed in 2025): ``{jql, fields, maxResults}``, answers ``{issues, nextPageToken?,
+  isLast}``; the JQL must be bounded (``project = X AND labels = "y"`` is), and recent changes
+  may take a moment to show (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/#api-rest-api-3-search-jql-post).
+  Only the reconciliation path uses it.
+- Add comment: ``POST /rest/api/3/issue/{key}/comment`` with an ADF ``body`` and optional
+  entity ``properties`` (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-comments/#api-rest-api-3-issue-issueidorkey-comment-post).
+  Jira Service Management treats a comment carrying the property ``sd.public.comment`` =
+  ``{"internal": true}`` as an internal note (hidden from the customer portal); plain Jira has no
+  internal comments and keeps the property as inert data. Internal notes therefore carry that
+  property AND start with ``[internal]``, so people on plain Jira can tell them apart.
+- Transitions: ``GET /rest/api/3/issue/{key}/transitions`` lists ``{id, name, to: {name,
+  statusCategory}}`` that the issue can take now; ``POST`` the same path with
+  ``{"transition": {"id": ...}}`` (204) moves it
+  (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-get).
+  Transition ids and names depend on the workflow, so they are looked up by name every time.
+- Get issue: ``GET /rest/api/3/issue/{key}?fields=status,assignee``; ``status.statusCategory.key``
+  is ``new``, ``indeterminate`` or ``done``; ``assignee`` is ``{accountId, displayName}`` or null.
+- Errors: ``{"errorMessages": [...], "errors": {field: message}}``; 400 names the field; 429
+  with ``Retry-After`` (https://developer.atlassian.com/cloud/jira/platform/rate-limiting/).
+
+Lifecycle: pending runs ``pending_transition`` (nothing at all when it is not set: plain Jira
+has no "waiting on customer" status by default); resolved runs ``resolve_transition``. Either is
+matched against the transition's name or its target status's name, case-insensitively. An issue
+already in the target status is left alone (the transition is no longer offered then), so a
+retried call is harmless; any other missing transition is a PermanentError that lists the
+transitions on offer.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import base64
+import hashlib
+import re
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import HttpUrl
 
+from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
 from ticketing.settings import IntegrationSettings
+
+# Jira's default priority scheme: Highest, High, Medium, Low, Lowest.
+DEFAULT_PRIORITIES: Final[dict[Priority, str]] = {
+    "urgent": "Highest",
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+}
+# statusCategory.key -> our status. "indeterminate" is every in-between status (In Progress,
+# Waiting for customer, ...): the ticket left its first status, so someone is on it.
+STATUS_CATEGORIES: Final[dict[str, TicketStatus]] = {
+    "new": "open",
+    "indeterminate": "pending",
+    "done": "resolved",
+}
+MAX_SUMMARY: Final = 255
+MAX_LABEL: Final = 255
+INTERNAL_PREFIX: Final = "[internal] "
+INTERNAL_PROPERTY: Final[dict[str, Any]] = {"key": "sd.public.comment", "value": {"internal": True}}
+SEARCH_FIELDS: Final = ["summary", "created"]
+_WHITESPACE = re.compile(r"\s+")
 
 
 class JiraSettings(IntegrationSettings):
@@ -22,3 +89,225 @@ class JiraSettings(IntegrationSettings):
     resolve_transition: str = "Done"
     pending_transition: str | None = None
     labels: list[str] = []
+    # Our priority -> the name of a priority in the project's priority scheme.
+    priorities: dict[Priority, str] = dict(DEFAULT_PRIORITIES)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+# --- pure payload building -----------------------------------------------------------------
+
+
+def adf(text: str) -> dict[str, Any]:
+    """Plain text as an ADF document: one paragraph per line; a blank line, an empty one."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    paragraphs: list[dict[str, Any]] = []
+    for line in lines:
+        content = [{"type": "text", "text": line}] if line else []
+        paragraphs.append({"type": "paragraph", "content": content})
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def summary(subject: str) -> str:
+    """A Jira summary: one line, at most 255 characters."""
+    return _WHITESPACE.sub(" ", subject).strip()[:MAX_SUMMARY]
+
+
+def label(text: str) -> str:
+    """A Jira label: no whitespace (runs become ``-``), at most 255 characters."""
+    return _WHITESPACE.sub("-", text.strip())[:MAX_LABEL]
+
+
+def dedup_label(dedup_key: str) -> str:
+    """The label carrying a dedup key: the key itself when it is a valid label (no spaces, no
+    quotes, short enough), else a stable digest of it."""
+    if dedup_key and len(dedup_key) <= MAX_LABEL and not re.search(r'[\s"\\]', dedup_key):
+        return dedup_key
+    return "watchdesk-" + hashlib.sha256(dedup_key.encode()).hexdigest()[:22]
+
+
+def issue_labels(draft: TicketDraft, settings: JiraSettings) -> list[str]:
+    """``watchdesk``, the dedup label, the draft's tags, the configured labels; no repeats."""
+    key_label = dedup_label(draft.dedup_key)
+    labels: list[str] = []
+    for text in ("watchdesk", key_label, *draft.tags, *settings.labels):
+        value = key_label if text == draft.dedup_key else label(text)
+        if value and value not in labels:
+            labels.append(value)
+    return labels
+
+
+def create_payload(draft: TicketDraft, settings: JiraSettings) -> dict[str, Any]:
+    return {
+        "fields": {
+            "project": {"key": settings.project_key},
+            "summary": summary(draft.subject),
+            "description": adf(draft.description),
+            "issuetype": {"name": settings.issue_type},
+            "priority": {
+                "name": settings.priorities.get(draft.priority, DEFAULT_PRIORITIES[draft.priority])
+            },
+            "labels": issue_labels(draft, settings),
+        }
+    }
+
+
+def jql_string(value: str) -> str:
+    """A JQL string literal: double-quoted, with ``"`` and ``\\`` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def search_payload(dedup_key: str, settings: JiraSettings) -> dict[str, Any]:
+    """Enhanced search for the issue carrying the dedup label, oldest first."""
+    jql = (
+        f"project = {jql_string(settings.project_key)} AND "
+        f"labels = {jql_string(dedup_label(dedup_key))} ORDER BY created ASC"
+    )
+    return {"jql": jql, "fields": list(SEARCH_FIELDS), "maxResults": 10}
+
+
+def comment_payload(body: str, public: bool) -> dict[str, Any]:
+    if public:
+        return {"body": adf(body)}
+    return {"body": adf(INTERNAL_PREFIX + body), "properties": [dict(INTERNAL_PROPERTY)]}
+
+
+def transition_payload(transition_id: str) -> dict[str, Any]:
+    return {"transition": {"id": transition_id}}
+
+
+def pick_transition(transitions: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The transition named ``wanted``, or leading to a status named so (case-insensitive)."""
+    folded = wanted.casefold()
+    for transition in transitions:
+        if str(transition.get("name", "")).casefold() == folded:
+            return transition
+    for transition in transitions:
+        target = transition.get("to")
+        if isinstance(target, dict) and str(target.get("name", "")).casefold() == folded:
+            return transition
+    return None
+
+
+def ticket_info(issue: dict[str, Any]) -> TicketInfo:
+    fields = issue.get("fields")
+    fields = fields if isinstance(fields, dict) else {}
+    status = fields.get("status")
+    status = status if isinstance(status, dict) else {}
+    category = status.get("statusCategory")
+    category_key = category.get("key") if isinstance(category, dict) else None
+    assignee = fields.get("assignee")
+    extra: dict[str, str] = {}
+    name: str | None = None
+    if isinstance(category_key, str):
+        extra["status_category"] = category_key
+    if isinstance(assignee, dict):
+        if assignee.get("accountId"):
+            extra["assignee_account_id"] = str(assignee["accountId"])
+        name = assignee.get("displayName") or assignee.get("accountId")
+    raw = status.get("name")
+    return TicketInfo(
+        status=STATUS_CATEGORIES.get(str(category_key), "open"),
+        assignee=str(name) if name else None,
+        raw_status=str(raw) if raw is not None else None,
+        extra=extra,
+    )
+
+
+# --- the backend ---------------------------------------------------------------------------
+
+
+class JiraBackend:
+    name = "jira"
+
+    def __init__(
+        self, settings: JiraSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.settings = settings
+        self.base_url = str(settings.url).rstrip("/")
+        self._http = JsonHttp(
+            self.name,
+            self.base_url,
+            headers=basic_auth(settings.email, secret),
+            timeout=timeout,
+        )
+
+    def issue_url(self, key: str) -> str:
+        return f"{self.base_url}/browse/{key}"
+
+    def _ref(self, issue: Any) -> TicketRef:
+        if not isinstance(issue, dict) or not (issue.get("key") or issue.get("id")):
+            raise OutcomeUnknown(f"{self.name}: answer without an issue key")
+        if issue.get("key"):
+            key = str(issue["key"])
+            return TicketRef(id=key, url=self.issue_url(key))
+        return TicketRef(id=str(issue["id"]))  # Jira takes the numeric id wherever a key goes
+
+    async def create(self, draft: TicketDraft) -> TicketRef:
+        _, body = await self._http.request(
+            "POST", "/rest/api/3/issue", json_body=create_payload(draft, self.settings)
+        )
+        return self._ref(body)
+
+    async def find(self, dedup_key: str) -> TicketRef | None:
+        _, body = await self._http.request(
+            "POST", "/rest/api/3/search/jql", json_body=search_payload(dedup_key, self.settings)
+        )
+        issues = body.get("issues") if isinstance(body, dict) else None
+        candidates = [
+            i for i in issues or [] if isinstance(i, dict) and (i.get("key") or i.get("id"))
+        ]
+        if not candidates:
+            return None
+        return self._ref(candidates[0])  # ORDER BY created ASC: the first one opened
+
+    async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
+        await self._http.request(
+            "POST", f"/rest/api/3/issue/{ref.id}/comment", json_body=comment_payload(body, public)
+        )
+
+    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+        wanted = (
+            self.settings.resolve_transition
+            if status == "resolved"
+            else self.settings.pending_transition
+        )
+        if wanted is None:
+            return  # no pending status configured: the ticket stays where it is
+        _, body = await self._http.request("GET", f"/rest/api/3/issue/{ref.id}/transitions")
+        raw = body.get("transitions") if isinstance(body, dict) else None
+        transitions = [t for t in raw or [] if isinstance(t, dict) and t.get("id") is not None]
+        transition = pick_transition(transitions, wanted)
+        if transition is not None:
+            await self._http.request(
+                "POST",
+                f"/rest/api/3/issue/{ref.id}/transitions",
+                json_body=transition_payload(str(transition["id"])),
+            )
+            return
+        # Not on offer: fine if the issue is there already (a retry, or a person was quicker).
+        info = await self.get(ref)
+        if (info.raw_status or "").casefold() == wanted.casefold() or (
+            status == "resolved" and info.status == "resolved"
+        ):
+            return
+        offered = ", ".join(repr(str(t.get("name"))) for t in transitions) or "none"
+        raise PermanentError(
+            f"{self.name}: issue {ref.id} (status {info.raw_status!r}) has no transition "
+            f"{wanted!r}; transitions available: {offered}"
+        )
+
+    async def get(self, ref: TicketRef) -> TicketInfo:
+        _, body = await self._http.request(
+            "GET", f"/rest/api/3/issue/{ref.id}", params={"fields": "status,assignee"}
+        )
+        if not isinstance(body, dict):
+            raise RetryableError(f"{self.name}: issue {ref.id}: answer is not an issue")
+        return ticket_info(body)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
