@@ -17,13 +17,13 @@ from ticketing.backends.servicenow import ServiceNowBackend, ServiceNowSettings
 from ticketing.backends.webhook import WebhookBackend, WebhookBackendSettings
 from ticketing.backends.zendesk import ZendeskBackend, ZendeskSettings
 from ticketing.base import TicketBackend
-from ticketing.pagers.apprise import AppriseSettings
+from ticketing.pagers.apprise import ApprisePager, AppriseSettings
 from ticketing.pagers.base import Pager
-from ticketing.pagers.email import EmailSettings
-from ticketing.pagers.log import LogPagerSettings
-from ticketing.pagers.opsgenie import OpsgenieSettings
-from ticketing.pagers.pagerduty import PagerDutySettings
-from ticketing.pagers.webhook import WebhookPagerSettings
+from ticketing.pagers.email import EmailPager, EmailSettings
+from ticketing.pagers.log import LogPager, LogPagerSettings
+from ticketing.pagers.opsgenie import OpsgeniePager, OpsgenieSettings
+from ticketing.pagers.pagerduty import PagerDutyPager, PagerDutySettings
+from ticketing.pagers.webhook import WebhookPager, WebhookPagerSettings
 from ticketing.settings import IntegrationSettings
 
 # Called as factory(settings, secret); secret is None only for backends that take none.
@@ -70,7 +70,14 @@ class PagerKind:
     secret: str | None = None
 
 
-PAGERS: dict[str, PagerKind] = {}
+PAGERS: dict[str, PagerKind] = {
+    "pagerduty": PagerKind(PagerDutySettings, PagerDutyPager, "routing_key"),
+    "opsgenie": PagerKind(OpsgenieSettings, OpsgeniePager, "api_key"),
+    "email": PagerKind(EmailSettings, EmailPager, "password"),
+    "webhook": PagerKind(WebhookPagerSettings, WebhookPager, "secret"),
+    "apprise": PagerKind(AppriseSettings, ApprisePager, "urls"),
+    "log": PagerKind(LogPagerSettings, LogPager, None),
+}
 
 # Backends that talk to an outside helpdesk; "local" is built by the agent on its own store.
 BACKENDS: dict[str, BackendKind] = {

@@ -149,4 +149,4 @@ class ApprisePager:
         return None
 
     async def aclose(self) -> None:
-        self._apprise.clear()
+        return None  # apprise opens a connection per notification: nothing held open

@@ -30,7 +30,8 @@ class Page:
 
 class Pager(Protocol):
     name: str
-    # Whether ``resolve`` does something on this service (PagerDuty, Opsgenie: yes; email: no).
+    # Whether ``resolve`` does something on this service: PagerDuty and Opsgenie resolve the
+    # alert; email, webhook, apprise and log send a short "[RESOLVED]" message.
     supports_resolve: bool
 
     async def page(self, page: Page) -> None:
