@@ -1,0 +1,298 @@
+"""The support policy on a manual clock: pages, business hours, escalation, hourly updates.
+
+Pagers are real adapters talking to PagerDuty and Opsgenie stand-ins; tickets go to the local
+helpdesk. An hour of policy runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.agent_harness import START, Harness
+from tests.fakes.opsgenie import OpsgenieFake
+from tests.fakes.pagerduty import PagerDutyFake
+
+PD_KEY = "0123456789abcdef0123456789abcdef"
+OG_KEY = "opsgenie-test-key"
+TORONTO = ZoneInfo("America/Toronto")
+# START is Tuesday 2026-11-24 10:00 UTC = 05:00 in Toronto: before business hours.
+
+
+def toronto(hour: int, minute: int = 0, day: int = 24) -> float:
+    return datetime(2026, 11, day, hour, minute, tzinfo=TORONTO).timestamp()
+
+
+def policy_config(pd_url: str, og_url: str, escalation: str = "") -> str:
+    return f"""
+[agent]
+timezone = "America/Toronto"
+
+[defaults]
+interval = "30s"
+failure_threshold = 3
+recovery_threshold = 2
+
+[[targets]]
+name = "vip-web"
+kind = "http"
+url = "https://vip.example/health"
+customer = "bigco"
+
+[[targets]]
+name = "shop"
+kind = "http"
+url = "https://shop.example/"
+customer = "smallco"
+
+[customers.bigco]
+email = "ops@bigco.example"
+sla = "vip"
+
+[customers.smallco]
+email = "owner@smallco.example"
+sla = "essentials"
+
+[sla.vip]
+page_hours = "always"
+
+[sla.essentials]
+page_hours = "business"
+
+[business_hours]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "08:00"
+end = "17:00"
+
+[pagers.oncall]
+type = "pagerduty"
+routing_key_env = "PD_TEST_KEY"
+url = "{pd_url}"
+
+[pagers.manager]
+type = "opsgenie"
+api_key_env = "OG_TEST_KEY"
+url = "{og_url}"
+
+[escalation]
+{escalation or 'page_on_open = ["oncall"]'}
+ack_timeout = {{ urgent = "1h" }}
+page_on_escalation = ["manager"]
+status_update_interval = "1h"
+poll_interval = "5m"
+"""
+
+
+class Stand:
+    def __init__(
+        self, pagerduty: PagerDutyFake, opsgenie: OpsgenieFake, make: Callable[..., Harness]
+    ) -> None:
+        self.pagerduty = pagerduty
+        self.opsgenie = opsgenie
+        self.make = make
+
+
+@pytest.fixture
+async def stand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stand]:
+    monkeypatch.setenv("PD_TEST_KEY", PD_KEY)
+    monkeypatch.setenv("OG_TEST_KEY", OG_KEY)
+    made: list[Harness] = []
+    async with PagerDutyFake(routing_key=PD_KEY) as pd, OpsgenieFake(api_key=OG_KEY) as og:
+
+        def make(escalation: str = "") -> Harness:
+            h = Harness(tmp_path / "state", policy_config(pd.enqueue_url, og.url, escalation))
+            made.append(h)
+            return h
+
+        yield Stand(pd, og, make)
+        for h in made:
+            await h.close()
+
+
+async def run(h: Harness) -> None:
+    """What the agent's housekeeping and outbox do every few seconds."""
+    h.sweep()
+    await h.agent.policy.sweep()
+    await h.deliver()
+
+
+def metric(h: Harness, line_start: str) -> float:
+    for line in h.agent.metrics.exposition().decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_the_manager_is_paged_once_when_an_urgent_ticket_opens(stand: Stand) -> None:
+    h = stand.make()
+    h.fail("vip-web", 3, reason="status 503")
+    await run(h)
+    (incident,) = h.incidents()
+    alert = stand.pagerduty.alerts[incident.dedup_key]
+    assert alert["severity"] == "critical"
+    assert alert["summary"] == "[URGENT] vip-web is down"
+    assert alert["trigger_count"] == 1
+    assert h.tickets()[0]["subject"] == "[URGENT] vip-web is down"
+    for _ in range(3):
+        h.fail("vip-web", 2)
+        await run(h)
+    assert alert["trigger_count"] == 1
+    assert metric(h, 'watchdesk_pages_total{pager="oncall",reason="open",result="success"}') == 1
+    await h.close()
+
+    # A restart does not page again.
+    again = stand.make()
+    again.clock.set(h.clock.now())
+    again.fail("vip-web", 1)
+    await run(again)
+    assert len(stand.pagerduty.events) == 1
+    assert alert["trigger_count"] == 1
+
+
+async def test_a_business_hours_customer_gets_the_ticket_now_and_the_page_at_8(
+    stand: Stand,
+) -> None:
+    h = stand.make()
+    h.fail("shop", 3)
+    await run(h)
+    assert len(h.tickets()) == 1  # the ticket at once, at 05:01
+    assert stand.pagerduty.events == []
+    h.clock.set(toronto(7, 59))
+    h.fail("shop", 1)
+    await run(h)
+    assert stand.pagerduty.events == []
+    h.clock.set(toronto(8, 0))
+    await run(h)
+    (event,) = stand.pagerduty.events
+    assert event["event_action"] == "trigger"
+    assert event["payload"]["summary"] == "[URGENT] shop is down"
+
+
+async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
+    stand: Stand,
+) -> None:
+    h = stand.make()
+    h.fail("shop", 3)
+    h.succeed("shop", 2)
+    await run(h)
+    h.clock.set(toronto(8, 0))
+    await run(h)
+    assert stand.pagerduty.events == []
+    assert metric(h, 'watchdesk_pages_total{pager="oncall",reason="open",result="skipped"}') == 1
+
+
+async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: Stand) -> None:
+    from monitor import business_hours
+
+    h = stand.make()
+    hours = h.config.business_hours
+    friday_evening = toronto(18, 0, day=27)
+    assert business_hours.next_start(friday_evening, hours, TORONTO) == toronto(8, 0, day=30)
+    christmas_eve = datetime(2026, 12, 24, 18, 0, tzinfo=TORONTO).timestamp()
+    holidays = hours.model_copy(update={"holidays": [datetime(2026, 12, 25).date()]})
+    expected = datetime(2026, 12, 28, 8, 0, tzinfo=TORONTO).timestamp()  # Fri 25th off, then Mon
+    assert business_hours.next_start(christmas_eve, holidays, TORONTO) == expected
+
+
+async def test_escalation_exactly_at_the_ack_timeout_and_never_twice(stand: Stand) -> None:
+    h = stand.make()
+    h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = h.incidents()
+    deadline = incident.opened_at + 3600
+    h.clock.set(deadline - 1)
+    await run(h)
+    assert stand.opsgenie.alerts == {}
+    h.clock.set(deadline)
+    await run(h)
+    (alert,) = stand.opsgenie.alerts.values()
+    assert alert["alias"] == incident.dedup_key
+    assert alert["priority"] == "P1"
+    assert "nobody has picked it up" in alert["message"]
+    notes = h.notes(h.tickets()[0]["id"])
+    assert any(
+        n.startswith("Escalated: nobody has started working this ticket within 1h") for n in notes
+    )
+    assert h.local.notes(str(h.tickets()[0]["id"]))[-1]["public"] is False
+    for hours in (2, 3, 5):
+        h.clock.set(deadline + hours * 3600)
+        await run(h)
+    assert len([r for r in stand.opsgenie.requests if r["route"] == "create"]) == 1
+    assert (
+        metric(h, 'watchdesk_pages_total{pager="manager",reason="escalation",result="success"}')
+        == 1
+    )
+
+
+async def test_no_escalation_when_someone_took_the_ticket(stand: Stand) -> None:
+    h = stand.make()
+    h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = h.incidents()
+    h.clock.set(incident.opened_at + 1800)
+    h.local.assign(str(h.tickets()[0]["id"]), "alice")
+    h.clock.set(incident.opened_at + 3600)
+    await run(h)
+    assert stand.opsgenie.alerts == {}
+    assert h.incidents()[0].worked_at is not None
+
+
+async def test_no_escalation_when_the_page_was_acknowledged(stand: Stand) -> None:
+    h = stand.make('page_on_open = ["manager"]')
+    h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = h.incidents()
+    stand.opsgenie.acknowledge(incident.dedup_key)
+    h.clock.set(incident.opened_at + 3600)
+    await run(h)
+    # Only the opening page: no escalation page was created.
+    assert len([r for r in stand.opsgenie.requests if r["route"] == "create"]) == 1
+    assert h.incidents()[0].escalated_at is None
+
+
+async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
+    h = stand.make()
+    h.fail("vip-web", 3, reason="status 502")
+    await run(h)
+    (incident,) = h.incidents()
+    ticket = h.tickets()[0]["id"]
+
+    def updates() -> list[str]:
+        return [n for n in h.notes(ticket) if n.startswith("Update:")]
+
+    h.clock.set(incident.opened_at + 3599)
+    await run(h)
+    assert updates() == []
+    h.clock.set(incident.opened_at + 3600)
+    await run(h)
+    (first,) = updates()
+    assert "vip-web is still down, for 1h1m now" in first
+    assert "Last error: status 502" in first
+    h.clock.set(incident.opened_at + 5400)
+    await run(h)
+    assert len(updates()) == 1
+    h.clock.set(incident.opened_at + 7200)
+    await run(h)
+    assert len(updates()) == 2
+    h.succeed("vip-web", 2)
+    await run(h)
+    h.clock.set(incident.opened_at + 4 * 3600)
+    await run(h)
+    assert len(updates()) == 2
+    assert all(
+        note["public"] for note in h.local.notes(str(ticket)) if note["body"].startswith("Update:")
+    )
+
+
+async def test_recovery_resolves_the_page(stand: Stand) -> None:
+    h = stand.make()
+    h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = h.incidents()
+    h.succeed("vip-web", 2)
+    await run(h)
+    assert stand.pagerduty.alerts[incident.dedup_key]["status"] == "resolved"
