@@ -38,7 +38,17 @@ log = logging.getLogger("watchdesk")
 TransitionListener = Callable[[TargetConfig, Transition, TargetState], None]
 
 FLUSH_INTERVAL = 1.0
-SWEEP_INTERVAL = 5.0
+
+
+def sweep_interval(config: Config) -> float:
+    """How often the housekeeping sweeps run: every 5 s, or often enough that the policy's
+    shortest duration (ack timeout, poll, status update) is met to within a quarter of it."""
+    escalation = config.escalation
+    timeouts = [escalation.ack_timeout_for(p) for p in ("urgent", "high", "medium", "low")]
+    shortest = min(escalation.poll_interval, escalation.status_update_interval, *timeouts)
+    return min(5.0, max(0.25, shortest / 4))
+
+
 # How long the scheduler loop may go without a beat before /healthz says it is stuck.
 HEALTH_STALL_SECONDS = 10.0
 
@@ -269,6 +279,10 @@ class Agent:
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config, self.backend, self.pagers)
+        if self.housekeeping.running:
+            every = sweep_interval(config)
+            for job in ("incidents", "policy"):
+                self.housekeeping.reschedule_job(job, trigger="interval", seconds=every)
         if self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
         self.incidents.sweep()
@@ -349,12 +363,12 @@ class Agent:
         """Periodic sweeps off the probe path: incidents (maintenance ends, parents recover,
         flapping settles), the support policy (escalations, status updates) and the local
         helpdesk's auto-close of pending tickets."""
+        every = sweep_interval(self.config)
         self.housekeeping.add_job(
-            self.incidents.sweep,
-            "interval",
-            seconds=SWEEP_INTERVAL,
-            id="incidents",
-            max_instances=1,
+            self.incidents.sweep, "interval", seconds=every, id="incidents", max_instances=1
+        )
+        self.housekeeping.add_job(
+            self.policy.sweep, "interval", seconds=every, id="policy", max_instances=1
         )
         sweep = getattr(self.backend, "sweep", None)
         if sweep is not None:

@@ -122,3 +122,49 @@ class AgentProcess:
                 self.proc.wait()
             self._log.close()
         return code
+
+
+class FakeProcess:
+    """A stand-in service (``python -m tests.fakes.NAME``) in its own process, for tests where
+    the agent runs in another process too. Controlled over its /_fake/ endpoints."""
+
+    def __init__(self, module: str, *args: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"tests.fakes.{module}", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == "ready", f"{module} fake did not start: {line!r}"
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/_fake/state", timeout=5) as response:
+            return dict(json.load(response))
+
+    def fail_next(self, route: str, kind: str, delay: float = 60.0) -> None:
+        body = json.dumps({"route": route, "kind": kind, "delay": delay}).encode()
+        request = urllib.request.Request(
+            self.url + "/_fake/fail", data=body, headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if predicate(state):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: {self.state()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

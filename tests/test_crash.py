@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,64 +14,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AgentProcess, free_port
+from tests.helpers import AgentProcess, FakeProcess, free_port
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "crash-test-key-42"
 
 
-class FreshdeskProcess:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.fakes.freshdesk",
-                "--port",
-                str(self.port),
-                "--api-key",
-                API_KEY,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def state(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "/_fake/state", timeout=5) as response:
-            return dict(json.load(response))
-
-    def fail_next(self, route: str, kind: str, delay: float = 60.0) -> None:
-        body = json.dumps({"route": route, "kind": kind, "delay": delay}).encode()
-        request = urllib.request.Request(
-            self.url + "/_fake/fail", data=body, headers={"Content-Type": "application/json"}
-        )
-        urllib.request.urlopen(request, timeout=5).close()
-
-    def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 20
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.state()
-            if predicate(state):
-                return state
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}: {self.state()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def freshdesk() -> Iterator[FreshdeskProcess]:
-    fake = FreshdeskProcess()
+def freshdesk() -> Iterator[FakeProcess]:
+    fake = FakeProcess("freshdesk", "--api-key", API_KEY)
     yield fake
     fake.stop()
 
@@ -120,7 +70,7 @@ def test_sigkill_during_a_create_and_during_a_note(
     write_config: Callable[..., Path],
     tmp_path: Path,
     agents: list[AgentProcess],
-    freshdesk: FreshdeskProcess,
+    freshdesk: FakeProcess,
 ) -> None:
     service_port = free_port()  # nothing listens: the target is down
     port = free_port()

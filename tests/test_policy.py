@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.agent_harness import START, Harness
+from tests.agent_harness import Harness
 from tests.fakes.opsgenie import OpsgenieFake
 from tests.fakes.pagerduty import PagerDutyFake
 
