@@ -17,7 +17,6 @@ from tests.helpers import closed_port, free_port
 from ticketing.backends.freshdesk import (
     FreshdeskBackend,
     FreshdeskSettings,
-    basic_auth,
     create_payload,
     dedup_tag,
     note_payload,
@@ -29,6 +28,7 @@ from ticketing.backends.freshdesk import (
 )
 from ticketing.base import TicketDraft, TicketInfo, TicketRef
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+from ticketing.http import basic_auth
 
 API_KEY = "fd-secret-key-1234567890"
 TIMEOUT = 0.5

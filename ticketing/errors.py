@@ -31,3 +31,10 @@ class OutcomeUnknown(RetryableError):
 
 class PermanentError(DeliveryError):
     pass
+
+
+def without_secret(error: DeliveryError, secret: str) -> DeliveryError:
+    """The same error with ``secret`` blanked out, should a service ever echo it back."""
+    if not secret or secret not in error.message:
+        return error
+    return type(error)(error.message.replace(secret, "***"), retry_after=error.retry_after)

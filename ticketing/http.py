@@ -7,6 +7,7 @@ kept (it says which field was wrong); our credentials never enter a message.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import time
@@ -25,6 +26,17 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # service asks us to wait, or None when the refusal is not a rate limit. For services whose
 # rate limits do not all come as 429 + Retry-After (GitHub: 403 with x-ratelimit-* headers).
 RateLimitCheck = Callable[[int, Mapping[str, str], bytes], float | None]
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -57,7 +69,7 @@ def service_message(body: bytes, content_type: str) -> str:
 
 
 class JsonHttp:
-    """A small aiohttp wrapper for one service: base URL, auth, headers, timeout."""
+    """A small aiohttp wrapper for one service: base URL, headers (auth among them), timeout."""
 
     def __init__(
         self,
@@ -65,14 +77,12 @@ class JsonHttp:
         base_url: str,
         *,
         headers: dict[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         rate_limit: RateLimitCheck | None = None,
     ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
-        self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._rate_limit = rate_limit
         self._session: aiohttp.ClientSession | None = None
@@ -80,7 +90,7 @@ class JsonHttp:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                headers=self._headers, auth=self._auth, timeout=self._timeout, trust_env=False
+                headers=self._headers, timeout=self._timeout, trust_env=False
             )
         return self._session
 

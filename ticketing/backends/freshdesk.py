@@ -25,7 +25,6 @@ Endpoints and values used, as documented there:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 import re
@@ -35,7 +34,7 @@ from pydantic import Field, HttpUrl
 
 from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
 
 PRIORITIES: Final[dict[Priority, int]] = {"low": 1, "medium": 2, "high": 3, "urgent": 4}
@@ -65,12 +64,6 @@ class FreshdeskSettings(IntegrationSettings):
     group_id: int | None = None
     ticket_type: str | None = None
     customer_updates: Literal["reply", "note"] = "note"
-
-
-def basic_auth(user: str, password: str) -> dict[str, str]:
-    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 # --- pure payload building -----------------------------------------------------------------

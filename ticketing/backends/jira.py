@@ -42,7 +42,6 @@ transitions on offer.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from typing import Any, ClassVar, Final, Literal
@@ -51,7 +50,7 @@ from pydantic import HttpUrl
 
 from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
 
 # Jira's default priority scheme: Highest, High, Medium, Low, Lowest.
@@ -91,12 +90,6 @@ class JiraSettings(IntegrationSettings):
     labels: list[str] = []
     # Our priority -> the name of a priority in the project's priority scheme.
     priorities: dict[Priority, str] = dict(DEFAULT_PRIORITIES)
-
-
-def basic_auth(user: str, password: str) -> dict[str, str]:
-    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 # --- pure payload building -----------------------------------------------------------------

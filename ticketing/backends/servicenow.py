@@ -23,14 +23,13 @@ Endpoints and values used, as documented in the Table API reference
 
 from __future__ import annotations
 
-import base64
 from typing import Any, ClassVar, Final, Literal
 
 from pydantic import HttpUrl
 
 from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
 
 TABLE: Final = "/api/now/table/incident"
@@ -77,12 +76,6 @@ class ServiceNowSettings(IntegrationSettings):
     # The resolution code sent with state 6. "Solution provided" is the choice on current
     # releases; instances still on the old list use e.g. "Solved (Permanently)".
     close_code: str = "Solution provided"
-
-
-def basic_auth(user: str, password: str) -> dict[str, str]:
-    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 # --- pure payload building -----------------------------------------------------------------

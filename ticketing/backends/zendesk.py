@@ -21,14 +21,13 @@ Endpoints and values used, as documented there:
 
 from __future__ import annotations
 
-import base64
 from typing import Any, ClassVar, Final, Literal
 
 from pydantic import HttpUrl
 
 from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
 
 PRIORITIES: Final[dict[Priority, str]] = {
@@ -57,12 +56,6 @@ class ZendeskSettings(IntegrationSettings):
     api_token_file: str | None = None
     requester_email: str
     group_id: int | None = None
-
-
-def basic_auth(user: str, password: str) -> dict[str, str]:
-    """The ``Authorization`` header of HTTP basic auth (aiohttp's ``BasicAuth`` is deprecated)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 # --- pure payload building -----------------------------------------------------------------

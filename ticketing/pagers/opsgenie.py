@@ -29,8 +29,8 @@ from urllib.parse import quote
 from pydantic import HttpUrl
 
 from ticketing.base import Priority
-from ticketing.errors import DeliveryError, PermanentError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.errors import DeliveryError, PermanentError, without_secret
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, truncate
 from ticketing.pagers.base import Page
 from ticketing.settings import IntegrationSettings
 
@@ -62,11 +62,6 @@ class OpsgenieSettings(IntegrationSettings):
 
 
 # --- pure payload building -----------------------------------------------------------------
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def alias(dedup_key: str) -> str:
@@ -136,13 +131,6 @@ def is_acknowledged(alert: Any) -> bool:
     if not isinstance(alert, dict):
         return False
     return alert.get("acknowledged") is True or alert.get("status") == "closed"
-
-
-def without_secret(error: DeliveryError, secret: str) -> DeliveryError:
-    """The same error with ``secret`` blanked out, should a service ever echo it back."""
-    if not secret or secret not in error.message:
-        return error
-    return type(error)(error.message.replace(secret, "***"), retry_after=error.retry_after)
 
 
 # --- the pager -----------------------------------------------------------------------------

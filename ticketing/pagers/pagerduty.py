@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Final
 from pydantic import HttpUrl
 
 from ticketing.base import Priority
-from ticketing.errors import DeliveryError, PermanentError
-from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
+from ticketing.errors import DeliveryError, PermanentError, without_secret
+from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, truncate
 from ticketing.pagers.base import Page
 from ticketing.settings import IntegrationSettings
 
@@ -54,11 +54,6 @@ class PagerDutySettings(IntegrationSettings):
 
 
 # --- pure payload building -----------------------------------------------------------------
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def pd_dedup_key(dedup_key: str) -> str:
@@ -106,13 +101,6 @@ def resolve_payload(dedup_key: str, routing_key: str) -> dict[str, Any]:
         "event_action": "resolve",
         "dedup_key": pd_dedup_key(dedup_key),
     }
-
-
-def without_secret(error: DeliveryError, secret: str) -> DeliveryError:
-    """The same error with ``secret`` blanked out, should a service ever echo it back."""
-    if not secret or secret not in error.message:
-        return error
-    return type(error)(error.message.replace(secret, "***"), retry_after=error.retry_after)
 
 
 # --- the pager -----------------------------------------------------------------------------
