@@ -141,14 +141,7 @@ class Agent:
     async def start(self) -> None:
         from monitor.server import make_app
 
-        self.api_token = self._read_api_token(self.config)
-        stored = self.store.load_states()
-        self._apply_targets(self.config, stored)
-        requeued = self.store.requeue_failed(self.clock.now())
-        if requeued:
-            log.info(
-                "retrying %d ticket/page actions that were refused before the restart", requeued
-            )
+        self.prepare()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
