@@ -29,6 +29,7 @@ from monitor.metrics import Metrics
 from monitor.outbox import Outbox
 from monitor.policy import SupportPolicy
 from monitor.scheduler import Scheduler
+from monitor.sdnotify import Notifier
 from monitor.secrets import read_secret
 from monitor.state import TargetState, Transition, advance
 from monitor.store import Store
@@ -124,6 +125,8 @@ class Agent:
         self.incidents.policy = self.policy
         self.listeners.append(self.incidents.on_transition)
         self.housekeeping = AsyncIOScheduler(timezone="UTC")
+        self.systemd = Notifier()
+        self._watchdog: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -155,6 +158,9 @@ class Agent:
         self.incidents.sweep()
         self.outbox.start()
         self._schedule_housekeeping()
+        self.systemd.ready(f"watching {len(self.targets)} targets")
+        if self.systemd.watchdog_interval is not None:
+            self._watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdesk-watchdog")
         log.info(
             "watchdesk %s started: %d targets, listening on %s",
             __version__,
@@ -171,6 +177,10 @@ class Agent:
     async def stop(self) -> None:
         """Stop within a few seconds: probes get 2 s, the last state is flushed, then close."""
         log.info("stopping")
+        self.systemd.stopping()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         if self.housekeeping.running:
             self.housekeeping.shutdown(wait=False)
         await self.scheduler.stop(grace=2.0)
@@ -187,6 +197,7 @@ class Agent:
         await self.clients.close()
         self._writer.shutdown(wait=True)
         self.store.close()
+        self.systemd.close()
         log.info("stopped")
 
     async def run(self) -> None:
@@ -235,6 +246,13 @@ class Agent:
 
     async def reload(self) -> bool:
         """Apply the config file again; a broken one is refused and the running one stays."""
+        self.systemd.reloading()
+        try:
+            return await self._reload()
+        finally:
+            self.systemd.ready(f"watching {len(self.targets)} targets")
+
+    async def _reload(self) -> bool:
         loop = asyncio.get_running_loop()
         try:
             config = await loop.run_in_executor(None, load_config, self.config_path)
@@ -374,6 +392,24 @@ class Agent:
                 next_run_time=datetime.now(UTC),
             )
         self.housekeeping.start()
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.systemd.watchdog_interval or 1.0
+        while True:
+            self.watchdog_tick()
+            await asyncio.sleep(interval)
+
+    def watchdog_tick(self) -> bool:
+        """Ping systemd's watchdog only while the scheduler makes progress: a wedged agent
+        stops pinging and systemd restarts it."""
+        if not self.healthy():
+            log.error(
+                "scheduler stalled for %.0fs: not pinging the systemd watchdog",
+                self.scheduler.seconds_since_beat(),
+            )
+            return False
+        self.systemd.watchdog()
+        return True
 
     # ---- persistence -----------------------------------------------------------------------
 
