@@ -227,7 +227,7 @@ class Agent:
             self.identities.pop(name, None)
             self._dirty.discard(name)
         if removed:
-            self.store.forget(removed)
+            self.store.forget(removed, self.clock.now())
         for target in config.targets:
             identity = identity_of(target)
             if self.identities.get(target.name) != identity:
@@ -241,7 +241,7 @@ class Agent:
             self.metrics.set_up(target.name, state.status)
             self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
         self.targets = wanted
-        self.store.mark_seen(wanted, time.time())
+        self.store.mark_seen(wanted, self.clock.now())
         self.scheduler.set_targets(list(config.targets))
 
     async def reload(self) -> bool:

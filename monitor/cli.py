@@ -1,4 +1,4 @@
-"""The ``watchdesk`` command: run, check-config, probe-once, tickets, test-notify.
+"""The ``watchdesk`` command: run, check-config, probe-once, tickets, report, test-notify.
 
 A bad config prints every problem as ``dotted.key.path: what is wrong`` and exits 2, on every
 command, never with a traceback.
@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -21,8 +22,10 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.agent import Agent, run_probe
 from monitor.config import Config, TargetConfig, load_config
+from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
+from monitor.report import as_csv, as_json, as_table, build_report
 from monitor.store import Store
 from monitor.testnotify import run_test_notify
 from monitor.views import incident_rows
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
     command("check-config", "validate the config and print a one-line summary")
+    report = command("report", "uptime and SLA report from the agent's store")
+    report.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
     command("test-notify", "send a test ticket and a test page through every configured channel")
     tickets = command("tickets", "list incidents and their tickets from the agent's store")
     tickets.add_argument("--all", action="store_true", help="resolved incidents too")
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe-once": _probe_once,
         "tickets": _tickets,
         "test-notify": _test_notify,
+        "report": _report,
     }
     return handlers[args.command](config, path, args)
 
@@ -264,3 +271,20 @@ def _test_notify(config: Config, path: str, args: argparse.Namespace) -> int:
         verdict = "ok" if result.ok else "FAILED"
         print(f"{result.channel.ljust(width)}  {result.kind:<10}  {verdict:<6}  {result.detail}")
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+
+
+def _report(config: Config, path: str, args: argparse.Namespace) -> int:
+    try:
+        span = parse_duration(args.since)
+    except ValueError as error:
+        print(f"--since: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    now = time.time()
+    store = Store(config.agent.state_dir)
+    try:
+        report = build_report(store, config, now - span, now)
+    finally:
+        store.close()
+    formats = {"table": as_table, "json": as_json, "csv": as_csv}
+    print(formats[args.format](report), end="" if args.format == "csv" else "\n")
+    return EXIT_OK

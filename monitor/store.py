@@ -331,10 +331,24 @@ class Store:
                 rows,
             )
 
-    def forget(self, targets: Iterable[str]) -> None:
-        """Drop the live state of removed targets; their transitions stay for reports."""
+    def forget(self, targets: Iterable[str], at: float) -> None:
+        """Drop the live state of removed targets; their transitions stay for reports, which
+        count them until ``at``."""
+        names = [(t,) for t in targets]
         with self._transaction() as db:
-            db.executemany("DELETE FROM target_state WHERE target = ?", [(t,) for t in targets])
+            db.executemany("DELETE FROM target_state WHERE target = ?", names)
+            db.executemany(
+                "UPDATE targets_seen SET last_seen = ? WHERE target = ?",
+                [(at, n) for (n,) in names],
+            )
+
+    def targets_seen(self) -> dict[str, tuple[float, float]]:
+        """target -> (first configured, last configured) times."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, first_seen, last_seen FROM targets_seen"
+            ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def transitions(self, target: str | None = None, since: float = 0.0) -> list[StoredTransition]:
         query = (

@@ -19,14 +19,14 @@ START = 1_795_514_400.0
 
 
 class Harness:
-    def __init__(self, state_dir: Path, config_text: str) -> None:
+    def __init__(self, state_dir: Path, config_text: str, start: float = START) -> None:
         state = f'state_dir = "{state_dir}"\n'
         if "[agent]\n" in config_text:
             text = config_text.replace("[agent]\n", "[agent]\n" + state, 1)
         else:
             text = "[agent]\n" + state + config_text
         self.config = parse_config(text)
-        self.clock = ManualClock(START)
+        self.clock = ManualClock(start)
         self.agent = Agent(self.config, clock=self.clock)
         self.agent.prepare()
 

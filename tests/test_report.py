@@ -1,0 +1,140 @@
+"""`watchdesk report`: uptime from transitions, across a restart, for a target added late."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.report import as_csv, as_json, as_table, build_report
+from tests.agent_harness import START, Harness
+from tests.helpers import run_cli
+
+BASE = """
+[defaults]
+interval = "30s"
+failure_threshold = 3
+recovery_threshold = 2
+
+[[targets]]
+name = "web"
+kind = "http"
+url = "https://web.example/"
+customer = "acme"
+
+[[targets]]
+name = "db"
+kind = "tcp"
+host = "db.internal"
+port = 5432
+priority = "high"
+
+[customers.acme]
+email = "it@acme.example"
+sla = "gold"
+
+[sla.gold]
+response_time = { urgent = "5m" }
+"""
+
+API = """
+[[targets]]
+name = "api"
+kind = "tcp"
+host = "api.internal"
+port = 443
+customer = "acme"
+"""
+
+
+def at(h: Harness, offset: float) -> None:
+    h.clock.set(START + offset)
+
+
+async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    h = Harness(state, BASE)
+    for offset, target in ((0, "web"), (0, "db")):
+        at(h, offset)
+        h.succeed(target)
+    # web: first failed check at +600, down at +660 (3rd failure).
+    for offset in (600, 630, 660):
+        at(h, offset)
+        h.fail("web")
+    await h.agent._flush()
+    await h.close()
+
+    # Restart at +1000 with a target added; web is still down.
+    again = Harness(state, BASE + API, start=START + 1000)  # "api" is first seen now
+    again.fail("web")
+    at(again, 1000)
+    again.succeed("api")
+    await again.deliver()
+    again.local.assign(str(again.tickets()[0]["id"]), "alice")
+    at(again, 1020)
+    await again.agent.policy.sweep()  # notices the assignment: worked at +1020
+    # db: a short outage answered by nobody within its 4h policy, resolved after 10 minutes.
+    for offset in (1200, 1230, 1260):
+        at(again, offset)
+        again.fail("db")
+    for offset in (1800, 1830):
+        at(again, offset)
+        again.succeed("web")
+    for offset in (1860, 1890):
+        at(again, offset)
+        again.succeed("db")
+    await again.agent._flush()
+
+    report = build_report(again.agent.store, again.config, START, START + 3600)
+    rows = {row.target: row for row in report.targets}
+    web, db, api = rows["web"], rows["db"], rows["api"]
+    assert web.downtime_seconds == 1830 - 600  # from the first failed check, across the restart
+    assert web.longest_downtime_seconds == 1230
+    assert web.uptime_percent == pytest.approx(100 * (1 - 1230 / 3600))
+    assert web.incidents == 1
+    assert web.mtta_seconds == 1020 - 660
+    assert web.mttr_seconds == 1830 - 660
+    assert db.downtime_seconds == 1890 - 1200
+    assert db.mtta_seconds is None
+    assert db.mttr_seconds == 1890 - 1260
+    # api exists since +1000 only, and was never down.
+    assert api.observed_seconds == 2600
+    assert api.uptime_percent == 100.0
+    (acme,) = report.customers
+    assert acme.targets == 2
+    assert acme.downtime_seconds == 1230
+    assert acme.uptime_percent == pytest.approx(100 * (1 - 1230 / (3600 + 2600)))
+    sla = {entry.priority: entry for entry in report.sla}
+    # web: urgent, gold plan answers within 5m; worked after 6m: late.
+    assert (sla["urgent"].incidents, sla["urgent"].within, sla["urgent"].response_time_seconds) == (
+        1,
+        0,
+        300,
+    )
+    # db: high, no plan: the 4h ack timeout; it recovered within it: in time.
+    assert (sla["high"].incidents, sla["high"].within) == (1, 1)
+
+    data = json.loads(as_json(report))
+    assert {t["target"] for t in data["targets"]} == {"web", "db", "api"}
+    table = list(csv.DictReader(io.StringIO(as_csv(report))))
+    assert {r["target"]: r["downtime_seconds"] for r in table}["web"] == "1230"
+    text = as_table(report)
+    assert "web" in text
+    assert "65.833%" in text
+    await again.close()
+
+
+def test_report_command_formats(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n' + BASE)
+    for fmt in ("table", "json", "csv"):
+        result = run_cli("report", "-c", str(config), "--since", "7d", "--format", fmt)
+        assert result.returncode == 0, result.stderr
+    data = json.loads(run_cli("report", "-c", str(config), "--format", "json").stdout)
+    assert [t["target"] for t in data["targets"]] == ["db", "web"]
+    bad = run_cli("report", "-c", str(config), "--since", "soon")
+    assert bad.returncode == 2
+    assert "--since" in bad.stderr
