@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import ssl
 import time
 from pathlib import Path
@@ -133,7 +133,6 @@ async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
     truncated = False
     try:
         async with (
-            asyncio.timeout(context.timeout),
             session.request(
                 settings.method,
                 settings._url,
@@ -143,6 +142,7 @@ async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
                 # aiohttp counts the redirect that reaches its limit as one too many
                 max_redirects=MAX_REDIRECTS + 1,
                 ssl=client_ssl_context(settings.verify_tls, settings.ca_file),
+                timeout=_client_timeout(context.timeout),
             ) as response,
         ):
             status = response.status
@@ -168,6 +168,12 @@ async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
         if problem is not None:
             return ProbeResult.failure(duration, problem)
     return ProbeResult.success(duration, f"status {status}")
+
+
+@functools.lru_cache(maxsize=32)
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """aiohttp's own deadline (one timer, no extra task) for the whole exchange."""
+    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=seconds + 1)
 
 
 def _status_problem(settings: HttpSettings, status: int) -> str | None:

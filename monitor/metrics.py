@@ -9,11 +9,20 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 
 from checks import ProbeResult
 from monitor.config import TargetConfig
+
+# The *_created series double the size of /metrics at 10,000 targets and nobody graphs them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -182,4 +191,7 @@ class Metrics:
             children.consecutive_failures.set(count)
 
     def exposition(self) -> bytes:
+        """The text format; about a second of CPU at 10,000 targets, so the HTTP handler runs
+        it in a worker thread rather than on the event loop (collection takes each metric's
+        lock, so this is safe while probes update values)."""
         return generate_latest(self.registry)

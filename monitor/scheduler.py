@@ -12,7 +12,7 @@ makes that run skip (and counts it), never overlap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -34,11 +34,23 @@ def stable_offset(name: str, interval: float) -> float:
 
 
 STARTUP_SPREAD = 5.0
+# First runs are spread so that no more than this many start per second (10,000 targets at
+# once would otherwise start at twice the steady rate while the agent is still warming up).
+STARTUP_RATE = 500.0
+# uvloop's clock moves in 1 ms steps: launching what is due within the next millisecond
+# avoids waking again and again until the tick comes.
+SLACK = 0.001
 
 
-def first_due(name: str, interval: float, loop_now: float) -> float:
+def first_due(name: str, interval: float, loop_now: float, targets: int = 1) -> float:
     """The loop-clock time of a new target's first run: soon, spread by a stable offset."""
-    return loop_now + stable_offset(name, min(interval, STARTUP_SPREAD))
+    spread = min(interval, max(STARTUP_SPREAD, targets / STARTUP_RATE))
+    return loop_now + stable_offset(name, spread)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def phase_due(name: str, interval: float, after: float, wall_now: float, loop_now: float) -> float:
@@ -72,11 +84,12 @@ class Scheduler:
     ) -> None:
         self._run_probe = run_probe
         self._on_skip = on_skip
-        self._heap: list[_Entry] = []
+        # (due, sequence, entry): tuples compare in C, much faster than dataclass ordering.
+        self._heap: list[tuple[float, int, _Entry]] = []
         self._generation: dict[str, int] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._sequence = itertools.count()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._loop_task: asyncio.Task[None] | None = None
         self.last_beat = time.monotonic()
@@ -90,7 +103,7 @@ class Scheduler:
         for name in list(self._generation):
             if name not in wanted:
                 del self._generation[name]
-        current = {entry.target.name: entry for entry in self._heap if self._live(entry)}
+        current = {item[2].target.name: item[2] for item in self._heap if self._live(item[2])}
         for target in targets:
             existing = current.get(target.name)
             if existing is not None and existing.target == target:
@@ -98,7 +111,9 @@ class Scheduler:
             generation = self._generation.get(target.name, 0) + 1
             self._generation[target.name] = generation
             entry = _Entry(
-                loop_now if run_now else first_due(target.name, target.interval, loop_now),
+                loop_now
+                if run_now
+                else first_due(target.name, target.interval, loop_now, len(targets)),
                 next(self._sequence),
                 target,
                 generation,
@@ -106,10 +121,11 @@ class Scheduler:
             if existing is not None and existing.target.interval == target.interval and not run_now:
                 # Same schedule, new settings: keep its place instead of probing it again now.
                 entry.due, entry.joined_phase = existing.due, existing.joined_phase
-            heapq.heappush(self._heap, entry)
-        self._heap = [entry for entry in self._heap if self._live(entry)]
+            heapq.heappush(self._heap, (entry.due, entry.sequence, entry))
+        self._heap = [item for item in self._heap if self._live(item[2])]
         heapq.heapify(self._heap)
-        self._wake.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     def _live(self, entry: _Entry) -> bool:
         return self._generation.get(entry.target.name) == entry.generation
@@ -142,8 +158,9 @@ class Scheduler:
         while True:
             self.last_beat = time.monotonic()
             now = loop.time()
-            while self._heap and self._heap[0].due <= now:
-                entry = heapq.heappop(self._heap)
+            heap = self._heap
+            while heap and heap[0][0] <= now + SLACK:
+                _, _, entry = heapq.heappop(heap)
                 if not self._live(entry):
                     continue
                 self._launch(entry)
@@ -160,13 +177,19 @@ class Scheduler:
                     # instead of firing them all at once.
                     missed = (now - entry.due) // entry.target.interval + 1
                     entry.due += missed * entry.target.interval
-                heapq.heappush(self._heap, entry)
-            delay = self.HEARTBEAT
-            if self._heap:
-                delay = min(delay, max(0.0, self._heap[0].due - loop.time()))
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                heapq.heappush(heap, (entry.due, next(self._sequence), entry))
+            deadline = now + self.HEARTBEAT
+            if heap and heap[0][0] < deadline:
+                deadline = heap[0][0]
+            # One timer and one future per wake: cheaper than wait_for() on an Event.
+            waiter = loop.create_future()
+            self._waiter = waiter
+            handle = loop.call_at(deadline, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                self._waiter = None
 
     def _launch(self, entry: _Entry) -> None:
         name = entry.target.name
@@ -176,13 +199,11 @@ class Scheduler:
             return
         task = asyncio.create_task(self._guarded(entry.target, entry.due))
         self._running[name] = task
-        task.add_done_callback(self._forget_finished)
+        task.add_done_callback(functools.partial(self._forget, name))
 
-    def _forget_finished(self, task: asyncio.Task[None]) -> None:
-        for name, running in list(self._running.items()):
-            if running is task:
-                del self._running[name]
-                return
+    def _forget(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(name) is task:
+            del self._running[name]
 
     async def _guarded(self, target: TargetConfig, due: float) -> None:
         async with self._semaphore:

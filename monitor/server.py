@@ -52,7 +52,8 @@ async def _api_auth(
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[AGENT_KEY].metrics.exposition()
+    loop = asyncio.get_running_loop()
+    body = await loop.run_in_executor(None, request.app[AGENT_KEY].metrics.exposition)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
