@@ -13,9 +13,9 @@ from checks.base import ProbeContext, ProbeSettings, timeout_reason
 from checks.result import ProbeResult
 
 NOT_PERMITTED = (
-    "ICMP not permitted: grant CAP_NET_RAW (AmbientCapabilities=CAP_NET_RAW in systemd, "
-    "--cap-add NET_RAW in a container) or allow unprivileged ping with sysctl "
-    "net.ipv4.ping_group_range"
+    "ICMP not permitted: grant CAP_NET_RAW (AmbientCapabilities=CAP_NET_RAW in systemd) or "
+    "allow unprivileged ping with sysctl net.ipv4.ping_group_range (in a container: "
+    "--sysctl net.ipv4.ping_group_range='0 2147483647')"
 )
 INTERVAL = 0.2  # seconds between echo requests, shortened when the timeout is tight
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -126,7 +128,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def _raise_open_file_limit() -> None:
+    """Thousands of probes in flight need thousands of sockets: lift the soft limit to the hard
+    one (1024 is a common default)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 async def _serve(config: Config, path: str) -> int:
+    _raise_open_file_limit()
     try:
         agent = Agent(config, config_path=path)
     except StoreError as error:
