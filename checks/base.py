@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import ssl
@@ -81,6 +82,9 @@ def tls_error_reason(exc: ssl.SSLError) -> str:
     return f"TLS: {exc}"
 
 
+DNS_CACHE = 30.0
+
+
 @dataclass
 class HttpClients:
     """The agent's aiohttp sessions, made lazily and closed once.
@@ -91,6 +95,25 @@ class HttpClients:
 
     user_agent: str = "watchdesk"
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
+    _resolver: aiohttp.abc.AbstractResolver | None = None
+    _addresses: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
+
+    async def address(self, host: str, port: int) -> str:
+        """One address of ``host`` (cached for DNS_CACHE seconds), as aiohttp would connect to.
+
+        Raises socket.gaierror-like OSError when the name does not resolve."""
+        loop = asyncio.get_running_loop()
+        cached = self._addresses.get((host, port))
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        if self._resolver is None:
+            self._resolver = _resolver()
+        found = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
+        address = str(found[0]["host"])
+        self._addresses[(host, port)] = (loop.time() + DNS_CACHE, address)
+        return address
 
     def session(self, keep_alive: bool = False) -> aiohttp.ClientSession:
         existing = self._sessions.get(keep_alive)
@@ -115,6 +138,9 @@ class HttpClients:
         for created in self._sessions.values():
             await created.close()
         self._sessions.clear()
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
 
 
 def _resolver() -> aiohttp.abc.AbstractResolver:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import aiohttp
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from yarl import URL
 
+from checks import http1
 from checks.base import (
     ProbeContext,
     ProbeSettings,
@@ -24,6 +27,7 @@ from checks.result import ProbeResult
 
 MAX_BODY = 1024 * 1024  # the keyword checks look at the first MiB, never more
 MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _KEEP_ALIVE_DRAIN = 64 * 1024  # a small unread body is drained so the connection can be reused
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -62,6 +66,8 @@ class HttpSettings(ProbeSettings):
     _expected_text: str = PrivateAttr(default="")
     _contains: bytes | None = PrivateAttr(default=None)
     _not_contains: bytes | None = PrivateAttr(default=None)
+    # The request for the lean path (plain http, a fresh connection): built once.
+    _lean_request: bytes | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
@@ -120,12 +126,84 @@ class HttpSettings(ProbeSettings):
             )
         self._contains = self.contains.encode() if self.contains else None
         self._not_contains = self.not_contains.encode() if self.not_contains else None
+        if self._url.scheme == "http" and not self.keep_alive:
+            self._lean_request = _request_bytes(self)
 
     def where(self) -> str:
         return self.url
 
 
+def _request_bytes(settings: HttpSettings) -> bytes:
+    url = settings._url
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if not url.is_default_port():
+        host = f"{host}:{url.port}"
+    target = url.raw_path_qs or "/"
+    body = settings.body.encode() if settings.body is not None else b""
+    given = {name.lower() for name in settings.headers}
+    lines = [f"{settings.method} {target} HTTP/1.1"]
+    if "host" not in given:
+        lines.append(f"Host: {host}")
+    if "user-agent" not in given:
+        lines.append("User-Agent: watchdesk")
+    if "accept" not in given:
+        lines.append("Accept: */*")
+    lines += [f"{name}: {value}" for name, value in settings.headers.items()]
+    if body or settings.method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _lean_probe(
+    settings: HttpSettings, context: ProbeContext, request: bytes
+) -> ProbeResult | None:
+    """The probe over checks.http1; None when a redirect must be followed (aiohttp does that)."""
+    start = time.perf_counter()
+    url = settings._url
+    host = url.raw_host or ""
+    read_body = settings._contains is not None or settings._not_contains is not None
+    try:
+        async with asyncio.timeout(context.timeout):
+            try:
+                address = await context.http.address(host, url.port or 80)
+            except OSError as exc:
+                return ProbeResult.failure(time.perf_counter() - start, _lookup_reason(exc, host))
+            response = await http1.exchange(address, url.port or 80, request, read_body, MAX_BODY)
+    except TimeoutError:
+        return ProbeResult.failure(time.perf_counter() - start, timeout_reason(context.timeout))
+    except http1.ServerClosed:
+        reason = "server closed the connection without a response"
+        return ProbeResult.failure(time.perf_counter() - start, reason)
+    except http1.BadResponse as exc:
+        return ProbeResult.failure(time.perf_counter() - start, f"bad response: {exc}")
+    except OSError as exc:
+        return ProbeResult.failure(time.perf_counter() - start, os_error_reason(exc, host))
+    duration = time.perf_counter() - start
+    status = response.status
+    if settings.follow_redirects and status in _REDIRECTS and "location" in response.headers:
+        return None
+    problem = _status_problem(settings, status)
+    if problem is None and read_body:
+        problem = _keyword_problem(settings, response.body, response.truncated)
+    if problem is not None:
+        return ProbeResult.failure(duration, problem)
+    return ProbeResult.success(duration, f"status {status}")
+
+
+def _lookup_reason(exc: OSError, host: str) -> str:
+    if isinstance(exc, socket.gaierror):
+        return os_error_reason(exc, host)
+    return f"name not found: {host}"
+
+
 async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
+    if settings._lean_request is not None:
+        lean = await _lean_probe(settings, context, settings._lean_request)
+        if lean is not None:
+            return lean
     start = time.perf_counter()
     session = context.http.session(settings.keep_alive)
     read_body = settings._contains is not None or settings._not_contains is not None

@@ -1,0 +1,106 @@
+"""The lean HTTP/1.1 path of the http probe, on asyncio's loop and on uvloop (what the agent
+runs on when it is installed): chunked and sized bodies, keywords, refusals, garbage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from checks import HttpClients, ProbeContext, ProbeResult
+from checks.http import HttpSettings, probe
+from tests.helpers import closed_port
+
+
+def loops() -> list[Any]:
+    factories: list[Any] = [pytest.param(None, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:
+        factories.append(
+            pytest.param(None, id="uvloop", marks=pytest.mark.skip("uvloop not installed"))
+        )
+    else:
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+async def _serve_and_probe(cases: list[dict[str, Any]]) -> list[ProbeResult]:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"all ", b"systems ", b"OK"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    async def sized(request: web.Request) -> web.Response:
+        return web.Response(text="status: degraded", status=200)
+
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    app = web.Application()
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/sized", sized)
+    app.router.add_get("/missing", missing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    clients = HttpClients()
+    context = ProbeContext(timeout=2.0, http=clients)
+    try:
+        results = []
+        for case in cases:
+            url = case["url"].replace("PORT", str(port))
+            results.append(await probe(HttpSettings.model_validate({**case, "url": url}), context))
+        return results
+    finally:
+        await clients.close()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("loop_factory", loops())
+def test_lean_probe_on_both_loops(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
+) -> None:
+    cases = [
+        {"url": "http://127.0.0.1:PORT/chunked", "contains": "systems OK"},
+        {"url": "http://127.0.0.1:PORT/chunked", "contains": "nope"},
+        {"url": "http://127.0.0.1:PORT/sized", "not_contains": "degraded"},
+        {"url": "http://127.0.0.1:PORT/missing"},
+        {"url": "http://127.0.0.1:PORT/sized", "expect_status": [200]},
+        {"url": f"http://127.0.0.1:{closed_port()}/"},
+    ]
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        results = runner.run(_serve_and_probe(cases))
+    assert [(r.ok, r.reason) for r in results] == [
+        (True, "status 200"),
+        (False, "keyword 'nope' missing"),
+        (False, "keyword 'degraded' found"),
+        (False, "status 503"),
+        (True, "status 200"),
+        (False, "connection refused"),
+    ]
+
+
+def test_the_lean_path_is_taken_only_for_plain_http_without_keep_alive() -> None:
+    assert HttpSettings(url="http://example.test/")._lean_request is not None
+    assert HttpSettings(url="http://example.test/", keep_alive=True)._lean_request is None
+    assert HttpSettings(url="https://example.test/")._lean_request is None
+    request = HttpSettings(
+        url="http://example.test:8080/health?x=1",
+        method="POST",
+        body="ping",
+        headers={"X-Key": "v"},
+    )._lean_request
+    assert request == (
+        b"POST /health?x=1 HTTP/1.1\r\nHost: example.test:8080\r\nUser-Agent: watchdesk\r\n"
+        b"Accept: */*\r\nX-Key: v\r\nContent-Length: 4\r\nConnection: close\r\n\r\nping"
+    )
