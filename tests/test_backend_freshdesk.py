@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -13,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.freshdesk import FreshdeskFake
-from tests.helpers import closed_port, free_port
+from tests.helpers import FakeProcess, closed_port
 from ticketing.backends.freshdesk import (
     FreshdeskBackend,
     FreshdeskSettings,
@@ -325,17 +323,9 @@ async def test_missing_ticket_is_permanent(backend: FreshdeskBackend) -> None:
 
 
 def test_standalone_fake_is_controlled_over_http() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.freshdesk", "--port", str(port), "--api-key", "K"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    fake = FakeProcess("freshdesk", "--api-key", "K")
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        base = f"http://127.0.0.1:{port}"
+        base = fake.url
 
         def call(path: str, body: object | None = None, auth: bool = False) -> object:
             data = json.dumps(body).encode() if body is not None else None
@@ -363,6 +353,5 @@ def test_standalone_fake_is_controlled_over_http() -> None:
         assert [t["responder_id"] for t in state["tickets"]] == [42]
         assert [r["route"] for r in state["requests"]] == ["create", "create"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-    assert proc.returncode == 0
+        fake.stop()
+    assert fake.proc.returncode == 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -12,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.opsgenie import OpsgenieFake
-from tests.helpers import closed_port, free_port
+from tests.helpers import FakeProcess, closed_port
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 from ticketing.pagers.base import Page
 from ticketing.pagers.opsgenie import (
@@ -256,17 +254,9 @@ async def test_missing_key_is_permanent() -> None:
 
 
 def test_standalone_fake_is_controlled_over_http() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.opsgenie", "--port", str(port), "--api-key", "K"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    fake = FakeProcess("opsgenie", "--api-key", "K")
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        base = f"http://127.0.0.1:{port}"
+        base = fake.url
 
         def call(path: str, body: object | None = None, auth: bool = False) -> object:
             data = json.dumps(body).encode() if body is not None else None
@@ -298,8 +288,5 @@ def test_standalone_fake_is_controlled_over_http() -> None:
         assert isinstance(state, dict)
         assert state["alerts"]["watchdesk-web-17"]["owner"] == "oncall@example.com"
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert proc.returncode == 0
+        fake.stop()
+    assert fake.proc.returncode == 0

@@ -4,8 +4,6 @@ fails like the real one."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -13,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.pagerduty import PagerDutyFake
-from tests.helpers import closed_port, free_port
+from tests.helpers import FakeProcess, closed_port
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 from ticketing.pagers.base import Page
 from ticketing.pagers.pagerduty import (
@@ -258,20 +256,9 @@ async def test_nothing_listening_is_retryable() -> None:
 
 
 def test_standalone_fake_is_controlled_over_http() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.fakes.pagerduty"),
-            *("--port", str(port), "--routing-key", ROUTING_KEY),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    fake = FakeProcess("pagerduty", "--routing-key", ROUTING_KEY)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        base = f"http://127.0.0.1:{port}"
+        base = fake.url
 
         def call(path: str, body: object | None = None) -> object:
             data = json.dumps(body).encode() if body is not None else None
@@ -303,8 +290,5 @@ def test_standalone_fake_is_controlled_over_http() -> None:
         assert (alert["trigger_count"], alert["status"]) == (2, "acknowledged")
         assert [r["route"] for r in state["requests"]] == ["enqueue"] * 3
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert proc.returncode == 0
+        fake.stop()
+    assert fake.proc.returncode == 0
