@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 
 from tests.fakes.freshdesk import FreshdeskFake
 from tests.helpers import FakeProcess, closed_port
+from tests.samples import DRAFT as SAMPLE_DRAFT
 from ticketing.backends.freshdesk import (
     FreshdeskBackend,
     FreshdeskSettings,
@@ -31,15 +33,9 @@ from ticketing.http import basic_auth
 API_KEY = "fd-secret-key-1234567890"
 TIMEOUT = 0.5
 
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
+DRAFT = dataclasses.replace(
+    SAMPLE_DRAFT,
     description="web failed 3 checks since 10:00 UTC\nlast error: status 503 <Service Unavailable>",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.github import GitHubFake
+from tests.samples import DRAFT
 from ticketing.backends.github import (
     GitHubBackend,
     GitHubSettings,
@@ -26,17 +27,6 @@ from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 REPO = "acme/ops"
 TOKEN = "ghp_secret_token_1234567890"
 TIMEOUT = 0.5
-
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
-    description="web failed 3 checks since 10:00 UTC\nlast error: status 503",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
-)
 
 
 def settings(url: str = "https://api.github.com", **extra: object) -> GitHubSettings:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.fakes.jira import JiraFake
+from tests.samples import DRAFT as SAMPLE_DRAFT
 from ticketing.backends.jira import (
     JiraBackend,
     JiraSettings,
@@ -26,15 +28,9 @@ EMAIL = "bot@acme.example"
 TOKEN = "jira-secret-token-1234567890"
 TIMEOUT = 0.5
 
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
+DRAFT = dataclasses.replace(
+    SAMPLE_DRAFT,
     description="web failed 3 checks since 10:00 UTC\n\nlast error: status 503",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
 )
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.servicenow import ServiceNowFake
+from tests.samples import DRAFT
 from ticketing.backends.servicenow import (
     ServiceNowBackend,
     ServiceNowSettings,
@@ -22,17 +23,6 @@ from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 USER = "watchdesk.integration"
 PASSWORD = "sn-secret-password-1234567890"
 TIMEOUT = 0.5
-
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
-    description="web failed 3 checks since 10:00 UTC\nlast error: status 503",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
-)
 
 
 def settings(url: str = "https://acme.service-now.com", **extra: object) -> ServiceNowSettings:

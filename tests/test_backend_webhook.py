@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.samples import DRAFT
 from ticketing.backends.webhook import (
     WebhookBackend,
     WebhookBackendSettings,
@@ -25,24 +26,13 @@ from ticketing.backends.webhook import (
     signed_headers,
     status_event,
 )
-from ticketing.base import TicketDraft, TicketInfo, TicketRef
+from ticketing.base import TicketInfo, TicketRef
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 
 SECRET = "whsec-signing-secret-123456"
 TIMEOUT = 0.5
 AT = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
 REF = TicketRef("WH-1", "https://tickets.example/1")
-
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
-    description="web failed 3 checks since 10:00 UTC\nlast error: status 503",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
-)
 
 
 def settings(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.zendesk import ZendeskFake
+from tests.samples import DRAFT
 from ticketing.backends.zendesk import (
     ZendeskBackend,
     ZendeskSettings,
@@ -21,17 +22,6 @@ from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 EMAIL = "bot@acme.example"
 TOKEN = "zd-secret-token-1234567890"
 TIMEOUT = 0.5
-
-DRAFT = TicketDraft(
-    dedup_key="watchdesk-web-17",
-    subject="[URGENT] web is down",
-    description="web failed 3 checks since 10:00 UTC\nlast error: status 503",
-    priority="urgent",
-    requester_email="it@acme.example",
-    target="web",
-    customer="acme",
-    tags=("watchdesk", "watchdesk-web-17", "web"),
-)
 
 
 def settings(url: str = "https://acme.zendesk.com", **extra: object) -> ZendeskSettings:
