@@ -1,6 +1,6 @@
 """The running agent: wires config, scheduler, probes, state, store, metrics and the HTTP server.
 
-Data flows one way: scheduler -> probe -> state -> (metrics, store, transition listeners).
+Data flows one way: scheduler -> probe -> state -> (metrics, store, incidents).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, SecretError, StoreError
+from monitor.faults import crash_point
 from monitor.incidents import IncidentManager
 from monitor.integrations import build_backend, build_pagers, reconcile_after
 from monitor.metrics import Metrics
@@ -32,11 +32,9 @@ from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.secrets import read_secret
 from monitor.state import TargetState, Transition, advance
-from monitor.store import Store
+from monitor.store import StateRow, Store
 
 log = logging.getLogger("watchdesk")
-
-TransitionListener = Callable[[TargetConfig, Transition, TargetState], None]
 
 FLUSH_INTERVAL = 1.0
 
@@ -100,8 +98,10 @@ class Agent:
         self.states: dict[str, TargetState] = {}
         self.identities: dict[str, str] = {}
         self.targets: dict[str, TargetConfig] = {}
-        self.listeners: list[TransitionListener] = []
         self.api_token: str | None = None
+        # Every state change gets the next number; the store keeps only the newest row.
+        self._seq = self.store.last_seq()
+        self._seqs: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._pending_transitions: list[tuple[str, Transition]] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
@@ -123,7 +123,6 @@ class Agent:
             self.store, self.clock, config, self.backend, self.pagers, self.outbox.notify
         )
         self.incidents.policy = self.policy
-        self.listeners.append(self.incidents.on_transition)
         self.housekeeping = AsyncIOScheduler(timezone="UTC")
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
@@ -135,6 +134,7 @@ class Agent:
         self.api_token = self._read_api_token(self.config)
         stored = self.store.load_states()
         self._apply_targets(self.config, stored)
+        self._settle_states()
         requeued = self.store.requeue_failed(self.clock.now())
         if requeued:
             log.info(
@@ -218,6 +218,41 @@ class Agent:
             return read_secret(("file", agent.api_token_file))
         return None
 
+    def _settle_states(self) -> None:
+        """Start from what the store's incidents say, never from a guess: see
+        ``IncidentManager.settle``. Written through at once."""
+        for name in self.targets:
+            settled = self.incidents.settle(name, self.states[name])
+            if settled is None:
+                continue
+            log.info(
+                "%s starts %s (stored state was %s; the store's incidents say otherwise)",
+                name,
+                settled.status,
+                self.states[name].status,
+            )
+            self.states[name] = settled
+            self.metrics.set_up(name, settled.status)
+            self._write_now(self._row(name))
+
+    def _row(self, name: str) -> StateRow:
+        self._seq += 1
+        self._seqs[name] = self._seq
+        return (name, self.identities[name], self.states[name], self._seq)
+
+    def _touch(self, name: str) -> None:
+        """The state changed in a way the periodic flush may carry."""
+        self._seq += 1
+        self._seqs[name] = self._seq
+        self._dirty.add(name)
+
+    def _write_now(self, row: StateRow) -> None:
+        try:
+            self.store.record(row)
+        except StoreError as error:
+            log.error("could not save the state of %s, will retry: %s", row[0], error)
+            self._dirty.add(row[0])
+
     def _apply_targets(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
         wanted = {target.name: target for target in config.targets}
         removed = [name for name in self.targets if name not in wanted]
@@ -235,7 +270,7 @@ class Agent:
                 keep = previous is not None and previous[0] == identity
                 self.states[target.name] = previous[1] if keep and previous else TargetState()
                 self.identities[target.name] = identity
-                self._dirty.add(target.name)
+                self._touch(target.name)
             self.metrics.add_target(target)
             state = self.states[target.name]
             self.metrics.set_up(target.name, state.status)
@@ -284,9 +319,11 @@ class Agent:
             old, self.backend = self.backend, backend
             self.outbox.backend = backend
             self.outbox.reconcile_after = reconcile_after(config)
+            self.outbox.reset_channel("ticket")
             await old.aclose()
         self.api_token = api_token
         self._apply_targets(config, {})
+        self._settle_states()
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config, self.backend, self.pagers)
@@ -329,18 +366,22 @@ class Agent:
             result.duration_seconds,
         )
         self.states[target.name] = state
-        self._dirty.add(target.name)
+        crash_point("after_probe_result")
         self.metrics.record(target.name, result, state.consecutive_failures)
-        if not result.ok:
-            self.incidents.count_failure(target.name)
+        self.incidents.on_result(target.name, result.ok)
         if transition is not None:
             self._on_transition(target, transition, state)
+        elif previous.last_ok is not None and previous.last_ok != result.ok:
+            # The streak turned around: stored now, so a restart never adds a failure from
+            # before a success (or the reverse) to what it sees.
+            self._write_now(self._row(target.name))
+        else:
+            self._touch(target.name)
         return transition
 
     def _on_transition(
         self, target: TargetConfig, transition: Transition, state: TargetState
     ) -> None:
-        self._pending_transitions.append((target.name, transition))
         self.metrics.set_up(target.name, state.status)
         fields = {
             "event": "transition",
@@ -359,11 +400,15 @@ class Agent:
             )
         else:
             log.info("%s is up: %s", target.name, transition.reason, extra={"fields": fields})
-        for listener in self.listeners:
-            try:
-                listener(target, transition, state)
-            except Exception:
-                log.exception("a transition listener failed for %s", target.name)
+        row = self._row(target.name)
+        try:
+            self.incidents.on_transition(target, transition, state, row)
+        except Exception:
+            # Nothing of it was stored: the flush stores the state and the transition, and the
+            # next sweep acts on the state again.
+            log.exception("acting on the transition of %s failed; the sweep retries", target.name)
+            self._dirty.add(target.name)
+            self._pending_transitions.append((target.name, transition))
 
     def _on_skip(self, target: TargetConfig) -> None:
         self.metrics.probes_skipped.labels(target.name).inc()
@@ -423,7 +468,11 @@ class Agent:
             return
         names, self._dirty = self._dirty, set()
         transitions, self._pending_transitions = self._pending_transitions, []
-        rows = [(n, self.identities[n], self.states[n]) for n in names if n in self.states]
+        rows = [
+            (n, self.identities[n], self.states[n], self._seqs.get(n, 0))
+            for n in names
+            if n in self.states
+        ]
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._writer, self.store.save, rows, transitions

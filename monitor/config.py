@@ -227,6 +227,8 @@ class TicketingSection(BaseModel):
     backend: str = "local"
     on_recovery: Literal["pending", "resolve", "note"] = "pending"
     request_timeout: Duration = 15.0
+    # How long the helpdesk's search may lag a create; None: the backend's documented lag.
+    search_lag: Duration | None = None
 
 
 class EscalationSection(Strict):
@@ -693,7 +695,7 @@ def _ticketing(
             problems.add(
                 ("ticketing", key),
                 f'unknown key "{key}"; known keys here: backend, on_recovery, request_timeout, '
-                "and one [ticketing.BACKEND] table",
+                "search_lag, and one [ticketing.BACKEND] table",
             )
     for key, value in raw.items():
         if isinstance(value, dict) and key not in BACKEND_SETTINGS:

@@ -5,7 +5,11 @@ open incident; a target back up: none) with what the store holds, and queues the
 actions that close the gap. It runs on every state transition and on a periodic sweep, so
 outages that became visible later (a maintenance window ended, a parent came back while its
 child is still down, a restart) are handled by the same rule. Everything it decides is written
-to the store, incident and actions together, before the outbox tries any of it.
+to the store, incident and actions together, before the outbox tries any of it; when a state
+transition causes it, the transition is in the same transaction (see ``monitor.store``).
+
+After a restart it never guesses: the open incidents in the store are the truth, and only
+results of probes run since the start (``on_result``) may open an incident.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from zoneinfo import ZoneInfo
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
+from monitor.faults import crash_point
 from monitor.maintenance import window_for
 from monitor.metrics import Metrics
 from monitor.policy import SupportPolicy
 from monitor.state import TargetState, Transition
-from monitor.store import Incident, Store
+from monitor.store import Incident, StateRow, Store
 
 log = logging.getLogger("watchdesk.incidents")
 
@@ -36,6 +41,10 @@ KIND_WORDS = {
     "dns": "DNS lookup",
     "tls": "TLS certificate check",
 }
+
+
+# The transition being acted on, with the state row it produced: stored with what it causes.
+Cause = tuple[StateRow, Transition]
 
 
 def dedup_key(incident_id: int, target: str, opened_at: float) -> str:
@@ -64,6 +73,10 @@ class IncidentManager:
         self._open: dict[str, Incident] = {}
         self._failed_checks: dict[str, int] = {}
         self._changes: dict[str, deque[float]] = defaultdict(deque)
+        # Targets with a probe result since this agent started: only they may open incidents.
+        self._fresh: set[str] = set()
+        # target -> when its latest incident was resolved: a "down" from before that is stale.
+        self._last_resolved: dict[str, float] = {}
         # Set by the agent: adds the pages (and their resolves) to what an incident queues.
         self.policy: SupportPolicy | None = None
         self.reload_open()
@@ -74,6 +87,7 @@ class IncidentManager:
 
     def reload_open(self) -> None:
         self._open = {i.target: i for i in self.store.incidents(open_only=True)}
+        self._last_resolved = self.store.last_resolved()
         self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
         self._update_open_gauge()
 
@@ -87,23 +101,54 @@ class IncidentManager:
     def open_incident_of(self, target: str) -> Incident | None:
         return self._open.get(target)
 
+    def settle(self, name: str, state: TargetState) -> TargetState | None:
+        """The state a target should start from, given the store's incidents; None if ``state``
+        stands. An open incident means down until fresh probes say otherwise; a stored down
+        that a resolved incident already covers is stale, and fresh probes decide afresh."""
+        incident = self._open.get(name)
+        if incident is not None and state.status != "down":
+            return dataclasses.replace(
+                state,
+                status="down",
+                since=incident.opened_at,
+                first_failure_at=incident.first_failure_at,
+                consecutive_successes=0,
+            )
+        resolved = self._last_resolved.get(name)
+        if (
+            incident is None
+            and state.status == "down"
+            and resolved is not None
+            and (state.since or 0.0) <= resolved
+        ):
+            return TargetState()
+        return None
+
     # ---- inputs ----------------------------------------------------------------------------
 
-    def count_failure(self, target: str) -> None:
-        """A failed probe while an incident is open: counted for the notes and the report."""
-        if target in self._open:
+    def on_result(self, target: str, ok: bool) -> None:
+        """A probe result: the target is fresh; a failure while an incident is open is counted
+        for the notes and the report."""
+        self._fresh.add(target)
+        if not ok and target in self._open:
             self._failed_checks[target] = self._failed_checks.get(target, 0) + 1
 
     def on_transition(
-        self, target: TargetConfig, transition: Transition, state: TargetState
+        self, target: TargetConfig, transition: Transition, state: TargetState, row: StateRow
     ) -> None:
+        """Act on a transition; the transition and its state row are stored with what it
+        causes, in one transaction (raises StoreError when that transaction failed)."""
         self._changes[target.name].append(transition.at)
-        self.reconcile(target)
+        if not self.reconcile(target, (row, transition)):
+            self.store.record(row, transition)
         if transition.current == "up":
             # Children that were waiting behind this parent may need incidents of their own now.
             for child in self.config.targets:
                 if target.name in child.depends_on:
-                    self.reconcile(child)
+                    try:
+                        self.reconcile(child)
+                    except Exception:
+                        log.exception("could not reconcile %s after %s", child.name, target.name)
 
     def sweep(self) -> None:
         """Re-check every target: maintenance ends, parents recover, flapping settles."""
@@ -125,16 +170,19 @@ class IncidentManager:
 
     # ---- the rule --------------------------------------------------------------------------
 
-    def reconcile(self, target: TargetConfig) -> None:
+    def reconcile(self, target: TargetConfig, cause: Cause | None = None) -> bool:
+        """Close the gap between the target's state and its incident; True when ``cause`` (the
+        transition that brought the state) was stored with what that did."""
         state = self.states.get(target.name)
         if state is None:
-            return
+            return False
         incident = self._open.get(target.name)
         now = self.clock.now()
         if state.status == "down" and incident is None:
-            self._maybe_open(target, state, now)
-        elif state.status == "up" and incident is not None:
-            self._maybe_recover(target, state, incident, now)
+            return self._maybe_open(target, state, now, cause)
+        if state.status == "up" and incident is not None:
+            return self._maybe_recover(target, state, incident, now, cause)
+        return False
 
     def _parent_down(self, target: TargetConfig) -> str | None:
         for parent in target.depends_on:
@@ -143,15 +191,22 @@ class IncidentManager:
                 return parent
         return None
 
-    def _maybe_open(self, target: TargetConfig, state: TargetState, now: float) -> None:
+    def _maybe_open(
+        self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
+    ) -> bool:
+        if target.name not in self._fresh:
+            return False  # restored from the store: fresh probes decide
+        resolved = self._last_resolved.get(target.name)
+        if resolved is not None and (state.since or 0.0) <= resolved:
+            return False  # a down that an incident already resolved covers
         window = window_for(target, self.config.maintenance, now, self._zone)
         if window is not None:
-            return
+            return False
         parent = self._parent_down(target)
         if parent is not None:
             self._mark_affected(parent, target, state, now)
-            return
-        self._open_incident(target, state, now)
+            return False
+        return self._open_incident(target, state, now, cause)
 
     def _mark_affected(
         self, parent: str, child: TargetConfig, state: TargetState, now: float
@@ -174,7 +229,9 @@ class IncidentManager:
         log.info("%s is down behind %s: noted on incident %d", child.name, parent, incident.id)
         self.notify()
 
-    def _open_incident(self, target: TargetConfig, state: TargetState, now: float) -> None:
+    def _open_incident(
+        self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
+    ) -> bool:
         customer = self.config.customers.get(target.customer) if target.customer else None
         requester = customer.email if customer and customer.email else self._default_requester()
         first_failure = state.first_failure_at or now
@@ -211,9 +268,11 @@ class IncidentManager:
                 actions += self.policy.open_actions(target, details, key, now)
             return key, actions
 
-        incident = self.store.open_incident(incident_fields, build)
+        row, transition = cause if cause is not None else (None, None)
+        incident = self.store.open_incident(incident_fields, build, row, transition)
+        crash_point("after_incident_row")
         if incident is None:
-            return
+            return cause is not None
         self._open[target.name] = incident
         self._failed_checks[target.name] = failed
         self.metrics.incidents_opened.labels(target.name, target.priority).inc()
@@ -234,13 +293,19 @@ class IncidentManager:
             },
         )
         self.notify()
+        return cause is not None
 
     def _default_requester(self) -> str | None:
         return getattr(self.config.backend_settings, "requester_email", None)
 
     def _maybe_recover(
-        self, target: TargetConfig, state: TargetState, incident: Incident, now: float
-    ) -> None:
+        self,
+        target: TargetConfig,
+        state: TargetState,
+        incident: Incident,
+        now: float,
+        cause: Cause | None,
+    ) -> bool:
         escalation = self.config.escalation
         changes = self._changes[target.name]
         while changes and changes[0] < now - escalation.flap_window:
@@ -249,12 +314,19 @@ class IncidentManager:
             stable_for = now - (state.since or now)
             if stable_for < escalation.flap_stable_after:
                 if not incident.flapping:
-                    self._mark_flapping(target, incident, len(changes), now)
-                return
-        self._recover(target, state, incident, now)
+                    self._mark_flapping(target, incident, len(changes), now, cause)
+                    return cause is not None
+                return False
+        self._recover(target, state, incident, now, cause)
+        return cause is not None
 
     def _mark_flapping(
-        self, target: TargetConfig, incident: Incident, changes: int, now: float
+        self,
+        target: TargetConfig,
+        incident: Incident,
+        changes: int,
+        now: float,
+        cause: Cause | None,
     ) -> None:
         escalation = self.config.escalation
         body = (
@@ -262,17 +334,29 @@ class IncidentManager:
             f"{format_duration(escalation.flap_window)}. This ticket stays open until it has been "
             f"up for {format_duration(escalation.flap_stable_after)} without a break."
         )
+        row, transition = cause if cause is not None else (None, None)
         self.store.update_incident(
-            incident.id, {"flapping": 1}, [("ticket", "note", {"body": body, "public": True})], now
+            incident.id,
+            {"flapping": 1},
+            [("ticket", "note", {"body": body, "public": True})],
+            now,
+            row,
+            transition,
         )
         self._open[target.name] = _replace(incident, flapping=True)
         log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
         self.notify()
 
     def _recover(
-        self, target: TargetConfig, state: TargetState, incident: Incident, now: float
+        self,
+        target: TargetConfig,
+        state: TargetState,
+        incident: Incident,
+        now: float,
+        cause: Cause | None,
     ) -> None:
-        recovered_at = state.since or now
+        # Never before it opened, whatever a state says (an incident cannot end before it began).
+        recovered_at = max(state.since or now, incident.opened_at)
         failed = self._failed_checks.get(target.name, incident.failed_checks)
         down_for = max(0.0, recovered_at - incident.first_failure_at)
         body = (
@@ -292,12 +376,17 @@ class IncidentManager:
         if on_recovery in ("pending", "resolve"):
             status = "pending" if on_recovery == "pending" else "resolved"
             actions.append(("ticket", "status", {"status": status}))
+        row, transition = cause if cause is not None else (None, None)
         self.store.update_incident(
             incident.id,
             {"status": "resolved", "resolved_at": recovered_at, "failed_checks": failed},
             actions,
             now,
+            row,
+            transition,
         )
+        crash_point("after_recovery_committed")
+        self._last_resolved[target.name] = recovered_at
         del self._open[target.name]
         self._failed_checks.pop(target.name, None)
         self._update_open_gauge()

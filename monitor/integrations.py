@@ -45,6 +45,9 @@ def _secret(settings: IntegrationSettings, name: str | None) -> str | None:
 
 
 def reconcile_after(config: Config) -> float:
-    """How long the backend's search may lag a create (see Outbox.reconcile_after)."""
+    """How long the backend's search may lag a create (see Outbox.reconcile_after):
+    ``ticketing.search_lag`` when set, else the backend's documented lag."""
+    if config.ticketing.search_lag is not None:
+        return config.ticketing.search_lag
     name = config.ticketing.backend
     return 0.0 if name == "local" else BACKENDS[name].search_lag

@@ -1,12 +1,28 @@
 """Delivers ticket (and page) actions from the store's outbox, and loses none of them.
 
 Every action was written to the store before anything was tried. The worker takes the ones
-that are due, oldest first, never two of the same incident and channel out of order. Each
-attempt is counted in the store *before* it is made, so after a crash an action with attempts
-is "maybe sent": a create is then reconciled by asking the backend for a ticket carrying the
-incident's dedup key before another is sent. Retries back off exponentially with jitter and
-honour ``Retry-After``; an action the service refuses for good is logged once, counted, shown
-in /readyz, and kept (a restart or reload gives it another chance).
+that are due, oldest first, never two of the same incident and channel out of order (create
+before notes before the status change; a page before its resolve).
+
+Exactly once where the service lets us, at least once where it does not:
+
+- A create marks itself "may be out there" in the store (``sent_at``) before the request
+  leaves. While the mark is set, every attempt asks the helpdesk for a ticket carrying the
+  incident's dedup key first, and creates again only when that lookup answers "none" after
+  the helpdesk's search lag; errors in between (503, 429, timeouts, a crash) leave the mark.
+- PagerDuty and Opsgenie de-duplicate triggers by our dedup key, so a trigger sent again after
+  a lost answer pages nobody twice. Email, webhook and apprise have nothing to ask and nothing
+  that de-duplicates: after a lost answer (or a crash between sending and recording) the page
+  is sent again: at least once. So are notes: a lost answer to a note means the note may
+  appear twice, never that it is missing. Status changes are idempotent.
+
+Backoff is per channel (the helpdesk, each pager), not only per action: a channel that fails
+(5xx, 429, no answer) is left alone until its backoff ends (``Retry-After`` exactly when the
+service sent one, else 1 s doubling up to 15 s), then one action goes as a half-open probe;
+when it is answered, the channel's whole backlog is due again at once and drains at the
+worker's concurrency, however long each action had been backing off. An action the service
+refuses for good is logged once, counted, shown in /readyz, and kept (a restart or reload
+gives it another chance).
 """
 
 from __future__ import annotations
@@ -20,16 +36,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.clock import Clock
+from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.store import OutboxAction, Store
 from ticketing.base import TicketBackend, TicketDraft, TicketRef
-from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+from ticketing.errors import DeliveryError, OutcomeUnknown, PermanentError, RetryableError
 from ticketing.pagers.base import Page, Pager
 
 log = logging.getLogger("watchdesk.outbox")
 
-BACKOFF_BASE = 2.0
-BACKOFF_CAP = 600.0
+BACKOFF_BASE = 1.0
+# An action's own backoff (its channel answers, the action keeps failing): at most this long.
+BACKOFF_CAP = 60.0
+# A channel that does not answer is probed again at least this often.
+CHANNEL_BACKOFF_CAP = 15.0
 IN_FLIGHT = "in flight"
 UNKNOWN = "outcome unknown"
 METRIC_OPERATION = {"create": "create", "note": "note", "status": "update", "find": "get"}
@@ -43,15 +63,35 @@ class Outcome:
     skipped: str | None = None
 
 
+class NotYet(Exception):
+    """The action must wait for something of ours (its ticket's create, a search lag); says
+    nothing about the health of the channel."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
 Deliver = Callable[[OutboxAction], Awaitable[Outcome]]
 
 
-def backoff(attempts: int, retry_after: float | None) -> float:
-    """Seconds until the next try: the service's Retry-After, else capped exponential, jittered."""
+def backoff(attempts: int, retry_after: float | None, cap: float = BACKOFF_CAP) -> float:
+    """Seconds until the next try: the service's Retry-After exactly, else capped exponential
+    with jitter (so that many actions do not retry in lockstep)."""
     if retry_after is not None:
-        return retry_after + random.uniform(0, 1.0)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return random.uniform(ceiling / 2, ceiling)
+        return retry_after
+    ceiling = min(cap, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling * 0.75, ceiling)
+
+
+@dataclass
+class ChannelHealth:
+    """One channel's (the helpdesk's, a pager's) backoff, shared by all its actions."""
+
+    failures: int = 0  # consecutive failed rounds
+    until: float = 0.0  # nothing goes before this
+    probing: bool = False  # the half-open probe is in flight
 
 
 class Outbox:
@@ -76,6 +116,7 @@ class Outbox:
             "ticket": self._deliver_ticket,
             "pager": self._deliver_page,
         }
+        self.health: dict[str, ChannelHealth] = {}
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +134,10 @@ class Outbox:
     def notify(self) -> None:
         self._wake.set()
 
+    def reset_channel(self, channel: str) -> None:
+        """Forget a channel's backoff (its service was replaced by a reload)."""
+        self.health.pop(channel, None)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -101,21 +146,44 @@ class Outbox:
                 raise
             except Exception:
                 log.exception("outbox pass failed; retrying in a second")
-            next_at = self.store.next_action_time()
-            delay = 1.0 if next_at is None else max(0.0, min(1.0, next_at - self.clock.now()))
+            delay = max(0.0, min(1.0, self._next_wake() - self.clock.now()))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _backing_off(self, now: float) -> list[str]:
+        return [
+            channel
+            for channel, health in self.health.items()
+            if health.until > now or health.probing
+        ]
+
+    def _next_wake(self) -> float:
+        now = self.clock.now()
+        times = [h.until for h in self.health.values() if h.until > now and not h.probing]
+        next_at = self.store.next_action_time(self._backing_off(now))
+        if next_at is not None:
+            times.append(next_at)
+        return min(times, default=now + 1.0)
 
     async def drain(self) -> int:
         """Deliver every action that is due now; return how many were tried."""
         tried = 0
         while True:
-            actions = self.store.due_actions(self.clock.now())
-            if not actions:
+            now = self.clock.now()
+            actions = self.store.due_actions(now, skip_channels=self._backing_off(now))
+            batch: list[OutboxAction] = []
+            for action in actions:
+                health = self.health.get(action.channel)
+                if health is not None and health.failures:
+                    if health.probing:
+                        continue  # one half-open probe per channel at a time
+                    health.probing = True
+                batch.append(action)
+            if not batch:
                 break
-            tried += len(actions)
-            await asyncio.gather(*(self._attempt(action) for action in actions))
+            tried += len(batch)
+            await asyncio.gather(*(self._attempt(action) for action in batch))
         self._update_pending()
         return tried
 
@@ -129,41 +197,81 @@ class Outbox:
             self.store.fail_action(action.id, f"no channel {action.channel} configured")
             return
         async with self._limit:
-            now = self.clock.now()
-            attempts = self.store.begin_attempt(action.id, now)
+            attempts = self.store.begin_attempt(action.id, self.clock.now())
             try:
-                changes = await deliver(action)
+                outcome = await deliver(action)
+            except NotYet as wait:
+                self._probe_done(action.channel)
+                self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
             except PermanentError as error:
+                self._answered(action.channel)
                 self._refused(action, error.message)
             except RetryableError as error:
-                marker = f"{UNKNOWN}: " if isinstance(error, OutcomeUnknown) else ""
-                delay = backoff(attempts, error.retry_after)
-                self.store.retry_action(action.id, self.clock.now() + delay, marker + error.message)
-                self._count(action, "retry")
-                if attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th... attempt: not every one
-                    log.warning(
-                        "%s %s for incident %d not delivered (attempt %d), retrying in %.0fs: %s",
-                        action.channel,
-                        action.operation,
-                        action.incident_id,
-                        attempts,
-                        delay,
-                        error.message,
-                    )
+                self._retry(action, attempts, error)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.exception("%s %s failed unexpectedly", action.channel, action.operation)
-                delay = backoff(attempts, None)
+                self._probe_done(action.channel)
                 self.store.retry_action(
-                    action.id, self.clock.now() + delay, f"{type(error).__name__}: {error}"
+                    action.id,
+                    self.clock.now() + backoff(attempts, None),
+                    f"{type(error).__name__}: {error}",
                 )
                 self._count(action, "retry")
             else:
                 self.store.finish_action(
-                    action.id, self.clock.now(), changes.changes, changes.skipped
+                    action.id, self.clock.now(), outcome.changes, outcome.skipped
                 )
-                self._count(action, "skipped" if changes.skipped else "success")
+                if action.operation == "create":
+                    crash_point("after_answer_stored")
+                self._answered(action.channel)
+                self._count(action, "skipped" if outcome.skipped else "success")
+
+    def _retry(self, action: OutboxAction, attempts: int, error: RetryableError) -> None:
+        now = self.clock.now()
+        channel_until = self._channel_failed(action.channel, error.retry_after, now)
+        delay = backoff(attempts, error.retry_after)
+        marker = f"{UNKNOWN}: " if isinstance(error, OutcomeUnknown) else ""
+        self.store.retry_action(action.id, max(now + delay, channel_until), marker + error.message)
+        self._count(action, "retry")
+        if attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th... attempt: not every one
+            log.warning(
+                "%s %s for incident %d not delivered (attempt %d), retrying in %.0fs: %s",
+                action.channel,
+                action.operation,
+                action.incident_id,
+                attempts,
+                max(delay, channel_until - now),
+                error.message,
+            )
+
+    def _channel_failed(self, channel: str, retry_after: float | None, now: float) -> float:
+        """Back the whole channel off; return until when. Failures of actions that were in
+        flight together count as one round."""
+        health = self.health.setdefault(channel, ChannelHealth())
+        health.probing = False
+        if now >= health.until:
+            health.failures += 1
+            health.until = now + backoff(health.failures, None, CHANNEL_BACKOFF_CAP)
+        if retry_after is not None:
+            health.until = max(health.until, now + retry_after)
+        return health.until
+
+    def _answered(self, channel: str) -> None:
+        """The service answered: if the channel was backing off, its backlog is due now."""
+        health = self.health.get(channel)
+        if health is None or not health.failures:
+            return
+        del self.health[channel]
+        released = self.store.release_channel(channel, self.clock.now())
+        log.info("%s answers again: %d queued actions go now", channel, released)
+        self.notify()
+
+    def _probe_done(self, channel: str) -> None:
+        health = self.health.get(channel)
+        if health is not None:
+            health.probing = False
 
     def _refused(self, action: OutboxAction, message: str) -> None:
         self.store.fail_action(action.id, message)
@@ -198,37 +306,48 @@ class Outbox:
             return await self._create(action, incident.dedup_key)
         if incident.ticket_id is None:
             # The create before it was refused: wait behind it rather than fail.
-            raise RetryableError("the ticket has not been created yet")
+            raise NotYet("the ticket has not been created yet", 5.0)
         ref = TicketRef(incident.ticket_id, incident.ticket_url)
         if action.operation == "note":
             await self.backend.add_note(ref, action.payload["body"], bool(action.payload["public"]))
+            crash_point("after_note_sent")
         elif action.operation == "status":
             await self.backend.set_status(ref, action.payload["status"])
+            crash_point("after_status_sent")
         else:
             raise PermanentError(f"unknown ticket operation {action.operation}")
         return Outcome()
 
     async def _create(self, action: OutboxAction, dedup_key: str) -> Outcome:
-        maybe_sent = action.attempts > 0 and (action.last_error or IN_FLIGHT).startswith(
-            (IN_FLIGHT, UNKNOWN)
-        )
-        if maybe_sent:
+        if action.sent_at is not None:
+            # A create may be out there: only a lookup's answer decides, whatever came between.
             found = await self.backend.find(dedup_key)
             self.metrics.ticket_operations.labels(self.backend.name, "get", "success").inc()
             if found is not None:
                 log.info("found the ticket of incident %d after a lost answer", action.incident_id)
                 return Outcome({"ticket_id": found.id, "ticket_url": found.url})
-            last = action.last_attempt_at or 0.0
-            if self.clock.now() - last < self.reconcile_after:
-                raise OutcomeUnknown(
-                    f"{self.backend.name}: waiting for its search to confirm that no ticket "
-                    f"{dedup_key} exists before creating one",
-                    retry_after=max(1.0, last + self.reconcile_after - self.clock.now()),
+            wait = action.sent_at + self.reconcile_after - self.clock.now()
+            if wait > 0:
+                raise NotYet(
+                    f"{UNKNOWN}: {self.backend.name}: waiting for its search to confirm that no "
+                    f"ticket {dedup_key} exists before creating one",
+                    max(1.0, wait),
                 )
         draft = TicketDraft(
             **{**action.payload["draft"], "tags": tuple(action.payload["draft"]["tags"])}
         )
-        ref = await self.backend.create(draft)
+        self.store.set_sent(action.id, self.clock.now())
+        crash_point("before_create_sent")
+        try:
+            ref = await self.backend.create(draft)
+        except OutcomeUnknown:
+            raise
+        except DeliveryError:
+            # Answered with a refusal: this create did not happen, and the lookup before it
+            # (if any) said no earlier one did either.
+            self.store.set_sent(action.id, None)
+            raise
+        crash_point("after_create_sent")
         return Outcome({"ticket_id": ref.id, "ticket_url": ref.url})
 
     # ---- pager channel ---------------------------------------------------------------------
@@ -245,7 +364,9 @@ class Outbox:
             if action.payload.get("not_before") and incident.status != "open":
                 return Outcome(skipped="the incident ended before business hours began")
             fields = {**action.payload["page"], "ticket_url": incident.ticket_url}
+            crash_point("before_page_sent")
             await pager.page(Page(**fields))
+            crash_point("after_page_sent")
             return Outcome()
         if action.operation == "resolve":
             paged = any(
@@ -260,5 +381,6 @@ class Outbox:
             if not pager.supports_resolve:
                 return Outcome(skipped=f"{pager.name} has nothing to resolve")
             await pager.resolve(incident.dedup_key, action.payload["summary"])
+            crash_point("after_resolve_sent")
             return Outcome()
         raise PermanentError(f"unknown pager operation {action.operation}")

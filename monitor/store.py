@@ -2,8 +2,24 @@
 
 It holds each target's state and counters, so that a target with 2 of 3 failures before a
 restart needs only 1 more after it, and every state transition with its time, which the uptime
-report reads. Writes come in batches from one writer thread, never from the probe path: SQLite
-contention is what gave Uptime Kuma its false DOWNs.
+report reads; the incidents and the outbox of ticket and page actions.
+
+The invariant a restart relies on: **a transition and what it causes are one fact.** A target's
+change of state (its ``target_state`` row and its ``transitions`` row), the incident it opens or
+resolves, and the outbox actions that follow are written in one transaction. So an open incident
+always has a stored ``down`` state, a resolved one a stored state that left ``down`` no earlier
+than it opened, and a stored ``down`` with no open incident is one that opened none (maintenance,
+a parent down). The batched flush (about once a second, from the writer thread) carries only
+what no start-up decision reads on its own: the length of a streak and the last probe result.
+It never overwrites a newer row: every row carries a sequence number (``seq``) and a write with
+an older one is ignored. A probe result that turns a streak around (a success after failures,
+a failure after successes) is written through at once, so a stored streak may be shorter than
+the real one after a crash, never of the wrong kind: a restart may need one more probe to
+decide, it never decides on a result that was already overturned.
+
+In the outbox, ``sent_at`` is "a create (or trigger) may be out there since": set before the
+request leaves, cleared only by an answer (delivered, or a lookup by the dedup key that says
+found or not found). Errors in between leave it set, so a lost answer is never forgotten.
 """
 
 from __future__ import annotations
@@ -18,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import StoreError
+from monitor.faults import crash_point
 from monitor.state import Status, TargetState, Transition
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +52,8 @@ CREATE TABLE IF NOT EXISTS target_state (
     last_checked_at REAL,
     last_ok INTEGER,
     last_reason TEXT NOT NULL,
-    last_duration REAL NOT NULL
+    last_duration REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,7 +101,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_attempt_at REAL,
     last_error TEXT,
     created_at REAL NOT NULL,
-    done_at REAL
+    done_at REAL,
+    sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS targets_seen (
@@ -128,6 +147,7 @@ OUTBOX_COLUMNS = (
     "last_error",
     "created_at",
     "done_at",
+    "sent_at",
 )
 
 
@@ -180,6 +200,8 @@ class OutboxAction:
     last_error: str | None
     created_at: float
     done_at: float | None
+    # Set while a send may have reached the service without its answer reaching us.
+    sent_at: float | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:
@@ -199,6 +221,82 @@ class StoredTransition:
     reason: str
 
 
+# (target, probe identity, state, seq): seq orders the writes of one agent; an older row never
+# overwrites a newer one.
+StateRow = tuple[str, str, TargetState, int]
+
+_STATE_COLUMNS = (
+    "target, identity, status, consecutive_failures, consecutive_successes, first_failure_at,"
+    " since, last_checked_at, last_ok, last_reason, last_duration, seq"
+)
+_UPSERT_STATE = (
+    f"INSERT INTO target_state ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(target) DO UPDATE SET identity = excluded.identity,"
+    " status = excluded.status, consecutive_failures = excluded.consecutive_failures,"
+    " consecutive_successes = excluded.consecutive_successes,"
+    " first_failure_at = excluded.first_failure_at, since = excluded.since,"
+    " last_checked_at = excluded.last_checked_at, last_ok = excluded.last_ok,"
+    " last_reason = excluded.last_reason, last_duration = excluded.last_duration,"
+    " seq = excluded.seq WHERE excluded.seq > target_state.seq"
+)
+_INSERT_TRANSITION = (
+    "INSERT INTO transitions (target, previous, current, at, first_failure_at,"
+    " consecutive_failures, reason) VALUES (?,?,?,?,?,?,?)"
+)
+
+
+def _state_values(row: StateRow) -> tuple[object, ...]:
+    name, identity, state, seq = row
+    return (
+        name,
+        identity,
+        state.status,
+        state.consecutive_failures,
+        state.consecutive_successes,
+        state.first_failure_at,
+        state.since,
+        state.last_checked_at,
+        None if state.last_ok is None else int(state.last_ok),
+        state.last_reason,
+        state.last_duration,
+        seq,
+    )
+
+
+def _transition_values(name: str, t: Transition) -> tuple[object, ...]:
+    return (name, t.previous, t.current, t.at, t.first_failure_at, t.consecutive_failures, t.reason)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store written by an older watchdesk up to SCHEMA_VERSION, in one transaction."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:  # a new file: the schema above is the current one
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        return
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store was written by a newer watchdesk (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade watchdesk or point agent.state_dir elsewhere"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    if version < 2:
+        db.execute("ALTER TABLE target_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+        # Version 1 kept "maybe sent" in last_error only; carry it over as the sticky mark.
+        db.execute(
+            "UPDATE outbox SET sent_at = last_attempt_at WHERE state = 'pending'"
+            " AND attempts > 0 AND (last_error LIKE 'in flight%'"
+            " OR last_error LIKE 'outcome unknown%')"
+        )
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    db.execute("COMMIT")
+
+
 class Store:
     """Thread-safe access to the SQLite file; every method is one short transaction."""
 
@@ -212,10 +310,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store in {directory}: {exc}") from exc
         self._lock = threading.Lock()
@@ -249,6 +344,21 @@ class Store:
         except StoreError:
             return False
 
+    def last_seq(self) -> int:
+        """The highest write sequence stored: a restarted agent numbers its writes after it."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq) FROM target_state").fetchone()
+        return int(row[0] or 0)
+
+    def last_resolved(self) -> dict[str, float]:
+        """target -> when its latest resolved incident ended."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, MAX(resolved_at) FROM incidents WHERE status = 'resolved'"
+                " GROUP BY target"
+            ).fetchall()
+        return {row[0]: row[1] for row in rows if row[1] is not None}
+
     def load_states(self) -> dict[str, tuple[str, TargetState]]:
         """Every stored target state with the probe identity it was recorded under."""
         with self._lock:
@@ -277,49 +387,33 @@ class Store:
 
     def save(
         self,
-        states: Iterable[tuple[str, str, TargetState]],
+        states: Iterable[StateRow],
         transitions: Iterable[tuple[str, Transition]] = (),
     ) -> None:
-        """Write a batch of (target, identity, state) rows and transitions in one transaction."""
-        state_rows = [
-            (
-                name,
-                identity,
-                state.status,
-                state.consecutive_failures,
-                state.consecutive_successes,
-                state.first_failure_at,
-                state.since,
-                state.last_checked_at,
-                None if state.last_ok is None else int(state.last_ok),
-                state.last_reason,
-                state.last_duration,
-            )
-            for name, identity, state in states
-        ]
-        transition_rows = [
-            (
-                name,
-                t.previous,
-                t.current,
-                t.at,
-                t.first_failure_at,
-                t.consecutive_failures,
-                t.reason,
-            )
-            for name, t in transitions
-        ]
+        """Write a batch of state rows (each kept only if newer than the stored one) and
+        transitions in one transaction: the periodic flush."""
+        state_rows = [_state_values(row) for row in states]
+        transition_rows = [_transition_values(name, t) for name, t in transitions]
         if not state_rows and not transition_rows:
             return
         with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?)", state_rows
-            )
-            db.executemany(
-                "INSERT INTO transitions (target, previous, current, at, first_failure_at,"
-                " consecutive_failures, reason) VALUES (?,?,?,?,?,?,?)",
-                transition_rows,
-            )
+            db.executemany(_UPSERT_STATE, state_rows)
+            db.executemany(_INSERT_TRANSITION, transition_rows)
+
+    def record(self, state: StateRow, transition: Transition | None = None) -> None:
+        """Write one target's state (and its transition) now: a streak turned around, or a
+        transition that opens or resolves nothing."""
+        with self._transaction() as db:
+            self._write_state(db, state, transition)
+
+    @staticmethod
+    def _write_state(
+        db: sqlite3.Connection, state: StateRow | None, transition: Transition | None
+    ) -> None:
+        if state is not None:
+            db.execute(_UPSERT_STATE, _state_values(state))
+            if transition is not None:
+                db.execute(_INSERT_TRANSITION, _transition_values(state[0], transition))
 
     def mark_seen(self, targets: Iterable[str], at: float) -> None:
         """Remember when each target was first and last configured (reports need the span)."""
@@ -372,13 +466,19 @@ class Store:
         self,
         incident: dict[str, Any],
         build: Callable[[int], tuple[str, list[tuple[str, str, dict[str, Any]]]]],
+        state: StateRow | None = None,
+        transition: Transition | None = None,
     ) -> Incident | None:
-        """Insert an incident and its first actions in one transaction.
+        """Insert an incident and its first actions in one transaction, with the target state
+        (and the transition) that opened it.
 
         ``build(incident_id)`` returns the dedup key and the actions, which need the id.
-        Returns None when the target already has an open incident (one outage, one incident).
+        Returns None when the target already has an open incident (one outage, one incident);
+        the state and transition are written all the same.
         """
         with self._transaction() as db:
+            self._write_state(db, state, transition)
+            crash_point("after_state_write")
             existing = db.execute(
                 "SELECT 1 FROM incidents WHERE target = ? AND status = 'open'",
                 (incident["target"],),
@@ -431,9 +531,13 @@ class Store:
         changes: dict[str, Any],
         actions: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
         now: float = 0.0,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
     ) -> None:
-        """Change an incident and queue its next actions in one transaction."""
+        """Change an incident and queue its next actions in one transaction, with the target
+        state (and the transition) that caused it, if any."""
         with self._transaction() as db:
+            self._write_state(db, state, transition)
             if changes:
                 values = [json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()]
                 db.execute(
@@ -461,26 +565,52 @@ class Store:
             ).fetchone()
         return Incident.from_row(row) if row else None
 
-    def due_actions(self, now: float, limit: int = 50) -> list[OutboxAction]:
-        """Pending actions that may go now: per incident and channel, only the oldest
-        undelivered one (a note never overtakes the create of its ticket)."""
+    def due_actions(
+        self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
+    ) -> list[OutboxAction]:
+        """Pending actions that may go now, oldest first, none of ``skip_channels`` (those
+        backing off): per incident and channel, only the oldest undelivered one (a note never
+        overtakes the create of its ticket, a resolve never its page)."""
+        skipped = list(skip_channels)
+        exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join('o.' + c for c in OUTBOX_COLUMNS)} FROM outbox o"
-                " WHERE o.state = 'pending' AND o.next_attempt_at <= ?"
+                " WHERE o.state = 'pending' AND o.next_attempt_at <= ?" + exclude + ""
                 " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
                 " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)"
                 " ORDER BY o.id LIMIT ?",
-                (now, limit),
+                (now, *skipped, limit),
             ).fetchall()
         return [OutboxAction.from_row(row) for row in rows]
 
-    def next_action_time(self) -> float | None:
+    def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
+        skipped = list(skip_channels)
+        exclude = f" AND channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'" + exclude,
+                skipped,
             ).fetchone()
         return row[0] if row and row[0] is not None else None
+
+    def release_channel(self, channel: str, now: float) -> int:
+        """Make every pending action of a channel that answers again due now, whatever its own
+        backoff said (pages held for business hours stay held): the backlog drains in seconds."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND channel = ?"
+                " AND next_attempt_at > ? AND COALESCE(json_extract(payload, '$.not_before'), 0)"
+                " <= ?",
+                (now, channel, now, now),
+            )
+        return cursor.rowcount
+
+    def set_sent(self, action_id: int, sent_at: float | None) -> None:
+        """Set or clear the "may be out there" mark of a create or trigger (see the module
+        docstring): set before the request leaves, cleared only by an answer."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (sent_at, action_id))
 
     def outbox_counts(self) -> dict[str, int]:
         with self._lock:

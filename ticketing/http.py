@@ -21,6 +21,9 @@ from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 DEFAULT_TIMEOUT = 15.0
 MAX_ERROR_TEXT = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers after which a POST (not idempotent) may still have been carried out: the server or a
+# gateway failed while or after handling it. 429 and 503 mean "not now" before any work.
+MAYBE_DONE_STATUSES = frozenset({408, 500, 502, 504})
 
 # Looks at a refused answer (status, headers, body) and returns the seconds a rate-limited
 # service asks us to wait, or None when the refusal is not a rate limit. For services whose
@@ -152,6 +155,8 @@ class JsonHttp:
             wait = self._rate_limit(status, response_headers, body)
             if wait is not None:
                 raise RetryableError(message, retry_after=wait)
+        if method.upper() == "POST" and status in MAYBE_DONE_STATUSES:
+            raise OutcomeUnknown(message, retry_after=retry_after)
         if status in RETRYABLE_STATUSES:
             raise RetryableError(message, retry_after=retry_after)
         raise PermanentError(message)
