@@ -71,6 +71,16 @@ def _duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(_duration)]
 
 
+def _duration_or_zero(value: Any) -> float:
+    if value in ("0", "0s", "0ms"):
+        return 0.0
+    return _duration(value)
+
+
+# A duration where "0s" means "none at all" (a helpdesk whose search shows a ticket at once).
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
+
+
 def _duration_per_priority(value: Any) -> float | dict[str, float]:
     if not isinstance(value, dict):
         return _duration(value)
@@ -228,7 +238,7 @@ class TicketingSection(BaseModel):
     on_recovery: Literal["pending", "resolve", "note"] = "pending"
     request_timeout: Duration = 15.0
     # How long the helpdesk's search may lag a create; None: the backend's documented lag.
-    search_lag: Duration | None = None
+    search_lag: DurationOrZero | None = None
 
 
 class EscalationSection(Strict):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from checks import ProbeResult
 from tests.agent_harness import Harness
 from tests.fakes.freshdesk import FreshdeskFake
 
@@ -213,3 +214,117 @@ async def test_notes_wait_behind_their_create_and_survive_a_dropped_connection(
     assert note["private"] is False
     assert ticket["status"] == 3  # pending: waiting on the customer
     assert pending(h) == []
+
+
+async def test_maybe_sent_sticks_through_failed_searches_until_one_answers(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    """A lost answer, then the searches themselves get 503 and 429: no attempt in between may
+    create again; the first search that answers finds the ticket."""
+    h = harness()
+    freshdesk.fail_next("create", "drop")  # created, connection closed before the answer
+    freshdesk.fail_next("search", "503")
+    freshdesk.fail_next("search", "429", retry_after=2)
+    freshdesk.fail_next("search", "drop_before")
+    h.fail("web", 3)
+    for _ in range(6):
+        await h.deliver()
+        h.clock.advance(200)  # past the channel's backoff and Freshdesk's 180 s search lag
+    assert len(freshdesk.requests_to("create")) == 1
+    assert len(freshdesk.requests_to("search")) == 4
+    (ticket,) = freshdesk.tickets.values()
+    assert h.incidents()[0].ticket_id == str(ticket["id"])
+
+
+async def test_maybe_sent_survives_a_restart(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    h = harness()
+    freshdesk.fail_next("create", "timeout")
+    h.fail("web", 3)
+    await h.deliver()
+    await h.close()
+    again = harness()
+    again.clock.advance(200)
+    await again.deliver()
+    assert len(freshdesk.requests_to("create")) == 1
+    assert again.incidents()[0].ticket_id == str(next(iter(freshdesk.tickets)))
+
+
+async def test_a_gateway_error_on_a_create_is_treated_as_maybe_sent(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    h = harness(
+        freshdesk_config(freshdesk.url).replace("[ticketing]\n", '[ticketing]\nsearch_lag = "0s"\n')
+    )
+    freshdesk.fail_next("create", "502")
+    h.fail("web", 3)
+    await h.deliver()
+    h.clock.advance(20)
+    await h.deliver()
+    assert [r["route"] for r in freshdesk.requests] == ["create", "search", "create"]
+    assert len(freshdesk.tickets) == 1
+
+
+async def test_a_recovered_helpdesk_drains_its_whole_backlog_at_once(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    """Ten minutes of 503 with 20 incidents queued: the helpdesk is asked about once per
+    backoff, not once per action, and once it answers everything goes within one backoff."""
+    text = freshdesk_config(freshdesk.url)
+    for n in range(19):
+        text += f'\n[[targets]]\nname = "web{n}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+    h = harness(text)
+    freshdesk.fail_next("*", "503", count=10_000)
+    for name in ["web", *(f"web{n}" for n in range(19))]:
+        h.fail(name, 3)
+    await h.deliver()
+    for _ in range(600):
+        h.clock.advance(1)
+        await h.deliver()
+    during = len(freshdesk.requests)
+    assert during < 80  # a probe every <= 15 s, not 20 actions x exponential retries
+    assert freshdesk.tickets == {}
+    freshdesk.reset_failures()
+    waited = 0
+    while len(freshdesk.tickets) < 20 and waited < 30:
+        h.clock.advance(1)
+        waited += 1
+        await h.deliver()
+    assert len(freshdesk.tickets) == 20
+    assert waited <= 16  # one channel backoff at most, whatever each action's own backoff
+
+
+async def test_retry_after_is_honoured_exactly_for_the_whole_channel(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    text = freshdesk_config(freshdesk.url)
+    text += '\n[[targets]]\nname = "db"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+    h = harness(text)
+    freshdesk.fail_next("create", "429", retry_after=7)
+    h.fail("web", 3)
+    await h.deliver()
+    for _ in range(3):  # a second incident, opened now: it waits for the channel too
+        h.agent.apply_result(h.agent.targets["db"], ProbeResult(False, 0.01, "refused"))
+    h.clock.advance(6.9)
+    await h.deliver()
+    assert len(freshdesk.requests_to("create")) == 1
+    h.clock.advance(0.1)
+    await h.deliver()
+    assert len(freshdesk.tickets) == 2
+
+
+async def test_order_per_incident_holds_across_a_channel_outage(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    h = harness()
+    freshdesk.fail_next("*", "503", count=5)
+    h.fail("web", 3)
+    h.succeed("web", 2)
+    for _ in range(40):
+        await h.deliver()
+        h.clock.advance(5)
+    routes = [r["route"] for r in freshdesk.requests if r["route"] != "search"]
+    assert routes[-3:] == ["create", "note", "update"]
+    (ticket,) = freshdesk.tickets.values()
+    assert ticket["status"] == 3

@@ -182,6 +182,10 @@ class FakeService:
         )
         self._failures[route].extend(failure for _ in range(count))
 
+    def reset_failures(self) -> None:
+        """Drop every scripted failure not yet taken: the service is healthy again."""
+        self._failures.clear()
+
     def pending_failures(self, route: str) -> int:
         return len(self._failures[route])
 
