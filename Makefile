@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench install install-test clean
+.PHONY: run test lint pytest bench bench-drain chaos install install-test clean
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ test: lint pytest
 bench: install-test
 	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30
 	$(BIN)/python bench/http_targets.py --targets 10000 --duration 40
+
+bench-drain: install-test
+	$(BIN)/python bench/outbox_drain.py
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
