@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench install install-test clean
+.PHONY: run test lint pytest chaos bench install install-test clean
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: install-test
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint pytest
+
+# Issue 8's chaos test alone (~3 min): WATCHDESK_CHAOS_SEED=N replays a run.
+chaos: install-test
+	$(BIN)/pytest -q -s -p no:cacheprovider -m chaos tests/test_chaos.py
 
 bench: install-test
 	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30

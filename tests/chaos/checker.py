@@ -435,3 +435,27 @@ def check(evidence: Mapping[str, Any]) -> tuple[list[Violation], Figures]:
 def _target_of(key: str, by_key: Mapping[str, list[Ticket]]) -> str:
     group = by_key.get(key)
     return group[0].target if group else "?"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.chaos.checker EVIDENCE.json``: judge saved evidence again."""
+    import json
+    import sys
+
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if len(paths) != 1:
+        print("usage: python -m tests.chaos.checker EVIDENCE.json", file=sys.stderr)
+        return 2
+    with open(paths[0]) as file:
+        evidence = json.load(file)
+    violations, figures = check(evidence)
+    for violation in violations:
+        print(f"chaos: {violation}")
+    print(figures.line())
+    print(figures.extra_line())
+    print(f"chaos: violations {figures.counts}")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -93,7 +93,8 @@ def make_scenario(seed: int) -> Scenario:
     kill_times = sorted(rng.uniform(1.0, HORIZON - 2.0) for _ in range(rng.randint(*KILLS)))
     kills = [Kill(t, rng.uniform(*RESTART_DELAY)) for t in kill_times]
     outage_for = rng.uniform(*HELPDESK_OUTAGE)
-    outage_at = rng.uniform(35.0, HORIZON - 10.0 - outage_for)
+    # The helpdesk is healthy again at least 25 s before the end (plus the settling time).
+    outage_at = rng.uniform(35.0, HORIZON - 25.0 - outage_for)
     create_faults = list(CREATE_FAULTS)
     rng.shuffle(create_faults)
     return Scenario(
