@@ -145,12 +145,35 @@ class FakeProcess:
         with urllib.request.urlopen(self.url + "/_fake/state", timeout=5) as response:
             return dict(json.load(response))
 
-    def fail_next(self, route: str, kind: str, delay: float = 60.0) -> None:
-        body = json.dumps({"route": route, "kind": kind, "delay": delay}).encode()
+    def _post(self, path: str, spec: dict[str, Any]) -> None:
         request = urllib.request.Request(
-            self.url + "/_fake/fail", data=body, headers={"Content-Type": "application/json"}
+            self.url + path,
+            data=json.dumps(spec).encode(),
+            headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(request, timeout=5).close()
+
+    def fail_next(
+        self,
+        route: str,
+        kind: str,
+        delay: float = 60.0,
+        *,
+        count: int = 1,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        spec: dict[str, Any] = {"route": route, "kind": kind, "delay": delay, "count": count}
+        if retry_after is not None:
+            spec["retry_after"] = retry_after
+        if status is not None:
+            spec["status"] = status
+        self._post("/_fake/fail", spec)
+
+    def outage(self, until: float, kinds: list[dict[str, Any]], route: str = "*") -> None:
+        """Until wall-clock ``until``, every request to ``route`` fails with the next of
+        ``kinds`` in turn (see tests/fakes/freshdesk.py)."""
+        self._post("/_fake/outage", {"until": until, "kinds": kinds, "route": route})
 
     def wait_for(self, predicate: Any, what: str, timeout: float = 20.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

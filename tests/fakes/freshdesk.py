@@ -28,6 +28,15 @@ delay=None)``), taken in order per route; route ``"*"`` matches any route:
 - ``"drop"``: do the work, then close the connection without an answer;
 - ``"drop_before"``: close the connection without doing anything.
 
+A time-based outage (``outage(until, kinds, route="*")``, or ``POST /_fake/outage {"until":
+EPOCH, "route": "*", "kinds": [{"kind": "503"}, {"kind": "429", "retry_after": 2}]}``): until
+the wall-clock time ``until``, every request to the route that has no scripted failure gets the
+next of ``kinds`` in turn (same kinds and fields as ``fail_next``). For a stretch of misbehaviour
+whose request count nobody can know in advance.
+
+Every request is recorded (``requests``) with its route, method, path, query, JSON body and
+``at``, the wall-clock time (``time.time()``) it arrived.
+
 Scripted failures come before the credential check, as a load balancer's would. aiohttp's
 client retries an idempotent request (GET/PUT) once when the server closes the connection, so a
 single ``drop`` on such a route goes unnoticed: script ``count=2`` to make it visible.
@@ -123,6 +132,8 @@ class FakeService:
         self.url = ""
         self.requests: list[dict[str, Any]] = []
         self._failures: dict[str, deque[Failure]] = defaultdict(deque)
+        self._outage: tuple[float, str, list[Failure]] | None = None
+        self._outage_turn = itertools.count()
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -151,12 +162,35 @@ class FakeService:
     def reset(self) -> None:
         self.requests.clear()
         self._failures.clear()
+        self._outage = None
 
     def agent_update(self, ticket_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """What a person does in the helpdesk (assign, change status): merged into the ticket."""
         raise NotImplementedError
 
     # --- scripting -------------------------------------------------------------------------
+
+    def _check_route(self, route: str) -> None:
+        if route != "*" and route not in self.ROUTES:
+            raise ValueError(f"{self.service}: no route {route!r}; routes: {sorted(self.ROUTES)}")
+
+    def _failure(
+        self,
+        kind: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+        delay: float | None = None,
+    ) -> Failure:
+        if kind.isdigit():
+            status, kind = int(kind), "error"
+        if kind not in {"error", "timeout", "timeout_before", "drop", "drop_before"}:
+            raise ValueError(f"{self.service}: unknown failure kind {kind!r}")
+        return Failure(
+            kind=kind,
+            status=status or 503,
+            retry_after=retry_after,
+            delay=DEFAULT_HANG if delay is None else delay,
+        )
 
     def fail_next(
         self,
@@ -168,23 +202,25 @@ class FakeService:
         status: int | None = None,
         delay: float | None = None,
     ) -> None:
-        if route != "*" and route not in self.ROUTES:
-            raise ValueError(f"{self.service}: no route {route!r}; routes: {sorted(self.ROUTES)}")
-        if kind.isdigit():
-            status, kind = int(kind), "error"
-        if kind not in {"error", "timeout", "timeout_before", "drop", "drop_before"}:
-            raise ValueError(f"{self.service}: unknown failure kind {kind!r}")
-        failure = Failure(
-            kind=kind,
-            status=status or 503,
-            retry_after=retry_after,
-            delay=DEFAULT_HANG if delay is None else delay,
-        )
+        self._check_route(route)
+        failure = self._failure(kind, retry_after, status, delay)
         self._failures[route].extend(failure for _ in range(count))
 
     def reset_failures(self) -> None:
         """Drop every scripted failure not yet taken: the service is healthy again."""
         self._failures.clear()
+
+    def outage(self, until: float, kinds: Sequence[dict[str, Any]], route: str = "*") -> None:
+        """Until wall-clock ``until``, answer every request to ``route`` with the next of
+        ``kinds`` (dicts with ``kind`` and optional ``retry_after``/``status``/``delay``)."""
+        self._check_route(route)
+        failures = [
+            self._failure(str(k["kind"]), k.get("retry_after"), k.get("status"), k.get("delay"))
+            for k in kinds
+        ]
+        if not failures:
+            raise ValueError(f"{self.service}: an outage needs at least one failure kind")
+        self._outage = (float(until), route, failures)
 
     def pending_failures(self, route: str) -> int:
         return len(self._failures[route])
@@ -193,6 +229,12 @@ class FakeService:
         for key in (route, "*"):
             if self._failures[key]:
                 return self._failures[key].popleft()
+        if self._outage is not None:
+            until, outage_route, failures = self._outage
+            if time.time() >= until:
+                self._outage = None
+            elif outage_route in ("*", route):
+                return failures[next(self._outage_turn) % len(failures)]
         return None
 
     def requests_to(self, route: str) -> list[dict[str, Any]]:
@@ -219,6 +261,7 @@ class FakeService:
                     "path": request.path,
                     "query": dict(request.query),
                     "json": body,
+                    "at": time.time(),
                 }
             )
             failure = self._take_failure(name)
@@ -262,6 +305,7 @@ class FakeService:
         self.add_routes(app)
         app.router.add_get("/_fake/state", self._control_state)
         app.router.add_post("/_fake/fail", self._control_fail)
+        app.router.add_post("/_fake/outage", self._control_outage)
         app.router.add_post("/_fake/reset", self._control_reset)
         app.router.add_post("/_fake/tickets/{id}", self._control_ticket)
         return app
@@ -283,6 +327,14 @@ class FakeService:
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"pending": self.pending_failures(str(spec["route"]))})
+
+    async def _control_outage(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        try:
+            self.outage(float(spec["until"]), list(spec["kinds"]), str(spec.get("route", "*")))
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"until": spec["until"]})
 
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
