@@ -89,6 +89,7 @@ def test_one_outage_one_ticket_under_chaos(tmp_path: Path) -> None:
     assert figures.outages >= 60, figures.line()
     assert figures.blips >= 20, figures.line()
     assert figures.ambiguous == 0, "the flapper fell behind: some blip lasted over 0.12 s"
+    assert not evidence["truth"]["errors"], evidence["truth"]["errors"]
     assert evidence["truth"]["max_lag"] < 0.05, evidence["truth"]["max_lag"]
 
     # The judge can fail on this very evidence: one more ticket for an outage is a duplicate.

@@ -5,12 +5,17 @@ connection (a TCP probe succeeds). Down: no socket at all (connection refused). 
 in a thread with its own asyncio loop, plays a schedule of toggles against the wall clock and
 records, for every toggle, the ``time.time()`` at which the socket really opened or closed, and
 the time of every connection it accepted (the agent's successful probes, for diagnosis).
+
+While a target is down its port stays bound by a *holder* socket that never listens: connections
+are still refused, but nothing else (another test's flapper picking ports, say) can take the port
+in the meantime. The listening socket shares the port with the holder through SO_REUSEPORT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -29,12 +34,14 @@ class Toggle:
 
 
 def pick_ports(count: int, low: int = 20000, high: int = 30000) -> list[int]:
-    """Ports below the ephemeral range (32768-60999 on Linux), so that no outgoing connection
-    takes one while its target is down; each was free a moment ago."""
+    """Free ports below the ephemeral range (32768-60999 on Linux), so that no outgoing
+    connection takes one while its target is down, from a random start (runs side by side
+    rarely meet). Probed without SO_REUSEADDR: a port another flapper holds is not free."""
+    start = random.SystemRandom().randrange(low, high)
     ports: list[int] = []
-    for port in range(low, high):
+    for step in range(high - low):
+        port = low + (start - low + step) % (high - low)
         with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -45,6 +52,13 @@ def pick_ports(count: int, low: int = 20000, high: int = 30000) -> list[int]:
     raise RuntimeError(f"not {count} free ports in {low}-{high}")
 
 
+def _reusable() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
 class Flapper:
     def __init__(self, ports: dict[str, int]) -> None:
         self.ports = dict(ports)
@@ -52,7 +66,9 @@ class Flapper:
         self.accepts: dict[str, list[float]] = {name: [] for name in ports}
         # (planned wall time, actual wall time) of every toggle played: the flapper's lag.
         self.lag: list[float] = []
+        self.errors: list[str] = []
         self._sockets: dict[str, socket.socket] = {}
+        self._holders: dict[str, socket.socket] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="flapper", daemon=True)
         self._pending = 0
@@ -62,7 +78,11 @@ class Flapper:
     # --- control (any thread) ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Every target up, then the loop starts."""
+        """Every port held, every target up, then the loop starts."""
+        for name, port in self.ports.items():
+            holder = _reusable()
+            holder.bind(("127.0.0.1", port))
+            self._holders[name] = holder
         for name in self.ports:
             self._up(name)
         self._thread.start()
@@ -96,6 +116,9 @@ class Flapper:
             self._thread.join(timeout=5)
         for name in list(self._sockets):
             self._down(name, record=False)
+        for holder in self._holders.values():
+            holder.close()
+        self._holders.clear()
         self._loop.close()
 
     def truth(self) -> dict[str, Any]:
@@ -105,25 +128,29 @@ class Flapper:
             "toggles": {name: [[t, up] for t, up in items] for name, items in self.toggles.items()},
             "accepts": self.accepts,
             "max_lag": max(self.lag, default=0.0),
+            "errors": self.errors,
         }
 
     # --- the loop's side --------------------------------------------------------------------
 
     def _apply(self, toggle: Toggle, planned: float) -> None:
-        if toggle.up:
-            self._up(toggle.target)
-        else:
-            self._down(toggle.target)
-        self.lag.append(time.time() - planned)
-        self._pending -= 1
-        if self._pending == 0:
-            self._done.set()
+        try:
+            if toggle.up:
+                self._up(toggle.target)
+            else:
+                self._down(toggle.target)
+            self.lag.append(time.time() - planned)
+        except OSError as error:
+            self.errors.append(f"{toggle}: {error}")
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._done.set()
 
     def _up(self, name: str) -> None:
         if name in self._sockets:
             return
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock = _reusable()
         sock.bind(("127.0.0.1", self.ports[name]))
         sock.listen(256)
         sock.setblocking(False)

@@ -227,7 +227,7 @@ class ChaosRun:
                 self.faults.append({"at": time.time(), "create": scenario.create_faults})
             else:
                 until = time.time() + scenario.outage_for
-                kinds = [
+                kinds: list[dict[str, Any]] = [
                     {"kind": "503"},
                     {"kind": "429", "retry_after": scenario.retry_after},
                 ]
