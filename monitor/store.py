@@ -585,11 +585,17 @@ class Store:
         return [OutboxAction.from_row(row) for row in rows]
 
     def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
+        """When the next action that ``due_actions`` could return comes due: only the head of
+        each incident's queue per channel counts (a note waiting behind its create has nothing
+        to say about when to wake up; counting it made the worker spin)."""
         skipped = list(skip_channels)
-        exclude = f" AND channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
+        exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'" + exclude,
+                "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending'"
+                + exclude
+                + " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
+                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)",
                 skipped,
             ).fetchone()
         return row[0] if row and row[0] is not None else None

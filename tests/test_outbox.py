@@ -328,3 +328,22 @@ async def test_order_per_incident_holds_across_a_channel_outage(
     assert routes[-3:] == ["create", "note", "update"]
     (ticket,) = freshdesk.tickets.values()
     assert ticket["status"] == 3
+
+
+async def test_actions_waiting_behind_a_backed_off_create_do_not_wake_the_worker(
+    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+) -> None:
+    """The recovery note and status are due "now" but wait behind their create: the worker's
+    next wake-up is the create's retry, not now (which made it spin at 100% of a core)."""
+    h = harness()
+    freshdesk.fail_next("create", "503")
+    h.fail("web", 3)
+    h.succeed("web", 2)
+    await h.deliver()
+    (create, *behind) = h.agent.store.actions_of(h.incidents()[0].id)
+    assert behind
+    assert all(a.next_attempt_at <= h.clock.now() for a in behind)
+    next_at = h.agent.store.next_action_time()
+    assert next_at == create.next_attempt_at
+    assert next_at is not None
+    assert next_at > h.clock.now()
