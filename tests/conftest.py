@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import AgentProcess, free_port
+from tests.helpers import FD_KEY, PD_KEY, AgentProcess, FakeProcess, free_port
 
 
 @pytest.fixture
@@ -30,3 +30,14 @@ def agents() -> Iterator[list[AgentProcess]]:
     yield started
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture
+def stand_ins() -> Iterator[tuple[FakeProcess, FakeProcess]]:
+    """A Freshdesk and a PagerDuty stand-in, each in its own process, with the keys of
+    ``tests.helpers.STAND_IN_ENV``."""
+    freshdesk = FakeProcess("freshdesk", "--api-key", FD_KEY)
+    pagerduty = FakeProcess("pagerduty", "--routing-key", PD_KEY)
+    yield freshdesk, pagerduty
+    freshdesk.stop()
+    pagerduty.stop()

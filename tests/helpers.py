@@ -193,3 +193,66 @@ class FakeProcess:
             self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+# Secrets of the Freshdesk and PagerDuty stand-ins that process tests start, and the
+# environment that hands them to the agent (see ``freshdesk_toml`` and ``pagerduty_toml``).
+FD_KEY = "stand-in-freshdesk-key"
+PD_KEY = "0123456789abcdef0123456789abcdef"
+STAND_IN_ENV = {"WD_TEST_FD_KEY": FD_KEY, "WD_TEST_PD_KEY": PD_KEY}
+
+
+def api_agent_toml(
+    port: int,
+    state: Path,
+    service_port: int,
+    *,
+    failure_threshold: int = 2,
+    recovery_threshold: int = 1,
+) -> str:
+    """An agent on ``port`` watching one TCP target "api" of customer acme every 200 ms."""
+    return f"""
+[agent]
+listen = "127.0.0.1:{port}"
+state_dir = "{state}"
+
+[defaults]
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = {failure_threshold}
+recovery_threshold = {recovery_threshold}
+
+[[targets]]
+name = "api"
+kind = "tcp"
+host = "127.0.0.1"
+port = {service_port}
+customer = "acme"
+
+[customers.acme]
+email = "it@acme.example"
+"""
+
+
+def freshdesk_toml(url: str, *, request_timeout: str = "2s", extra: str = "") -> str:
+    """``[ticketing]`` on the Freshdesk stand-in at ``url`` (key from ``STAND_IN_ENV``)."""
+    return f"""
+[ticketing]
+backend = "freshdesk"
+request_timeout = "{request_timeout}"
+{extra}
+[ticketing.freshdesk]
+url = "{url}"
+api_key_env = "WD_TEST_FD_KEY"
+requester_email = "monitoring@acme.example"
+"""
+
+
+def pagerduty_toml(url: str, name: str = "oncall") -> str:
+    """``[pagers.NAME]`` on the PagerDuty stand-in at ``url`` (key from ``STAND_IN_ENV``)."""
+    return f"""
+[pagers.{name}]
+type = "pagerduty"
+routing_key_env = "WD_TEST_PD_KEY"
+url = "{url}/v2/enqueue"
+"""

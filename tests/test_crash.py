@@ -14,51 +14,28 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AgentProcess, FakeProcess, free_port
+from tests.helpers import (
+    FD_KEY,
+    STAND_IN_ENV,
+    AgentProcess,
+    FakeProcess,
+    api_agent_toml,
+    free_port,
+    freshdesk_toml,
+)
 
 pytestmark = pytest.mark.slow
-
-API_KEY = "crash-test-key-42"
 
 
 @pytest.fixture
 def freshdesk() -> Iterator[FakeProcess]:
-    fake = FakeProcess("freshdesk", "--api-key", API_KEY)
+    fake = FakeProcess("freshdesk", "--api-key", FD_KEY)
     yield fake
     fake.stop()
 
 
 def config_text(agent_port: int, state: Path, fd_url: str, service_port: int) -> str:
-    return f"""
-[agent]
-listen = "127.0.0.1:{agent_port}"
-state_dir = "{state}"
-
-[defaults]
-interval = "200ms"
-timeout = "150ms"
-failure_threshold = 2
-recovery_threshold = 1
-
-[[targets]]
-name = "api"
-kind = "tcp"
-host = "127.0.0.1"
-port = {service_port}
-customer = "acme"
-
-[customers.acme]
-email = "it@acme.example"
-
-[ticketing]
-backend = "freshdesk"
-request_timeout = "2s"
-
-[ticketing.freshdesk]
-url = "{fd_url}"
-api_key_env = "WD_CRASH_FD_KEY"
-requester_email = "monitoring@acme.example"
-"""
+    return api_agent_toml(agent_port, state, service_port) + freshdesk_toml(fd_url)
 
 
 def kill(agent: AgentProcess) -> None:
@@ -75,7 +52,7 @@ def test_sigkill_during_a_create_and_during_a_note(
     service_port = free_port()  # nothing listens: the target is down
     port = free_port()
     config = write_config(config_text(port, tmp_path / "state", freshdesk.url, service_port))
-    env = {"WD_CRASH_FD_KEY": API_KEY}
+    env = STAND_IN_ENV
 
     # 1. Killed while the create is in flight: Freshdesk stored the ticket, no answer yet.
     freshdesk.fail_next("create", "timeout")

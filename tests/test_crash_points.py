@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.faults import ENV, POINTS
-from tests.helpers import AgentProcess, FakeProcess, free_port
+from tests.helpers import (
+    STAND_IN_ENV,
+    AgentProcess,
+    FakeProcess,
+    api_agent_toml,
+    free_port,
+    freshdesk_toml,
+    pagerduty_toml,
+)
 
 pytestmark = pytest.mark.slow
-
-FD_KEY = "crash-points-fd-key"
-PD_KEY = "0123456789abcdef0123456789abcdef"
 
 # Points reached on the way down (open path) and on the way back up (recovery path).
 RECOVERY_POINTS = {
@@ -37,58 +42,19 @@ RECOVERY_POINTS = {
 SENT_TWICE = {"after_page_sent": "trigger", "after_resolve_sent": "resolve"}
 
 
-@pytest.fixture
-def stand_ins() -> Iterator[tuple[FakeProcess, FakeProcess]]:
-    freshdesk = FakeProcess("freshdesk", "--api-key", FD_KEY)
-    pagerduty = FakeProcess("pagerduty", "--routing-key", PD_KEY)
-    yield freshdesk, pagerduty
-    freshdesk.stop()
-    pagerduty.stop()
-
-
 def config_text(port: int, state: Path, fd: str, pd: str, service_port: int) -> str:
-    return f"""
-[agent]
-listen = "127.0.0.1:{port}"
-state_dir = "{state}"
-
-[defaults]
-interval = "200ms"
-timeout = "150ms"
-failure_threshold = 2
-recovery_threshold = 2
-
-[[targets]]
-name = "api"
-kind = "tcp"
-host = "127.0.0.1"
-port = {service_port}
-customer = "acme"
-
-[customers.acme]
-email = "it@acme.example"
-
-[ticketing]
-backend = "freshdesk"
-request_timeout = "1s"
-search_lag = "1s"
-
-[ticketing.freshdesk]
-url = "{fd}"
-api_key_env = "WD_POINTS_FD_KEY"
-requester_email = "monitoring@acme.example"
-
-[pagers.oncall]
-type = "pagerduty"
-routing_key_env = "WD_POINTS_PD_KEY"
-url = "{pd}/v2/enqueue"
-
+    return (
+        api_agent_toml(port, state, service_port, recovery_threshold=2)
+        + freshdesk_toml(fd, request_timeout="1s", extra='search_lag = "1s"')
+        + pagerduty_toml(pd)
+        + """
 [escalation]
 page_on_open = ["oncall"]
 page_on_escalation = []
 ack_timeout = "1h"
 status_update_interval = "1h"
 """
+    )
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -125,7 +91,7 @@ def test_a_crash_at_each_point_leaves_one_ticket_one_page_one_resolve(
     config = write_config(
         config_text(port, tmp_path / "state", freshdesk.url, pagerduty.url, service_port)
     )
-    env = {"WD_POINTS_FD_KEY": FD_KEY, "WD_POINTS_PD_KEY": PD_KEY}
+    env = STAND_IN_ENV
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -6,28 +6,25 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import AgentProcess, FakeProcess, free_port, http_get
+from tests.helpers import (
+    STAND_IN_ENV,
+    AgentProcess,
+    FakeProcess,
+    free_port,
+    freshdesk_toml,
+    http_get,
+    pagerduty_toml,
+)
 
 pytestmark = pytest.mark.slow
 
-FD_KEY = "latency-fd-key"
-PD_KEY = "abcdefabcdefabcdefabcdefabcdef12"
 INTERVAL = 0.5
 THRESHOLD = 3
-
-
-@pytest.fixture
-def stand_ins() -> Iterator[tuple[FakeProcess, FakeProcess]]:
-    freshdesk = FakeProcess("freshdesk", "--api-key", FD_KEY)
-    pagerduty = FakeProcess("pagerduty", "--routing-key", PD_KEY)
-    yield freshdesk, pagerduty
-    freshdesk.stop()
-    pagerduty.stop()
 
 
 def test_ticket_and_page_within_threshold_times_interval_plus_one_second(
@@ -43,7 +40,8 @@ def test_ticket_and_page_within_threshold_times_interval_plus_one_second(
     service.listen(64)
     service_port = service.getsockname()[1]
     port = free_port()
-    config = write_config(f"""
+    config = write_config(
+        f"""
 [agent]
 listen = "127.0.0.1:{port}"
 state_dir = "{tmp_path / "state"}"
@@ -59,23 +57,15 @@ kind = "tcp"
 host = "127.0.0.1"
 port = {service_port}
 
-[ticketing]
-backend = "freshdesk"
-
-[ticketing.freshdesk]
-url = "{freshdesk.url}"
-api_key_env = "WD_LAT_FD_KEY"
-requester_email = "monitoring@acme.example"
-
-[pagers.oncall]
-type = "pagerduty"
-routing_key_env = "WD_LAT_PD_KEY"
-url = "{pagerduty.url}/v2/enqueue"
-
+"""
+        + freshdesk_toml(freshdesk.url)
+        + pagerduty_toml(pagerduty.url)
+        + """
 [escalation]
 page_on_open = ["oncall"]
-""")
-    agent = AgentProcess(config, port, env={"WD_LAT_FD_KEY": FD_KEY, "WD_LAT_PD_KEY": PD_KEY})
+"""
+    )
+    agent = AgentProcess(config, port, env=STAND_IN_ENV)
     agents.append(agent)
     agent.wait_ready()
     agent.wait_for(lambda s: s["api"]["state"] == "up", what="api up")
