@@ -20,19 +20,20 @@ from checks import PROBES, HttpClients, ProbeContext, ProbeResult
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
+from monitor.config.secrets import read_secret
+from monitor.delivery.integrations import build_backend, build_pagers, reconcile_after
+from monitor.delivery.outbox import Outbox
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.faults import crash_point
-from monitor.incidents import IncidentManager
-from monitor.integrations import build_backend, build_pagers, reconcile_after
 from monitor.metrics import Metrics
-from monitor.outbox import Outbox
-from monitor.policy import SupportPolicy
+from monitor.policy.escalation import SupportPolicy
+from monitor.policy.incidents import IncidentManager
 from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
-from monitor.secrets import read_secret
 from monitor.state import TargetState, Transition, advance
 from monitor.store import StateRow, Store
+from monitor.web.server import make_app
 
 log = logging.getLogger("watchdesk")
 
@@ -142,8 +143,6 @@ class Agent:
             )
 
     async def start(self) -> None:
-        from monitor.server import make_app
-
         self.prepare()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -485,7 +484,13 @@ class Agent:
     # ---- views -----------------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        return self.scheduler.seconds_since_beat() < HEALTH_STALL_SECONDS
+        return self.seconds_since_beat() < HEALTH_STALL_SECONDS
+
+    def seconds_since_beat(self) -> float:
+        return self.scheduler.seconds_since_beat()
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
         view: list[dict[str, object]] = []

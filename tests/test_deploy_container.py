@@ -277,7 +277,7 @@ def test_copied_sources_alone_make_a_working_package(
         "for name, module in list(sys.modules.items()):\n"
         f"    if name.split('.')[0] in {packages!r}:\n"
         f"        assert module.__file__.startswith({str(context)!r}), module.__file__\n"
-        "from monitor.cli import main\n"
+        "from monitor.cli.main import main\n"
         "sys.exit(main(['--version']))\n"
     )
     # -S: no site hooks, so the test environment's editable install of this repository cannot

@@ -186,7 +186,7 @@ async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
 
 
 async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: Stand) -> None:
-    from monitor import business_hours
+    from monitor.policy import business_hours
 
     h = stand.make()
     hours = h.config.business_hours

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.report import as_csv, as_json, as_table, build_report
+from monitor.cli.report import as_csv, as_json, as_table, build_report
 from tests.agent_harness import START, Harness
 from tests.helpers import run_cli
 

@@ -26,9 +26,9 @@ from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
 from monitor.faults import crash_point
-from monitor.maintenance import window_for
 from monitor.metrics import Metrics
-from monitor.policy import SupportPolicy
+from monitor.policy.escalation import SupportPolicy
+from monitor.policy.maintenance import window_for
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
 

@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo
 from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.agent import Agent, run_probe
+from monitor.cli.report import as_csv, as_json, as_table, build_report
+from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
-from monitor.report import as_csv, as_json, as_table, build_report
 from monitor.store import Store
-from monitor.testnotify import run_test_notify
-from monitor.views import incident_rows
+from monitor.web.views import incident_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 

@@ -9,20 +9,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from monitor.views import incident_rows
+from monitor.web.views import AgentView, incident_rows
 
-if TYPE_CHECKING:
-    from monitor.agent import Agent
-
-AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
+AGENT_KEY: web.AppKey[AgentView] = web.AppKey("agent")
 
 
-def make_app(agent: Agent) -> web.Application:
+def make_app(agent: AgentView) -> web.Application:
     app = web.Application(middlewares=[_api_auth])
     app[AGENT_KEY] = agent
     app.router.add_get("/metrics", metrics)
@@ -53,7 +49,7 @@ async def _api_auth(
 
 async def metrics(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(None, request.app[AGENT_KEY].metrics.exposition)
+    body = await loop.run_in_executor(None, request.app[AGENT_KEY].metrics_text)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
@@ -61,7 +57,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
-    stalled = agent.scheduler.seconds_since_beat()
+    stalled = agent.seconds_since_beat()
     if agent.healthy():
         return web.json_response(
             {"status": "ok", "seconds_since_scheduler_beat": round(stalled, 3)}

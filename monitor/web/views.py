@@ -1,10 +1,29 @@
-"""What /api/incidents and ``watchdesk tickets`` show, read from the store."""
+"""What the HTTP endpoints and ``watchdesk tickets`` show, and the narrow view of a running
+agent they read it through (so that ``web`` never imports the agent)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.store import Store
+
+
+class AgentView(Protocol):
+    """What the endpoints may read of a running agent."""
+
+    @property
+    def api_token(self) -> str | None: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    def healthy(self) -> bool: ...
+
+    def seconds_since_beat(self) -> float: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    def status_view(self) -> list[dict[str, object]]: ...
 
 
 def incident_rows(

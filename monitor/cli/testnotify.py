@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 
 from monitor.config import Config
+from monitor.delivery.integrations import build_backend, build_pagers
 from monitor.errors import SecretError
-from monitor.integrations import build_backend, build_pagers
 from monitor.store import Store
 from ticketing.base import TicketDraft
 from ticketing.errors import DeliveryError

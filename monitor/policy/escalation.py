@@ -19,10 +19,10 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor import business_hours
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
+from monitor.policy import business_hours
 from monitor.store import Incident, Store
 from ticketing.base import TicketBackend, TicketRef
 from ticketing.errors import DeliveryError

@@ -29,272 +29,28 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import StoreError
 from monitor.faults import crash_point
-from monitor.state import Status, TargetState, Transition
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS target_state (
-    target TEXT PRIMARY KEY,
-    identity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    consecutive_failures INTEGER NOT NULL,
-    consecutive_successes INTEGER NOT NULL,
-    first_failure_at REAL,
-    since REAL,
-    last_checked_at REAL,
-    last_ok INTEGER,
-    last_reason TEXT NOT NULL,
-    last_duration REAL NOT NULL,
-    seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS transitions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    target TEXT NOT NULL,
-    previous TEXT NOT NULL,
-    current TEXT NOT NULL,
-    at REAL NOT NULL,
-    first_failure_at REAL,
-    consecutive_failures INTEGER NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transitions_by_target ON transitions (target, at);
-CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    target TEXT NOT NULL,
-    dedup_key TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    priority TEXT NOT NULL,
-    customer TEXT,
-    backend TEXT NOT NULL,
-    opened_at REAL NOT NULL,
-    first_failure_at REAL NOT NULL,
-    resolved_at REAL,
-    failed_checks INTEGER NOT NULL,
-    last_reason TEXT NOT NULL,
-    flapping INTEGER NOT NULL DEFAULT 0,
-    affected TEXT NOT NULL DEFAULT '[]',
-    ticket_id TEXT,
-    ticket_url TEXT,
-    worked_at REAL,
-    escalated_at REAL,
-    last_update_at REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
-    ON incidents (target) WHERE status = 'open';
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id INTEGER NOT NULL REFERENCES incidents(id),
-    channel TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_attempt_at REAL,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    done_at REAL,
-    sent_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS targets_seen (
-    target TEXT PRIMARY KEY,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
-"""
-
-
-INCIDENT_COLUMNS = (
-    "id",
-    "target",
-    "dedup_key",
-    "status",
-    "priority",
-    "customer",
-    "backend",
-    "opened_at",
-    "first_failure_at",
-    "resolved_at",
-    "failed_checks",
-    "last_reason",
-    "flapping",
-    "affected",
-    "ticket_id",
-    "ticket_url",
-    "worked_at",
-    "escalated_at",
-    "last_update_at",
+from monitor.state import TargetState, Transition
+from monitor.store.records import (
+    INCIDENT_COLUMNS,
+    OUTBOX_COLUMNS,
+    Incident,
+    OutboxAction,
+    StoredTransition,
 )
-OUTBOX_COLUMNS = (
-    "id",
-    "incident_id",
-    "channel",
-    "operation",
-    "payload",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_attempt_at",
-    "last_error",
-    "created_at",
-    "done_at",
-    "sent_at",
+from monitor.store.schema import (
+    INSERT_TRANSITION,
+    SCHEMA,
+    UPSERT_STATE,
+    StateRow,
+    migrate,
+    state_values,
+    transition_values,
 )
-
-
-@dataclass(frozen=True)
-class Incident:
-    id: int
-    target: str
-    dedup_key: str
-    status: str
-    priority: str
-    customer: str | None
-    backend: str
-    opened_at: float
-    first_failure_at: float
-    resolved_at: float | None
-    failed_checks: int
-    last_reason: str
-    flapping: bool
-    affected: tuple[str, ...]
-    ticket_id: str | None
-    ticket_url: str | None
-    worked_at: float | None
-    escalated_at: float | None
-    last_update_at: float | None
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Incident:
-        values = dict(zip(INCIDENT_COLUMNS, row, strict=True))
-        values["flapping"] = bool(values["flapping"])
-        values["affected"] = tuple(json.loads(values["affected"]))
-        return cls(**values)
-
-    def as_json(self) -> dict[str, Any]:
-        data = {key: getattr(self, key) for key in INCIDENT_COLUMNS}
-        data["affected"] = list(self.affected)
-        return data
-
-
-@dataclass(frozen=True)
-class OutboxAction:
-    id: int
-    incident_id: int
-    channel: str  # "ticket" or "pager:<name>"
-    operation: str
-    payload: dict[str, Any]
-    state: str  # pending | done | failed
-    attempts: int
-    next_attempt_at: float
-    last_attempt_at: float | None
-    last_error: str | None
-    created_at: float
-    done_at: float | None
-    # Set while a send may have reached the service without its answer reaching us.
-    sent_at: float | None = None
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:
-        values = dict(zip(OUTBOX_COLUMNS, row, strict=True))
-        values["payload"] = json.loads(values["payload"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class StoredTransition:
-    target: str
-    previous: Status
-    current: Status
-    at: float
-    first_failure_at: float | None
-    consecutive_failures: int
-    reason: str
-
-
-# (target, probe identity, state, seq): seq orders the writes of one agent; an older row never
-# overwrites a newer one.
-StateRow = tuple[str, str, TargetState, int]
-
-_STATE_COLUMNS = (
-    "target, identity, status, consecutive_failures, consecutive_successes, first_failure_at,"
-    " since, last_checked_at, last_ok, last_reason, last_duration, seq"
-)
-_UPSERT_STATE = (
-    f"INSERT INTO target_state ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT(target) DO UPDATE SET identity = excluded.identity,"
-    " status = excluded.status, consecutive_failures = excluded.consecutive_failures,"
-    " consecutive_successes = excluded.consecutive_successes,"
-    " first_failure_at = excluded.first_failure_at, since = excluded.since,"
-    " last_checked_at = excluded.last_checked_at, last_ok = excluded.last_ok,"
-    " last_reason = excluded.last_reason, last_duration = excluded.last_duration,"
-    " seq = excluded.seq WHERE excluded.seq > target_state.seq"
-)
-_INSERT_TRANSITION = (
-    "INSERT INTO transitions (target, previous, current, at, first_failure_at,"
-    " consecutive_failures, reason) VALUES (?,?,?,?,?,?,?)"
-)
-
-
-def _state_values(row: StateRow) -> tuple[object, ...]:
-    name, identity, state, seq = row
-    return (
-        name,
-        identity,
-        state.status,
-        state.consecutive_failures,
-        state.consecutive_successes,
-        state.first_failure_at,
-        state.since,
-        state.last_checked_at,
-        None if state.last_ok is None else int(state.last_ok),
-        state.last_reason,
-        state.last_duration,
-        seq,
-    )
-
-
-def _transition_values(name: str, t: Transition) -> tuple[object, ...]:
-    return (name, t.previous, t.current, t.at, t.first_failure_at, t.consecutive_failures, t.reason)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a store written by an older watchdesk up to SCHEMA_VERSION, in one transaction."""
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None:  # a new file: the schema above is the current one
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        return
-    version = int(row[0])
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"the store was written by a newer watchdesk (schema {version}, this one knows "
-            f"{SCHEMA_VERSION}); upgrade watchdesk or point agent.state_dir elsewhere"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    if version < 2:
-        db.execute("ALTER TABLE target_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-        db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
-        # Version 1 kept "maybe sent" in last_error only; carry it over as the sticky mark.
-        db.execute(
-            "UPDATE outbox SET sent_at = last_attempt_at WHERE state = 'pending'"
-            " AND attempts > 0 AND (last_error LIKE 'in flight%'"
-            " OR last_error LIKE 'outcome unknown%')"
-        )
-    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-    db.execute("COMMIT")
 
 
 class Store:
@@ -309,8 +65,8 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            _migrate(self._db)
+            self._db.executescript(SCHEMA)
+            migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store in {directory}: {exc}") from exc
         self._lock = threading.Lock()
@@ -392,13 +148,13 @@ class Store:
     ) -> None:
         """Write a batch of state rows (each kept only if newer than the stored one) and
         transitions in one transaction: the periodic flush."""
-        state_rows = [_state_values(row) for row in states]
-        transition_rows = [_transition_values(name, t) for name, t in transitions]
+        state_rows = [state_values(row) for row in states]
+        transition_rows = [transition_values(name, t) for name, t in transitions]
         if not state_rows and not transition_rows:
             return
         with self._transaction() as db:
-            db.executemany(_UPSERT_STATE, state_rows)
-            db.executemany(_INSERT_TRANSITION, transition_rows)
+            db.executemany(UPSERT_STATE, state_rows)
+            db.executemany(INSERT_TRANSITION, transition_rows)
 
     def record(self, state: StateRow, transition: Transition | None = None) -> None:
         """Write one target's state (and its transition) now: a streak turned around, or a
@@ -411,9 +167,9 @@ class Store:
         db: sqlite3.Connection, state: StateRow | None, transition: Transition | None
     ) -> None:
         if state is not None:
-            db.execute(_UPSERT_STATE, _state_values(state))
+            db.execute(UPSERT_STATE, state_values(state))
             if transition is not None:
-                db.execute(_INSERT_TRANSITION, _transition_values(state[0], transition))
+                db.execute(INSERT_TRANSITION, transition_values(state[0], transition))
 
     def mark_seen(self, targets: Iterable[str], at: float) -> None:
         """Remember when each target was first and last configured (reports need the span)."""

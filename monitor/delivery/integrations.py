@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitor.config import Config
+from monitor.config.secrets import read_secret
 from monitor.errors import SecretError
-from monitor.secrets import read_secret
 from ticketing import BACKENDS, PAGERS
 from ticketing.backends.local import LocalBackend
 from ticketing.base import TicketBackend

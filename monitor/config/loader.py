@@ -1,4 +1,4 @@
-"""Read and validate config.toml into frozen objects; report every problem at once.
+"""Read and validate config.toml into a ``Config``; report every problem at once.
 
 Each problem is ``dotted.key.path: what is wrong and how to fix it`` with the file and line. The
 probe, backend and pager settings models come from the registries in ``checks`` and
@@ -11,312 +11,36 @@ import difflib
 import os
 import re
 import tomllib
-import zoneinfo
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
+from checks import PROBES
+from monitor.config.diagnostics import Collector
+from monitor.config.model import (
+    COMMON_KEYS,
+    NAME_PATTERN,
+    SECRET_KEYS,
+    AgentSection,
+    BusinessHoursSection,
+    Config,
+    CustomerSection,
+    DefaultsSection,
+    EscalationSection,
+    MaintenanceSection,
+    MaintenanceWindow,
+    SlaSection,
+    TargetCommon,
+    TargetConfig,
+    TicketingSection,
+    clock_time,
+    duration,
 )
-
-from checks import PROBES, ProbeSettings
-from monitor.durations import parse_duration
+from monitor.config.tomlpos import Path as KeyPath
+from monitor.durations import format_duration
 from monitor.errors import ConfigError, ConfigProblem
-from monitor.tomlpos import Path as KeyPath
-from monitor.tomlpos import key_lines, line_of
 from ticketing import BACKEND_SETTINGS, PAGER_SETTINGS, IntegrationSettings
-
-PRIORITIES = ("urgent", "high", "medium", "low")
-Priority = Literal["urgent", "high", "medium", "low"]
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
-
-# Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
-SECRET_KEYS = frozenset(
-    {
-        "api_key",
-        "api_token",
-        "token",
-        "password",
-        "routing_key",
-        "secret",
-        "hmac_secret",
-        "integration_key",
-        "auth_token",
-        "access_token",
-        "private_key",
-        "urls",
-    }
-)
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError('write durations as strings with a unit, like "30s", "5m" or "250ms"')
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f'"{value}" is not positive; a duration must be longer than 0')
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-def _duration_or_zero(value: Any) -> float:
-    if value in ("0", "0s", "0ms"):
-        return 0.0
-    return _duration(value)
-
-
-# A duration where "0s" means "none at all" (a helpdesk whose search shows a ticket at once).
-DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
-
-
-def _duration_per_priority(value: Any) -> float | dict[str, float]:
-    if not isinstance(value, dict):
-        return _duration(value)
-    parsed: dict[str, float] = {}
-    for priority, text in value.items():
-        if priority not in PRIORITIES:
-            raise ValueError(f'unknown priority "{priority}"; one of: {", ".join(PRIORITIES)}')
-        try:
-            parsed[priority] = _duration(text)
-        except ValueError as exc:
-            raise ValueError(f"{priority}: {exc}") from None
-    return parsed
-
-
-# One duration for every priority, or a table like { urgent = "1h", high = "4h" }.
-DurationPerPriority = Annotated[float | dict[str, float], BeforeValidator(_duration_per_priority)]
-
-
-def _clock_time(value: Any) -> time:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
-        raise ValueError('write times of day as "HH:MM", like "08:00"')
-    hours, minutes = (int(part) for part in value.split(":"))
-    if hours == 24 and minutes == 0:
-        return time(23, 59, 59, 999999)
-    if hours > 23 or minutes > 59:
-        raise ValueError(f'"{value}" is not a time of day')
-    return time(hours, minutes)
-
-
-ClockTime = Annotated[time, BeforeValidator(_clock_time)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AgentSection(Strict):
-    listen: str = "127.0.0.1:9430"
-    state_dir: str = "./state"
-    timezone: str = "UTC"
-    api_token_env: str | None = None
-    api_token_file: str | None = None
-    log_format: Literal["plain", "json"] = "plain"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    max_concurrent_probes: int = Field(default=2000, ge=1)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f'"{value}" is not HOST:PORT, like "127.0.0.1:9430"')
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f'unknown time zone "{value}"; use an IANA name like "America/Toronto" or "UTC"'
-            ) from None
-        return value
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
-
-
-class DefaultsSection(Strict):
-    interval: Duration = 30.0
-    timeout: Duration = 5.0
-    failure_threshold: int = Field(default=3, ge=1)
-    recovery_threshold: int = Field(default=2, ge=1)
-    priority: Priority = "urgent"
-
-
-class TargetCommon(Strict):
-    """The keys every target has whatever its kind; the rest belong to the kind's model."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    kind: str
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    failure_threshold: int | None = Field(default=None, ge=1)
-    recovery_threshold: int | None = Field(default=None, ge=1)
-    priority: Priority | None = None
-    customer: str | None = None
-    depends_on: list[str] = []
-    tags: list[str] = []
-    description: str | None = None
-
-
-COMMON_KEYS = frozenset(TargetCommon.model_fields)
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    """A target with the defaults folded in: everything the scheduler and incidents need."""
-
-    name: str
-    kind: str
-    settings: ProbeSettings
-    interval: float
-    timeout: float
-    failure_threshold: int
-    recovery_threshold: int
-    priority: str
-    customer: str | None = None
-    depends_on: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    description: str | None = None
-
-    def where(self) -> str:
-        return self.settings.where()
-
-    def probe_identity(self) -> tuple[str, ProbeSettings]:
-        """What must stay equal for a reload to keep this target's state."""
-        return (self.kind, self.settings)
-
-
-class CustomerSection(Strict):
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str | None = None
-    sla: str | None = None
-
-
-class SlaSection(Strict):
-    page_hours: Literal["always", "business"] = "always"
-    response_time: DurationPerPriority | None = None
-
-
-class BusinessHoursSection(Strict):
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
-        "mon",
-        "tue",
-        "wed",
-        "thu",
-        "fri",
-    ]
-    start: ClockTime = time(8, 0)
-    end: ClockTime = time(17, 0)
-    holidays: list[date] = []
-
-
-class TicketingSection(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    backend: str = "local"
-    on_recovery: Literal["pending", "resolve", "note"] = "pending"
-    request_timeout: Duration = 15.0
-    # How long the helpdesk's search may lag a create; None: the backend's documented lag.
-    search_lag: DurationOrZero | None = None
-
-
-class EscalationSection(Strict):
-    page_on_open: list[str] = []
-    ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
-    page_on_escalation: list[str] = []
-    status_update_interval: Duration = 3600.0
-    poll_interval: Duration = 60.0
-    flap_threshold: int = Field(default=5, ge=2)
-    flap_window: Duration = 3600.0
-    flap_stable_after: Duration = 600.0
-
-    def ack_timeout_for(self, priority: str) -> float:
-        if isinstance(self.ack_timeout, dict):
-            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
-        return self.ack_timeout
-
-
-class MaintenanceSection(Strict):
-    """A one-off window (``start``/``end`` as ISO date-times) or a weekly one (``days`` + HH:MM)."""
-
-    targets: list[str] = []
-    tags: list[str] = []
-    start: str
-    end: str
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class MaintenanceWindow:
-    targets: tuple[str, ...]
-    tags: tuple[str, ...]
-    start: datetime | time
-    end: datetime | time
-    days: tuple[str, ...] = ()
-    reason: str | None = None
-
-    @property
-    def weekly(self) -> bool:
-        return bool(self.days)
-
-
-@dataclass(frozen=True)
-class Config:
-    source: str
-    agent: AgentSection
-    defaults: DefaultsSection
-    targets: tuple[TargetConfig, ...]
-    customers: Mapping[str, CustomerSection]
-    sla: Mapping[str, SlaSection]
-    business_hours: BusinessHoursSection
-    ticketing: TicketingSection
-    backend_settings: IntegrationSettings
-    pagers: Mapping[str, IntegrationSettings]
-    pager_types: Mapping[str, str]
-    escalation: EscalationSection
-    maintenance: tuple[MaintenanceWindow, ...] = ()
-    local_auto_close_after: float = 7 * 86400.0
-    raw_sections: frozenset[str] = field(default_factory=frozenset)
-
-    def target(self, name: str) -> TargetConfig:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        raise KeyError(name)
-
-    def summary(self) -> str:
-        kinds: dict[str, int] = {}
-        for target in self.targets:
-            kinds[target.kind] = kinds.get(target.kind, 0) + 1
-        by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        return (
-            f"{self.source}: ok, {len(self.targets)} targets ({by_kind or 'none'}), "
-            f"{len(self.customers)} customers, ticketing={self.ticketing.backend}, "
-            f"{len(self.pagers)} pagers"
-        )
-
 
 TOP_LEVEL_KEYS = (
     "agent",
@@ -330,86 +54,6 @@ TOP_LEVEL_KEYS = (
     "escalation",
     "maintenance",
 )
-
-
-class _Collector:
-    """Gathers problems with their lines so the user sees all of them in one run."""
-
-    def __init__(self, source: str, text: str) -> None:
-        self.source = source
-        self.lines = key_lines(text)
-        self.problems: list[ConfigProblem] = []
-
-    def add(self, path: KeyPath, message: str) -> None:
-        self.problems.append(
-            ConfigProblem(
-                path=".".join(str(part) for part in path),
-                message=message,
-                file=self.source,
-                line=line_of(self.lines, path),
-            )
-        )
-
-    def add_validation(
-        self, prefix: KeyPath, error: ValidationError, model: type[BaseModel]
-    ) -> None:
-        for item in error.errors():
-            loc = tuple(part for part in item["loc"] if not _is_union_tag(part))
-            self.add((*prefix, *loc), _explain(item, loc, model))
-
-    def sorted(self) -> list[ConfigProblem]:
-        """In file order, and a secret written inline reported once (not also as unknown)."""
-        secret_paths = {p.path for p in self.problems if p.message.startswith("a secret must")}
-        kept = [
-            p
-            for p in self.problems
-            if p.path not in secret_paths or p.message.startswith("a secret must")
-        ]
-        return sorted(kept, key=lambda p: (p.line is None, p.line or 0))
-
-    def validate(self, prefix: KeyPath, model: type[BaseModel], data: Any) -> Any:
-        try:
-            return model.model_validate(data)
-        except ValidationError as error:
-            self.add_validation(prefix, error, model)
-            return None
-
-
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts union member names in error locations ('function-before[...]', 'float')."""
-    return isinstance(part, str) and (
-        "[" in part or part in {"float", "str", "int", "dict[str,float]", "list[str]"}
-    )
-
-
-def _explain(item: Any, loc: tuple[Any, ...], model: type[BaseModel]) -> str:
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1]) if loc else "?"
-        known = _known_keys(model, loc[:-1])
-        hint = difflib.get_close_matches(key, known, n=1)
-        message = f'unknown key "{key}"'
-        if hint:
-            return f'{message}; did you mean "{hint[0]}"?'
-        if known:
-            return f"{message}; known keys here: {', '.join(sorted(known))}"
-        return message
-    if kind == "missing":
-        return "required key is missing"
-    message = str(item["msg"]).removeprefix("Value error, ")
-    return message.replace("Input should be", "must be").replace("String should", "must")
-
-
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        current = fields[part].annotation
-    return list(getattr(current, "model_fields", {}) or [])
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -439,14 +83,14 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
                 )
             ]
         ) from None
-    problems = _Collector(source, text)
+    problems = Collector(source, text)
     config = _build(raw, problems)
     if problems.problems or config is None:
         raise ConfigError(problems.sorted())
     return config
 
 
-def _build(raw: dict[str, Any], problems: _Collector) -> Config | None:
+def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             hint = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
@@ -461,7 +105,8 @@ def _build(raw: dict[str, Any], problems: _Collector) -> Config | None:
     if defaults is not None and defaults.timeout > defaults.interval:
         problems.add(
             ("defaults", "timeout"),
-            f"{_fmt(defaults.timeout)} is longer than the interval {_fmt(defaults.interval)}; "
+            f"{format_duration(defaults.timeout)} is longer than the interval "
+            f"{format_duration(defaults.interval)}; "
             "a probe must end before the next one starts: shorten timeout or lengthen interval",
         )
     sla = _named_tables(raw, "sla", SlaSection, problems)
@@ -519,12 +164,6 @@ def _build(raw: dict[str, Any], problems: _Collector) -> Config | None:
     )
 
 
-def _fmt(seconds: float) -> str:
-    from monitor.durations import format_duration
-
-    return format_duration(seconds)
-
-
 def _missing_ref(what: str, name: str, known: Iterable[str], how: str) -> str:
     names = sorted(known)
     hint = difflib.get_close_matches(name, names, n=1)
@@ -534,7 +173,7 @@ def _missing_ref(what: str, name: str, known: Iterable[str], how: str) -> str:
     return f"{message}; define it as {how}" + (f" (defined: {', '.join(names)})" if names else "")
 
 
-def _refuse_inline_secrets(node: Any, path: KeyPath, problems: _Collector) -> None:
+def _refuse_inline_secrets(node: Any, path: KeyPath, problems: Collector) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in SECRET_KEYS and not (path and path[0] == "targets"):
@@ -552,7 +191,7 @@ def _refuse_inline_secrets(node: Any, path: KeyPath, problems: _Collector) -> No
 
 
 def _named_tables(
-    raw: dict[str, Any], section: str, model: type[Any], problems: _Collector
+    raw: dict[str, Any], section: str, model: type[Any], problems: Collector
 ) -> dict[str, Any]:
     tables = raw.get(section, {})
     if not isinstance(tables, dict):
@@ -575,7 +214,7 @@ def _targets(
     raw_targets: Any,
     defaults: DefaultsSection | None,
     customers: Mapping[str, CustomerSection],
-    problems: _Collector,
+    problems: Collector,
 ) -> list[TargetConfig]:
     if not isinstance(raw_targets, list):
         problems.add(("targets",), "must be an array of tables: write each target as [[targets]]")
@@ -622,7 +261,8 @@ def _targets(
             key = "timeout" if common.timeout else "interval"
             problems.add(
                 (*path, key),
-                f"timeout {_fmt(timeout)} is longer than the interval {_fmt(interval)}; a probe "
+                f"timeout {format_duration(timeout)} is longer than the interval "
+                f"{format_duration(interval)}; a probe "
                 "must end before the next one starts: shorten timeout or lengthen interval",
             )
         if common.customer is not None and common.customer not in customers:
@@ -692,7 +332,7 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 
 
 def _ticketing(
-    raw: Any, problems: _Collector
+    raw: Any, problems: Collector
 ) -> tuple[TicketingSection | None, IntegrationSettings | None, float]:
     auto_close = 7 * 86400.0
     if not isinstance(raw, dict):
@@ -735,15 +375,13 @@ def _ticketing(
     local = raw.get("local")
     if isinstance(local, dict) and "auto_close_after" in local:
         try:
-            auto_close = _duration(local["auto_close_after"])
+            auto_close = duration(local["auto_close_after"])
         except ValueError as exc:
             problems.add(("ticketing", "local", "auto_close_after"), str(exc))
     return section, settings, auto_close
 
 
-def _pagers(
-    raw: Any, problems: _Collector
-) -> tuple[dict[str, IntegrationSettings], dict[str, str]]:
+def _pagers(raw: Any, problems: Collector) -> tuple[dict[str, IntegrationSettings], dict[str, str]]:
     pagers: dict[str, IntegrationSettings] = {}
     types: dict[str, str] = {}
     if not isinstance(raw, dict):
@@ -773,7 +411,7 @@ def _pagers(
     return pagers, types
 
 
-def _maintenance(raw: Any, raw_targets: Any, problems: _Collector) -> list[MaintenanceWindow]:
+def _maintenance(raw: Any, raw_targets: Any, problems: Collector) -> list[MaintenanceWindow]:
     if not isinstance(raw, list):
         problems.add(
             ("maintenance",), "must be an array of tables: write each window as [[maintenance]]"
@@ -814,11 +452,11 @@ def _maintenance(raw: Any, raw_targets: Any, problems: _Collector) -> list[Maint
 
 
 def _window(
-    section: MaintenanceSection, path: KeyPath, problems: _Collector
+    section: MaintenanceSection, path: KeyPath, problems: Collector
 ) -> MaintenanceWindow | None:
     if section.days:
         try:
-            start_time, end_time = _clock_time(section.start), _clock_time(section.end)
+            start_time, end_time = clock_time(section.start), clock_time(section.end)
         except ValueError as exc:
             problems.add(
                 (*path, "start"), f"{exc} (a weekly window, with days, takes times of day)"

@@ -1,0 +1,307 @@
+"""The config as frozen objects: sections, targets with their defaults folded in, and the
+value types (durations, clock times) the file is written in. Validation of single values lives
+here; what spans sections (references, cycles, secrets) is ``loader``'s."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from checks import ProbeSettings
+from monitor.durations import parse_duration
+from ticketing import IntegrationSettings
+
+PRIORITIES = ("urgent", "high", "medium", "low")
+Priority = Literal["urgent", "high", "medium", "low"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
+
+# Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "api_token",
+        "token",
+        "password",
+        "routing_key",
+        "secret",
+        "hmac_secret",
+        "integration_key",
+        "auth_token",
+        "access_token",
+        "private_key",
+        "urls",
+    }
+)
+
+
+def duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError('write durations as strings with a unit, like "30s", "5m" or "250ms"')
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f'"{value}" is not positive; a duration must be longer than 0')
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(duration)]
+
+
+def _duration_or_zero(value: Any) -> float:
+    if value in ("0", "0s", "0ms"):
+        return 0.0
+    return duration(value)
+
+
+# A duration where "0s" means "none at all" (a helpdesk whose search shows a ticket at once).
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
+
+
+def _duration_per_priority(value: Any) -> float | dict[str, float]:
+    if not isinstance(value, dict):
+        return duration(value)
+    parsed: dict[str, float] = {}
+    for priority, text in value.items():
+        if priority not in PRIORITIES:
+            raise ValueError(f'unknown priority "{priority}"; one of: {", ".join(PRIORITIES)}')
+        try:
+            parsed[priority] = duration(text)
+        except ValueError as exc:
+            raise ValueError(f"{priority}: {exc}") from None
+    return parsed
+
+
+# One duration for every priority, or a table like { urgent = "1h", high = "4h" }.
+DurationPerPriority = Annotated[float | dict[str, float], BeforeValidator(_duration_per_priority)]
+
+
+def clock_time(value: Any) -> time:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError('write times of day as "HH:MM", like "08:00"')
+    hours, minutes = (int(part) for part in value.split(":"))
+    if hours == 24 and minutes == 0:
+        return time(23, 59, 59, 999999)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f'"{value}" is not a time of day')
+    return time(hours, minutes)
+
+
+ClockTime = Annotated[time, BeforeValidator(clock_time)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(Strict):
+    listen: str = "127.0.0.1:9430"
+    state_dir: str = "./state"
+    timezone: str = "UTC"
+    api_token_env: str | None = None
+    api_token_file: str | None = None
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_concurrent_probes: int = Field(default=2000, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'"{value}" is not HOST:PORT, like "127.0.0.1:9430"')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone "{value}"; use an IANA name like "America/Toronto" or "UTC"'
+            ) from None
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class DefaultsSection(Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    failure_threshold: int = Field(default=3, ge=1)
+    recovery_threshold: int = Field(default=2, ge=1)
+    priority: Priority = "urgent"
+
+
+class TargetCommon(Strict):
+    """The keys every target has whatever its kind; the rest belong to the kind's model."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    failure_threshold: int | None = Field(default=None, ge=1)
+    recovery_threshold: int | None = Field(default=None, ge=1)
+    priority: Priority | None = None
+    customer: str | None = None
+    depends_on: list[str] = []
+    tags: list[str] = []
+    description: str | None = None
+
+
+COMMON_KEYS = frozenset(TargetCommon.model_fields)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """A target with the defaults folded in: everything the scheduler and incidents need."""
+
+    name: str
+    kind: str
+    settings: ProbeSettings
+    interval: float
+    timeout: float
+    failure_threshold: int
+    recovery_threshold: int
+    priority: str
+    customer: str | None = None
+    depends_on: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+
+    def where(self) -> str:
+        return self.settings.where()
+
+    def probe_identity(self) -> tuple[str, ProbeSettings]:
+        """What must stay equal for a reload to keep this target's state."""
+        return (self.kind, self.settings)
+
+
+class CustomerSection(Strict):
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = None
+    sla: str | None = None
+
+
+class SlaSection(Strict):
+    page_hours: Literal["always", "business"] = "always"
+    response_time: DurationPerPriority | None = None
+
+
+class BusinessHoursSection(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    ]
+    start: ClockTime = time(8, 0)
+    end: ClockTime = time(17, 0)
+    holidays: list[date] = []
+
+
+class TicketingSection(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    backend: str = "local"
+    on_recovery: Literal["pending", "resolve", "note"] = "pending"
+    request_timeout: Duration = 15.0
+    # How long the helpdesk's search may lag a create; None: the backend's documented lag.
+    search_lag: DurationOrZero | None = None
+
+
+class EscalationSection(Strict):
+    page_on_open: list[str] = []
+    ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
+    page_on_escalation: list[str] = []
+    status_update_interval: Duration = 3600.0
+    poll_interval: Duration = 60.0
+    flap_threshold: int = Field(default=5, ge=2)
+    flap_window: Duration = 3600.0
+    flap_stable_after: Duration = 600.0
+
+    def ack_timeout_for(self, priority: str) -> float:
+        if isinstance(self.ack_timeout, dict):
+            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
+        return self.ack_timeout
+
+
+class MaintenanceSection(Strict):
+    """A one-off window (``start``/``end`` as ISO date-times) or a weekly one (``days`` + HH:MM)."""
+
+    targets: list[str] = []
+    tags: list[str] = []
+    start: str
+    end: str
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    targets: tuple[str, ...]
+    tags: tuple[str, ...]
+    start: datetime | time
+    end: datetime | time
+    days: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def weekly(self) -> bool:
+        return bool(self.days)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    agent: AgentSection
+    defaults: DefaultsSection
+    targets: tuple[TargetConfig, ...]
+    customers: Mapping[str, CustomerSection]
+    sla: Mapping[str, SlaSection]
+    business_hours: BusinessHoursSection
+    ticketing: TicketingSection
+    backend_settings: IntegrationSettings
+    pagers: Mapping[str, IntegrationSettings]
+    pager_types: Mapping[str, str]
+    escalation: EscalationSection
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    local_auto_close_after: float = 7 * 86400.0
+    raw_sections: frozenset[str] = field(default_factory=frozenset)
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        kinds: dict[str, int] = {}
+        for target in self.targets:
+            kinds[target.kind] = kinds.get(target.kind, 0) + 1
+        by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        return (
+            f"{self.source}: ok, {len(self.targets)} targets ({by_kind or 'none'}), "
+            f"{len(self.customers)} customers, ticketing={self.ticketing.backend}, "
+            f"{len(self.pagers)} pagers"
+        )

@@ -1,0 +1,116 @@
+"""What the store hands out: incidents, outbox actions and transitions as frozen values."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.state import Status
+
+INCIDENT_COLUMNS = (
+    "id",
+    "target",
+    "dedup_key",
+    "status",
+    "priority",
+    "customer",
+    "backend",
+    "opened_at",
+    "first_failure_at",
+    "resolved_at",
+    "failed_checks",
+    "last_reason",
+    "flapping",
+    "affected",
+    "ticket_id",
+    "ticket_url",
+    "worked_at",
+    "escalated_at",
+    "last_update_at",
+)
+OUTBOX_COLUMNS = (
+    "id",
+    "incident_id",
+    "channel",
+    "operation",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_error",
+    "created_at",
+    "done_at",
+    "sent_at",
+)
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    target: str
+    dedup_key: str
+    status: str
+    priority: str
+    customer: str | None
+    backend: str
+    opened_at: float
+    first_failure_at: float
+    resolved_at: float | None
+    failed_checks: int
+    last_reason: str
+    flapping: bool
+    affected: tuple[str, ...]
+    ticket_id: str | None
+    ticket_url: str | None
+    worked_at: float | None
+    escalated_at: float | None
+    last_update_at: float | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Incident:
+        values = dict(zip(INCIDENT_COLUMNS, row, strict=True))
+        values["flapping"] = bool(values["flapping"])
+        values["affected"] = tuple(json.loads(values["affected"]))
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in INCIDENT_COLUMNS}
+        data["affected"] = list(self.affected)
+        return data
+
+
+@dataclass(frozen=True)
+class OutboxAction:
+    id: int
+    incident_id: int
+    channel: str  # "ticket" or "pager:<name>"
+    operation: str
+    payload: dict[str, Any]
+    state: str  # pending | done | failed
+    attempts: int
+    next_attempt_at: float
+    last_attempt_at: float | None
+    last_error: str | None
+    created_at: float
+    done_at: float | None
+    # Set while a send may have reached the service without its answer reaching us.
+    sent_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:
+        values = dict(zip(OUTBOX_COLUMNS, row, strict=True))
+        values["payload"] = json.loads(values["payload"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StoredTransition:
+    target: str
+    previous: Status
+    current: Status
+    at: float
+    first_failure_at: float | None
+    consecutive_failures: int
+    reason: str

@@ -1,0 +1,160 @@
+"""The SQLite schema, its version and the migrations from older versions; the SQL that writes
+a target's state row (newer rows only) and its transitions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from monitor.errors import StoreError
+from monitor.state import TargetState, Transition
+
+SCHEMA_VERSION = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS target_state (
+    target TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    consecutive_failures INTEGER NOT NULL,
+    consecutive_successes INTEGER NOT NULL,
+    first_failure_at REAL,
+    since REAL,
+    last_checked_at REAL,
+    last_ok INTEGER,
+    last_reason TEXT NOT NULL,
+    last_duration REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    current TEXT NOT NULL,
+    at REAL NOT NULL,
+    first_failure_at REAL,
+    consecutive_failures INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_by_target ON transitions (target, at);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    customer TEXT,
+    backend TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    first_failure_at REAL NOT NULL,
+    resolved_at REAL,
+    failed_checks INTEGER NOT NULL,
+    last_reason TEXT NOT NULL,
+    flapping INTEGER NOT NULL DEFAULT 0,
+    affected TEXT NOT NULL DEFAULT '[]',
+    ticket_id TEXT,
+    ticket_url TEXT,
+    worked_at REAL,
+    escalated_at REAL,
+    last_update_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
+    ON incidents (target) WHERE status = 'open';
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    channel TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_attempt_at REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    done_at REAL,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS targets_seen (
+    target TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+"""
+
+
+# (target, probe identity, state, seq): seq orders the writes of one agent; an older row never
+# overwrites a newer one.
+StateRow = tuple[str, str, TargetState, int]
+
+STATE_COLUMNS = (
+    "target, identity, status, consecutive_failures, consecutive_successes, first_failure_at,"
+    " since, last_checked_at, last_ok, last_reason, last_duration, seq"
+)
+UPSERT_STATE = (
+    f"INSERT INTO target_state ({STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(target) DO UPDATE SET identity = excluded.identity,"
+    " status = excluded.status, consecutive_failures = excluded.consecutive_failures,"
+    " consecutive_successes = excluded.consecutive_successes,"
+    " first_failure_at = excluded.first_failure_at, since = excluded.since,"
+    " last_checked_at = excluded.last_checked_at, last_ok = excluded.last_ok,"
+    " last_reason = excluded.last_reason, last_duration = excluded.last_duration,"
+    " seq = excluded.seq WHERE excluded.seq > target_state.seq"
+)
+INSERT_TRANSITION = (
+    "INSERT INTO transitions (target, previous, current, at, first_failure_at,"
+    " consecutive_failures, reason) VALUES (?,?,?,?,?,?,?)"
+)
+
+
+def state_values(row: StateRow) -> tuple[object, ...]:
+    name, identity, state, seq = row
+    return (
+        name,
+        identity,
+        state.status,
+        state.consecutive_failures,
+        state.consecutive_successes,
+        state.first_failure_at,
+        state.since,
+        state.last_checked_at,
+        None if state.last_ok is None else int(state.last_ok),
+        state.last_reason,
+        state.last_duration,
+        seq,
+    )
+
+
+def transition_values(name: str, t: Transition) -> tuple[object, ...]:
+    return (name, t.previous, t.current, t.at, t.first_failure_at, t.consecutive_failures, t.reason)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a store written by an older watchdesk up to SCHEMA_VERSION, in one transaction."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:  # a new file: the schema above is the current one
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        return
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store was written by a newer watchdesk (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade watchdesk or point agent.state_dir elsewhere"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    if version < 2:
+        db.execute("ALTER TABLE target_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+        # Version 1 kept "maybe sent" in last_error only; carry it over as the sticky mark.
+        db.execute(
+            "UPDATE outbox SET sent_at = last_attempt_at WHERE state = 'pending'"
+            " AND attempts > 0 AND (last_error LIKE 'in flight%'"
+            " OR last_error LIKE 'outcome unknown%')"
+        )
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    db.execute("COMMIT")
