@@ -97,7 +97,7 @@ async def run(actions: int, outage: float) -> dict[str, float]:
                 await asyncio.sleep(0.05)
             drained = time.monotonic() - answered_at
             await agent.outbox.stop()
-            await agent.backend.aclose()
+            await agent.integrations.aclose()
             agent.store.close()
             return {
                 "actions": queued,

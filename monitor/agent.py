@@ -21,7 +21,7 @@ from monitor import __version__
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_secret
-from monitor.delivery.integrations import build_backend, build_pagers, reconcile_after
+from monitor.delivery.integrations import Integrations, IntegrationsSlot, integrations_changed
 from monitor.delivery.outbox import Outbox
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, SecretError, StoreError
@@ -111,22 +111,20 @@ class Agent:
         self._flusher: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self.reload_count = 0
-        self.backend = build_backend(config, self.store.path)
-        self.outbox = Outbox(
-            self.store, self.backend, self.clock, self.metrics, reconcile_after(config)
-        )
-        self.pagers = build_pagers(config)
-        self.outbox.pagers = self.pagers
+        self.integrations = IntegrationsSlot(Integrations.build(config))
+        self.outbox = Outbox(self.store, self.integrations, self.clock, self.metrics)
         self.incidents = IncidentManager(
             self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
         )
         self.policy = SupportPolicy(
-            self.store, self.clock, config, self.backend, self.pagers, self.outbox.notify
+            self.store, self.clock, config, self.integrations, self.outbox.notify
         )
         self.incidents.policy = self.policy
         self.housekeeping = AsyncIOScheduler(timezone="UTC")
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
+        # One reload at a time: SIGHUPs that come together are applied one after the other.
+        self._reload_lock = asyncio.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -184,9 +182,7 @@ class Agent:
             self.housekeeping.shutdown(wait=False)
         await self.scheduler.stop(grace=2.0)
         await self.outbox.stop()
-        await self.backend.aclose()
-        for pager in self.pagers.values():
-            await pager.aclose()
+        await self.integrations.aclose()
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -280,11 +276,12 @@ class Agent:
 
     async def reload(self) -> bool:
         """Apply the config file again; a broken one is refused and the running one stays."""
-        self.systemd.reloading()
-        try:
-            return await self._reload()
-        finally:
-            self.systemd.ready(f"watching {len(self.targets)} targets")
+        async with self._reload_lock:
+            self.systemd.reloading()
+            try:
+                return await self._reload()
+            finally:
+                self.systemd.ready(f"watching {len(self.targets)} targets")
 
     async def _reload(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -306,30 +303,29 @@ class Agent:
             or config.agent.state_dir != self.config.agent.state_dir
         ):
             log.warning("agent.listen and agent.state_dir changes take effect at the next restart")
-        if _ticketing_changed(self.config, config):
+        if integrations_changed(self.config, config):
             try:
-                backend = build_backend(config, self.store.path)
+                integrations = Integrations.build(config)
             except SecretError as error:
                 self.metrics.config_reload_success.set(0)
-                log.error(
-                    "config reload refused: ticketing.%s: %s", config.ticketing.backend, error
-                )
+                log.error("config reload refused: %s", error)
                 return False
-            old, self.backend = self.backend, backend
-            self.outbox.backend = backend
-            self.outbox.reconcile_after = reconcile_after(config)
-            self.outbox.reset_channel("ticket")
-            await old.aclose()
+            # Calls still running on the old set get their time limit before it is closed.
+            self.integrations.replace(integrations, grace=self.config.ticketing.request_timeout)
+            self.outbox.reset_channels()
         self.api_token = api_token
         self._apply_targets(config, {})
         self._settle_states()
         self.config = config
         self.incidents.set_config(config)
-        self.policy.set_config(config, self.backend, self.pagers)
+        self.policy.set_config(config)
         if self.housekeeping.running:
             every = sweep_interval(config)
             for job in ("incidents", "policy"):
                 self.housekeeping.reschedule_job(job, trigger="interval", seconds=every)
+            self.housekeeping.reschedule_job(
+                "auto-close", trigger="interval", seconds=self._auto_close_every()
+            )
         if self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
         self.incidents.sweep()
@@ -425,17 +421,27 @@ class Agent:
         self.housekeeping.add_job(
             self.policy.sweep, "interval", seconds=every, id="policy", max_instances=1
         )
-        sweep = getattr(self.backend, "sweep", None)
-        if sweep is not None:
-            self.housekeeping.add_job(
-                lambda: sweep(self.clock.now()),
-                "interval",
-                minutes=10,
-                id="auto-close",
-                max_instances=1,
-                next_run_time=datetime.now(UTC),
-            )
+        self.housekeeping.add_job(
+            self._auto_close,
+            "interval",
+            seconds=self._auto_close_every(),
+            id="auto-close",
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
         self.housekeeping.start()
+
+    def _auto_close(self) -> None:
+        """The helpdesk in force closes its pending tickets, if it keeps them itself (local)."""
+        sweep = getattr(self.integrations.current.backend, "sweep", None)
+        if sweep is not None:
+            sweep(self.clock.now())
+
+    def _auto_close_every(self) -> float:
+        """Sized to the helpdesk's auto-close delay like the policy sweep is to its durations:
+        every 10 minutes, or a quarter of the delay when that is shorter."""
+        after = getattr(self.integrations.current.backend, "auto_close_after", None)
+        return 600.0 if after is None else min(600.0, max(0.25, after / 4))
 
     async def _watchdog_loop(self) -> None:
         interval = self.systemd.watchdog_interval or 1.0
@@ -525,11 +531,3 @@ class Agent:
     @property
     def state_dir(self) -> Path:
         return Path(self.config.agent.state_dir)
-
-
-def _ticketing_changed(old: Config, new: Config) -> bool:
-    return (old.ticketing, old.backend_settings, old.local_auto_close_after) != (
-        new.ticketing,
-        new.backend_settings,
-        new.local_auto_close_after,
-    )

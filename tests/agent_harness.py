@@ -52,8 +52,9 @@ class Harness:
 
     @property
     def local(self) -> LocalBackend:
-        assert isinstance(self.agent.backend, LocalBackend)
-        return self.agent.backend
+        backend = self.agent.integrations.current.backend
+        assert isinstance(backend, LocalBackend)
+        return backend
 
     def incidents(self) -> list[Incident]:
         return list(reversed(self.agent.store.incidents()))
@@ -65,5 +66,5 @@ class Harness:
         return [str(note["body"]) for note in self.local.notes(str(ticket_id))]
 
     async def close(self) -> None:
-        await self.agent.backend.aclose()
+        await self.agent.integrations.aclose()
         self.agent.store.close()

@@ -1,18 +1,22 @@
 """Ticket backends and pagers; knows nothing of probes or the scheduler.
 
-``BACKEND_SETTINGS`` and ``PAGER_SETTINGS`` are the registries config validation reads: a new
-integration is one module and one line here.
+``BACKENDS`` and ``PAGERS`` are the registries: one entry per integration, carrying its settings
+model, the secret it takes and a ``factory(settings, context)``. Config validation reads the
+same entries (``BACKEND_SETTINGS`` and ``PAGER_SETTINGS`` are derived from them), so a new
+helpdesk or pager is one module and one line here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ticketing.backends.freshdesk import FreshdeskBackend, FreshdeskSettings
 from ticketing.backends.github import GitHubBackend, GitHubSettings
 from ticketing.backends.jira import JiraBackend, JiraSettings
-from ticketing.backends.local import LocalSettings
+from ticketing.backends.local import LocalBackend, LocalSettings
 from ticketing.backends.servicenow import ServiceNowBackend, ServiceNowSettings
 from ticketing.backends.webhook import WebhookBackend, WebhookBackendSettings
 from ticketing.backends.zendesk import ZendeskBackend, ZendeskSettings
@@ -26,69 +30,79 @@ from ticketing.pagers.pagerduty import PagerDutyPager, PagerDutySettings
 from ticketing.pagers.webhook import WebhookPager, WebhookPagerSettings
 from ticketing.settings import IntegrationSettings
 
-# Called as factory(settings, secret); secret is None only for backends that take none.
-BackendFactory = Callable[..., TicketBackend]
+
+@dataclass(frozen=True)
+class IntegrationContext:
+    """What a factory may need besides its settings: the secret the agent read for it (None
+    when the entry takes none or it is optional and unset), the time limit of one call, and
+    the agent's state directory (for an integration that keeps data of its own)."""
+
+    secret: str | None
+    timeout: float
+    state_dir: Path
 
 
 @dataclass(frozen=True)
-class BackendKind:
-    """One registry line: settings model, constructor, the secret it takes, and how long its
-    search may lag behind a create (reconciliation waits that long before creating again)."""
+class BackendEntry:
+    """One helpdesk: settings model, factory, the secret it takes, and how long its search may
+    lag behind a create (after a lost answer, "not found" is trusted only after that)."""
 
     settings: type[IntegrationSettings]
-    factory: BackendFactory
+    factory: Callable[[Any, IntegrationContext], TicketBackend]
     secret: str | None = None
     search_lag: float = 0.0
 
 
-BACKEND_SETTINGS: dict[str, type[IntegrationSettings]] = {
-    "local": LocalSettings,
-    "freshdesk": FreshdeskSettings,
-    "jira": JiraSettings,
-    "zendesk": ZendeskSettings,
-    "servicenow": ServiceNowSettings,
-    "github": GitHubSettings,
-    "webhook": WebhookBackendSettings,
-}
-
-PAGER_SETTINGS: dict[str, type[IntegrationSettings]] = {
-    "pagerduty": PagerDutySettings,
-    "opsgenie": OpsgenieSettings,
-    "email": EmailSettings,
-    "webhook": WebhookPagerSettings,
-    "apprise": AppriseSettings,
-    "log": LogPagerSettings,
-}
-
-
 @dataclass(frozen=True)
-class PagerKind:
-    """One registry line: settings model, constructor (settings, secret), the secret it takes."""
+class PagerEntry:
+    """One pager kind: settings model, factory, the secret it takes."""
 
     settings: type[IntegrationSettings]
-    factory: Callable[..., Pager]
+    factory: Callable[[Any, IntegrationContext], Pager]
     secret: str | None = None
 
 
-PAGERS: dict[str, PagerKind] = {
-    "pagerduty": PagerKind(PagerDutySettings, PagerDutyPager, "routing_key"),
-    "opsgenie": PagerKind(OpsgenieSettings, OpsgeniePager, "api_key"),
-    "email": PagerKind(EmailSettings, EmailPager, "password"),
-    "webhook": PagerKind(WebhookPagerSettings, WebhookPager, "secret"),
-    "apprise": PagerKind(AppriseSettings, ApprisePager, "urls"),
-    "log": PagerKind(LogPagerSettings, LogPager, None),
+def _remote(kind: Callable[..., Any]) -> Callable[[Any, IntegrationContext], Any]:
+    """The factory of an integration built as ``kind(settings, secret, timeout=...)``."""
+
+    def build(settings: Any, context: IntegrationContext) -> Any:
+        return kind(settings, context.secret, timeout=context.timeout)
+
+    return build
+
+
+def _local(settings: LocalSettings, context: IntegrationContext) -> TicketBackend:
+    return LocalBackend(
+        context.state_dir / "watchdesk.sqlite3", auto_close_after=settings.auto_close_after
+    )
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "local": BackendEntry(LocalSettings, _local),
+    # Freshdesk's search index lags behind a create by minutes.
+    "freshdesk": BackendEntry(FreshdeskSettings, _remote(FreshdeskBackend), "api_key", 180.0),
+    # Jira documents that new issues may take a moment to show in search.
+    "jira": BackendEntry(JiraSettings, _remote(JiraBackend), "api_token", 30.0),
+    "zendesk": BackendEntry(ZendeskSettings, _remote(ZendeskBackend), "api_token"),
+    "servicenow": BackendEntry(ServiceNowSettings, _remote(ServiceNowBackend), "password"),
+    "github": BackendEntry(GitHubSettings, _remote(GitHubBackend), "token"),
+    "webhook": BackendEntry(WebhookBackendSettings, _remote(WebhookBackend), "secret"),
 }
 
-# Backends that talk to an outside helpdesk; "local" is built by the agent on its own store.
-BACKENDS: dict[str, BackendKind] = {
-    # Freshdesk's search index lags behind a create by minutes.
-    "freshdesk": BackendKind(FreshdeskSettings, FreshdeskBackend, "api_key", search_lag=180.0),
-    "zendesk": BackendKind(ZendeskSettings, ZendeskBackend, "api_token"),
-    "servicenow": BackendKind(ServiceNowSettings, ServiceNowBackend, "password"),
-    # Jira documents that new issues may take a moment to show in search.
-    "jira": BackendKind(JiraSettings, JiraBackend, "api_token", search_lag=30.0),
-    "github": BackendKind(GitHubSettings, GitHubBackend, "token"),
-    "webhook": BackendKind(WebhookBackendSettings, WebhookBackend, "secret"),
+PAGERS: dict[str, PagerEntry] = {
+    "pagerduty": PagerEntry(PagerDutySettings, _remote(PagerDutyPager), "routing_key"),
+    "opsgenie": PagerEntry(OpsgenieSettings, _remote(OpsgeniePager), "api_key"),
+    "email": PagerEntry(EmailSettings, _remote(EmailPager), "password"),
+    "webhook": PagerEntry(WebhookPagerSettings, _remote(WebhookPager), "secret"),
+    "apprise": PagerEntry(AppriseSettings, _remote(ApprisePager), "urls"),
+    "log": PagerEntry(LogPagerSettings, _remote(LogPager)),
+}
+
+BACKEND_SETTINGS: dict[str, type[IntegrationSettings]] = {
+    name: entry.settings for name, entry in BACKENDS.items()
+}
+PAGER_SETTINGS: dict[str, type[IntegrationSettings]] = {
+    name: entry.settings for name, entry in PAGERS.items()
 }
 
 __all__ = [
@@ -96,7 +110,8 @@ __all__ = [
     "BACKEND_SETTINGS",
     "PAGERS",
     "PAGER_SETTINGS",
-    "BackendKind",
+    "BackendEntry",
+    "IntegrationContext",
     "IntegrationSettings",
-    "PagerKind",
+    "PagerEntry",
 ]

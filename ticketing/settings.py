@@ -18,6 +18,8 @@ class IntegrationSettings(BaseModel):
 
     SECRETS: ClassVar[tuple[str, ...]] = ()
     REQUIRED_SECRETS: ClassVar[tuple[str, ...]] = ()
+    # Keys written as durations ("30s", "7d"); the config loader turns them into seconds.
+    DURATIONS: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> IntegrationSettings:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from monitor.config import Config
-from monitor.delivery.integrations import build_backend, build_pagers
+from monitor.delivery.integrations import build_backend, build_pager
 from monitor.errors import SecretError
 from monitor.store import Store
 from ticketing.base import TicketDraft
@@ -38,7 +38,7 @@ async def _test_ticket(config: Config, key: str) -> ChannelResult:
     kind = config.ticketing.backend
     store = Store(config.agent.state_dir)
     try:
-        backend = build_backend(config, store.path)
+        backend = build_backend(config)
     except SecretError as error:
         store.close()
         return ChannelResult("ticketing", kind, False, str(error))
@@ -68,13 +68,6 @@ async def _test_ticket(config: Config, key: str) -> ChannelResult:
 
 
 async def _test_pages(config: Config, key: str) -> list[ChannelResult]:
-    try:
-        pagers = build_pagers(config)
-    except SecretError as error:
-        name = str(error).split(":", 1)[0].removeprefix("pagers.")
-        return [
-            ChannelResult(f"pagers.{name}", config.pager_types.get(name, "?"), False, str(error))
-        ]
     page = Page(
         dedup_key=key,
         summary="[TEST] watchdesk test page",
@@ -84,8 +77,13 @@ async def _test_pages(config: Config, key: str) -> list[ChannelResult]:
         target="watchdesk-test",
     )
     results = []
-    for name, pager in pagers.items():
+    for name in config.pagers:
         kind = config.pager_types[name]
+        try:
+            pager = build_pager(config, name)
+        except SecretError as error:
+            results.append(ChannelResult(f"pagers.{name}", kind, False, str(error)))
+            continue
         try:
             await pager.page(page)
             if pager.supports_resolve:

@@ -11,36 +11,30 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from checks import PROBES
 from monitor.config.diagnostics import Collector
 from monitor.config.model import (
-    COMMON_KEYS,
-    NAME_PATTERN,
-    SECRET_KEYS,
     AgentSection,
     BusinessHoursSection,
     Config,
     CustomerSection,
     DefaultsSection,
     EscalationSection,
-    MaintenanceSection,
-    MaintenanceWindow,
     SlaSection,
-    TargetCommon,
-    TargetConfig,
-    TicketingSection,
-    clock_time,
-    duration,
 )
-from monitor.config.tomlpos import Path as KeyPath
+from monitor.config.sections import (
+    missing_ref,
+    named_tables,
+    parse_maintenance,
+    parse_pagers,
+    parse_targets,
+    parse_ticketing,
+    refuse_inline_secrets,
+)
 from monitor.durations import format_duration
 from monitor.errors import ConfigError, ConfigProblem
-from ticketing import BACKEND_SETTINGS, PAGER_SETTINGS, IntegrationSettings
 
 TOP_LEVEL_KEYS = (
     "agent",
@@ -98,7 +92,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                 (key,),
                 f'unknown section "{key}"' + (f'; did you mean "{hint[0]}"?' if hint else ""),
             )
-    _refuse_inline_secrets(raw, (), problems)
+    refuse_inline_secrets(raw, (), problems)
 
     agent = problems.validate(("agent",), AgentSection, raw.get("agent", {}))
     defaults = problems.validate(("defaults",), DefaultsSection, raw.get("defaults", {}))
@@ -109,13 +103,13 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
             f"{format_duration(defaults.interval)}; "
             "a probe must end before the next one starts: shorten timeout or lengthen interval",
         )
-    sla = _named_tables(raw, "sla", SlaSection, problems)
-    customers = _named_tables(raw, "customers", CustomerSection, problems)
+    sla = named_tables(raw, "sla", SlaSection, problems)
+    customers = named_tables(raw, "customers", CustomerSection, problems)
     for name, customer in customers.items():
         if customer.sla is not None and customer.sla not in sla:
             problems.add(
                 ("customers", name, "sla"),
-                _missing_ref("SLA plan", customer.sla, sla, "[sla.NAME]"),
+                missing_ref("SLA plan", customer.sla, sla, "[sla.NAME]"),
             )
     business_hours = problems.validate(
         ("business_hours",), BusinessHoursSection, raw.get("business_hours", {})
@@ -123,9 +117,9 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     if business_hours is not None and business_hours.start >= business_hours.end:
         problems.add(("business_hours", "end"), "must be later than start")
 
-    targets = _targets(raw.get("targets", []), defaults, customers, problems)
-    ticketing, backend_settings, auto_close = _ticketing(raw.get("ticketing", {}), problems)
-    pagers, pager_types = _pagers(raw.get("pagers", {}), problems)
+    targets = parse_targets(raw.get("targets", []), defaults, customers, problems)
+    ticketing, backend_settings = parse_ticketing(raw.get("ticketing", {}), problems)
+    pagers, pager_types = parse_pagers(raw.get("pagers", {}), problems)
     escalation = problems.validate(("escalation",), EscalationSection, raw.get("escalation", {}))
     if escalation is not None:
         for key in ("page_on_open", "page_on_escalation"):
@@ -133,9 +127,9 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                 if name not in pagers and name not in raw.get("pagers", {}):
                     problems.add(
                         ("escalation", key, index),
-                        _missing_ref("pager", name, pagers, "[pagers.NAME]"),
+                        missing_ref("pager", name, pagers, "[pagers.NAME]"),
                     )
-    maintenance = _maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
+    maintenance = parse_maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
 
     if problems.problems:
         return None
@@ -159,340 +153,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         pager_types=pager_types,
         escalation=escalation,
         maintenance=tuple(maintenance),
-        local_auto_close_after=auto_close,
         raw_sections=frozenset(raw),
-    )
-
-
-def _missing_ref(what: str, name: str, known: Iterable[str], how: str) -> str:
-    names = sorted(known)
-    hint = difflib.get_close_matches(name, names, n=1)
-    message = f'{what} "{name}" is not defined'
-    if hint:
-        return f'{message}; did you mean "{hint[0]}"?'
-    return f"{message}; define it as {how}" + (f" (defined: {', '.join(names)})" if names else "")
-
-
-def _refuse_inline_secrets(node: Any, path: KeyPath, problems: Collector) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in SECRET_KEYS and not (path and path[0] == "targets"):
-                problems.add(
-                    (*path, key),
-                    f"a secret must not be written in the config file: put it in an environment "
-                    f'variable and set {key}_env = "VARIABLE_NAME", or in a file readable only by '
-                    f'the agent and set {key}_file = "/path/to/file"',
-                )
-            else:
-                _refuse_inline_secrets(value, (*path, key), problems)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _refuse_inline_secrets(value, (*path, index), problems)
-
-
-def _named_tables(
-    raw: dict[str, Any], section: str, model: type[Any], problems: Collector
-) -> dict[str, Any]:
-    tables = raw.get(section, {})
-    if not isinstance(tables, dict):
-        problems.add((section,), f"must be a table of named entries, like [{section}.NAME]")
-        return {}
-    parsed: dict[str, Any] = {}
-    for name, body in tables.items():
-        if not re.fullmatch(NAME_PATTERN, name):
-            problems.add((section, name), "names may hold only letters, digits, '_', '.' and '-'")
-        if not isinstance(body, dict):
-            problems.add((section, name), f"must be a table, like [{section}.{name}]")
-            continue
-        value = problems.validate((section, name), model, body)
-        if value is not None:
-            parsed[name] = value
-    return parsed
-
-
-def _targets(
-    raw_targets: Any,
-    defaults: DefaultsSection | None,
-    customers: Mapping[str, CustomerSection],
-    problems: Collector,
-) -> list[TargetConfig]:
-    if not isinstance(raw_targets, list):
-        problems.add(("targets",), "must be an array of tables: write each target as [[targets]]")
-        return []
-    base = defaults or DefaultsSection()
-    targets: list[TargetConfig] = []
-    first_seen: dict[str, int] = {}
-    index_of: dict[str, int] = {}
-    declared: dict[str, list[str]] = {}
-    for index, body in enumerate(raw_targets):
-        path: KeyPath = ("targets", index)
-        if not isinstance(body, dict):
-            problems.add(path, "must be a table: write each target as [[targets]]")
-            continue
-        common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
-        kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
-        common = problems.validate(path, TargetCommon, common_raw)
-        name = body.get("name")
-        if isinstance(name, str):
-            if name in first_seen:
-                problems.add(
-                    (*path, "name"),
-                    f'duplicate target name "{name}" (also targets.{first_seen[name]}); '
-                    "names must be unique",
-                )
-                continue
-            first_seen[name] = index
-            parents = body.get("depends_on", [])
-            declared[name] = (
-                [p for p in parents if isinstance(p, str)] if isinstance(parents, list) else []
-            )
-            index_of[name] = index
-        kind = body.get("kind")
-        if not isinstance(kind, str) or kind not in PROBES:
-            if "kind" in body:
-                problems.add((*path, "kind"), f'unknown kind "{kind}"; one of: {", ".join(PROBES)}')
-            continue
-        settings = problems.validate(path, PROBES[kind].settings, kind_raw)
-        if common is None or settings is None:
-            continue
-        interval = common.interval or base.interval
-        timeout = common.timeout or base.timeout
-        if timeout > interval:
-            key = "timeout" if common.timeout else "interval"
-            problems.add(
-                (*path, key),
-                f"timeout {format_duration(timeout)} is longer than the interval "
-                f"{format_duration(interval)}; a probe "
-                "must end before the next one starts: shorten timeout or lengthen interval",
-            )
-        if common.customer is not None and common.customer not in customers:
-            problems.add(
-                (*path, "customer"),
-                _missing_ref("customer", common.customer, customers, "[customers.NAME]"),
-            )
-        targets.append(
-            TargetConfig(
-                name=common.name,
-                kind=kind,
-                settings=settings,
-                interval=interval,
-                timeout=timeout,
-                failure_threshold=common.failure_threshold or base.failure_threshold,
-                recovery_threshold=common.recovery_threshold or base.recovery_threshold,
-                priority=common.priority or base.priority,
-                customer=common.customer,
-                depends_on=tuple(common.depends_on),
-                tags=tuple(common.tags),
-                description=common.description,
-            )
-        )
-    names = set(declared)
-    for name, parents in declared.items():
-        for position, parent in enumerate(parents):
-            where = ("targets", index_of[name], "depends_on", position)
-            if parent == name:
-                problems.add(where, "a target cannot depend on itself")
-            elif parent not in names:
-                problems.add(where, _missing_ref("target", parent, names, "a [[targets]] entry"))
-    graph = {name: [p for p in ps if p in names and p != name] for name, ps in declared.items()}
-    for cycle in _cycles(graph):
-        problems.add(
-            ("targets", index_of[cycle[0]], "depends_on"),
-            f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries",
-        )
-    return targets
-
-
-def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """Every dependency cycle once, each as a path that ends where it starts."""
-    found: list[list[str]] = []
-    seen_sets: set[frozenset[str]] = set()
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for parent in graph.get(node, []):
-            if state.get(parent) == 1:
-                cycle = [*stack[stack.index(parent) :], parent]
-                key = frozenset(cycle)
-                if key not in seen_sets:
-                    seen_sets.add(key)
-                    found.append(cycle)
-            elif parent not in state:
-                visit(parent)
-        stack.pop()
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node)
-    return found
-
-
-def _ticketing(
-    raw: Any, problems: Collector
-) -> tuple[TicketingSection | None, IntegrationSettings | None, float]:
-    auto_close = 7 * 86400.0
-    if not isinstance(raw, dict):
-        problems.add(("ticketing",), "must be a table: [ticketing]")
-        return None, None, auto_close
-    top = {key: value for key, value in raw.items() if not isinstance(value, dict)}
-    section = problems.validate(("ticketing",), TicketingSection, top)
-    for key in top:
-        if key not in TicketingSection.model_fields:
-            problems.add(
-                ("ticketing", key),
-                f'unknown key "{key}"; known keys here: backend, on_recovery, request_timeout, '
-                "search_lag, and one [ticketing.BACKEND] table",
-            )
-    for key, value in raw.items():
-        if isinstance(value, dict) and key not in BACKEND_SETTINGS:
-            problems.add(
-                ("ticketing", key),
-                f'unknown backend table "{key}"; one of: {", ".join(BACKEND_SETTINGS)}',
-            )
-    if section is None:
-        return None, None, auto_close
-    if section.backend not in BACKEND_SETTINGS:
-        problems.add(
-            ("ticketing", "backend"),
-            f'unknown backend "{section.backend}"; one of: {", ".join(BACKEND_SETTINGS)}',
-        )
-        return section, None, auto_close
-    settings = None
-    for name, model in BACKEND_SETTINGS.items():
-        body = raw.get(name)
-        if body is None and name != section.backend:
-            continue
-        if body is None and name == section.backend and model.REQUIRED_SECRETS:
-            problems.add(("ticketing", name), f"backend {name} needs a [ticketing.{name}] table")
-            continue
-        parsed = problems.validate(("ticketing", name), model, body or {})
-        if name == section.backend:
-            settings = parsed
-    local = raw.get("local")
-    if isinstance(local, dict) and "auto_close_after" in local:
-        try:
-            auto_close = duration(local["auto_close_after"])
-        except ValueError as exc:
-            problems.add(("ticketing", "local", "auto_close_after"), str(exc))
-    return section, settings, auto_close
-
-
-def _pagers(raw: Any, problems: Collector) -> tuple[dict[str, IntegrationSettings], dict[str, str]]:
-    pagers: dict[str, IntegrationSettings] = {}
-    types: dict[str, str] = {}
-    if not isinstance(raw, dict):
-        problems.add(("pagers",), "must be a table of named pagers, like [pagers.oncall]")
-        return pagers, types
-    for name, body in raw.items():
-        path: KeyPath = ("pagers", name)
-        if not re.fullmatch(NAME_PATTERN, name):
-            problems.add(path, "names may hold only letters, digits, '_', '.' and '-'")
-        if not isinstance(body, dict):
-            problems.add(path, "must be a table, like [pagers.NAME]")
-            continue
-        kind = body.get("type")
-        if kind not in PAGER_SETTINGS:
-            problems.add(
-                (*path, "type"),
-                ("unknown type " + repr(kind) if kind else "required key is missing")
-                + f"; one of: {', '.join(PAGER_SETTINGS)}",
-            )
-            continue
-        settings = problems.validate(
-            path, PAGER_SETTINGS[kind], {k: v for k, v in body.items() if k != "type"}
-        )
-        if settings is not None:
-            pagers[name] = settings
-            types[name] = kind
-    return pagers, types
-
-
-def _maintenance(raw: Any, raw_targets: Any, problems: Collector) -> list[MaintenanceWindow]:
-    if not isinstance(raw, list):
-        problems.add(
-            ("maintenance",), "must be an array of tables: write each window as [[maintenance]]"
-        )
-        return []
-    declared = (
-        [t for t in raw_targets if isinstance(t, dict)] if isinstance(raw_targets, list) else []
-    )
-    names = {t["name"] for t in declared if isinstance(t.get("name"), str)}
-    tags = {
-        tag
-        for t in declared
-        if isinstance(t.get("tags"), list)
-        for tag in t["tags"]
-        if isinstance(tag, str)
-    }
-    windows: list[MaintenanceWindow] = []
-    for index, body in enumerate(raw):
-        path: KeyPath = ("maintenance", index)
-        section = problems.validate(path, MaintenanceSection, body)
-        if section is None:
-            continue
-        if not section.targets and not section.tags:
-            problems.add(path, "name the targets or tags this window covers")
-        for position, name in enumerate(section.targets):
-            if name not in names:
-                problems.add(
-                    (*path, "targets", position),
-                    _missing_ref("target", name, names, "a [[targets]] entry"),
-                )
-        for position, tag in enumerate(section.tags):
-            if tag not in tags:
-                problems.add((*path, "tags", position), f'no target has the tag "{tag}"')
-        window = _window(section, path, problems)
-        if window is not None:
-            windows.append(window)
-    return windows
-
-
-def _window(
-    section: MaintenanceSection, path: KeyPath, problems: Collector
-) -> MaintenanceWindow | None:
-    if section.days:
-        try:
-            start_time, end_time = clock_time(section.start), clock_time(section.end)
-        except ValueError as exc:
-            problems.add(
-                (*path, "start"), f"{exc} (a weekly window, with days, takes times of day)"
-            )
-            return None
-        return MaintenanceWindow(
-            tuple(section.targets),
-            tuple(section.tags),
-            start_time,
-            end_time,
-            tuple(section.days),
-            section.reason,
-        )
-    parsed: list[datetime] = []
-    for key in ("start", "end"):
-        value = getattr(section, key)
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            problems.add(
-                (*path, key),
-                f'"{value}" is not a date-time; write it like "2026-12-01T02:00:00-05:00"',
-            )
-            continue
-        if moment.tzinfo is None:
-            problems.add(
-                (*path, key),
-                f'"{value}" has no UTC offset; write it like "2026-12-01T02:00:00-05:00"',
-            )
-            continue
-        parsed.append(moment)
-    if len(parsed) != 2:
-        return None
-    if parsed[1] <= parsed[0]:
-        problems.add((*path, "end"), "must be later than start")
-        return None
-    return MaintenanceWindow(
-        tuple(section.targets), tuple(section.tags), parsed[0], parsed[1], (), section.reason
     )

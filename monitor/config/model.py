@@ -286,7 +286,6 @@ class Config:
     pager_types: Mapping[str, str]
     escalation: EscalationSection
     maintenance: tuple[MaintenanceWindow, ...] = ()
-    local_auto_close_after: float = 7 * 86400.0
     raw_sections: frozenset[str] = field(default_factory=frozenset)
 
     def target(self, name: str) -> TargetConfig:

@@ -31,11 +31,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.clock import Clock
+from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.store import OutboxAction, Store
@@ -52,6 +53,7 @@ BACKOFF_CAP = 60.0
 CHANNEL_BACKOFF_CAP = 15.0
 IN_FLIGHT = "in flight"
 UNKNOWN = "outcome unknown"
+CHANNEL_REMOVED = "channel removed"
 METRIC_OPERATION = {"create": "create", "note": "note", "status": "update", "find": "get"}
 
 
@@ -98,20 +100,15 @@ class Outbox:
     def __init__(
         self,
         store: Store,
-        backend: TicketBackend,
+        integrations: IntegrationsSlot,
         clock: Clock,
         metrics: Metrics,
-        reconcile_after: float = 0.0,
         concurrency: int = 8,
     ) -> None:
         self.store = store
-        self.backend = backend
+        self.integrations = integrations
         self.clock = clock
         self.metrics = metrics
-        # How long a backend's search may lag behind a create (Freshdesk: minutes); until then
-        # "not found" is not proof that a lost create did not happen.
-        self.reconcile_after = reconcile_after
-        self.pagers: dict[str, Pager] = {}
         self.channels: dict[str, Deliver] = {
             "ticket": self._deliver_ticket,
             "pager": self._deliver_page,
@@ -134,9 +131,23 @@ class Outbox:
     def notify(self) -> None:
         self._wake.set()
 
-    def reset_channel(self, channel: str) -> None:
-        """Forget a channel's backoff (its service was replaced by a reload)."""
-        self.health.pop(channel, None)
+    @property
+    def backend(self) -> TicketBackend:
+        return self.integrations.current.backend
+
+    @property
+    def pagers(self) -> Mapping[str, Pager]:
+        return self.integrations.current.pagers
+
+    @property
+    def reconcile_after(self) -> float:
+        """How long the helpdesk's search may lag behind a create (Freshdesk: minutes); until
+        then "not found" is no proof that a lost create did not happen."""
+        return self.integrations.current.search_lag
+
+    def reset_channels(self) -> None:
+        """Forget every channel's backoff: a reload replaced the services behind them."""
+        self.health.clear()
 
     async def _run(self) -> None:
         while True:
@@ -356,7 +367,8 @@ class Outbox:
         name = action.channel.split(":", 1)[1]
         pager = self.pagers.get(name)
         if pager is None:
-            raise PermanentError(f"pager {name} is no longer configured")
+            # Kept, never dropped: a reload that configures the pager again delivers it.
+            raise NotYet(f"{CHANNEL_REMOVED}: pager {name} is no longer configured", 60.0)
         incident = self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")

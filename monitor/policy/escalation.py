@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
+from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
 from monitor.policy import business_hours
 from monitor.store import Incident, Store
-from ticketing.base import TicketBackend, TicketRef
+from ticketing.base import TicketRef
 from ticketing.errors import DeliveryError
-from ticketing.pagers.base import Pager
 
 log = logging.getLogger("watchdesk.policy")
 
@@ -39,23 +39,19 @@ class SupportPolicy:
         store: Store,
         clock: Clock,
         config: Config,
-        backend: TicketBackend,
-        pagers: dict[str, Pager],
+        integrations: IntegrationsSlot,
         notify: Any,
     ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
-        self.backend = backend
-        self.pagers = pagers
+        self.integrations = integrations
         self.notify = notify
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
 
-    def set_config(self, config: Config, backend: TicketBackend, pagers: dict[str, Pager]) -> None:
+    def set_config(self, config: Config) -> None:
         self.config = config
-        self.backend = backend
-        self.pagers = pagers
         self._zone = ZoneInfo(config.agent.timezone)
 
     # ---- pages, decided with the incident ---------------------------------------------------
@@ -199,7 +195,9 @@ class SupportPolicy:
         tell: an unreachable helpdesk is no sign that someone is on it)."""
         if incident.ticket_id is not None:
             try:
-                info = await self.backend.get(TicketRef(incident.ticket_id, incident.ticket_url))
+                info = await self.integrations.current.backend.get(
+                    TicketRef(incident.ticket_id, incident.ticket_url)
+                )
             except DeliveryError as error:
                 log.info(
                     "cannot read ticket %s of incident %d: %s",
@@ -213,7 +211,7 @@ class SupportPolicy:
                 if info.status != "open":
                     return f"ticket status {info.raw_status or info.status}"
         for name in self.config.escalation.page_on_open:
-            pager = self.pagers.get(name)
+            pager = self.integrations.current.pagers.get(name)
             if pager is None:
                 continue
             try:

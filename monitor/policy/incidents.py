@@ -27,20 +27,13 @@ from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
+from monitor.policy import texts
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
 
 log = logging.getLogger("watchdesk.incidents")
-
-KIND_WORDS = {
-    "http": "HTTP check",
-    "tcp": "TCP connect",
-    "icmp": "ping",
-    "dns": "DNS lookup",
-    "tls": "TLS certificate check",
-}
 
 
 # The transition being acted on, with the state row it produced: stored with what it causes.
@@ -250,7 +243,9 @@ class IncidentManager:
         }
         draft: dict[str, Any] = {
             "subject": f"[{target.priority.upper()}] {target.name} is down",
-            "description": self._description(target, state, first_failure, failed),
+            "description": texts.ticket_description(
+                self.config, target, state, first_failure, failed, self._zone
+            ),
             "priority": target.priority,
             "requester_email": requester,
             "target": target.name,
@@ -264,7 +259,7 @@ class IncidentManager:
                 ("ticket", "create", {"draft": ticket})
             ]
             if self.policy is not None:
-                details = self._page_details(target, state, first_failure)
+                details = texts.page_details(target, state, first_failure, self._zone)
                 actions += self.policy.open_actions(target, details, key, now)
             return key, actions
 
@@ -359,12 +354,13 @@ class IncidentManager:
         recovered_at = max(state.since or now, incident.opened_at)
         failed = self._failed_checks.get(target.name, incident.failed_checks)
         down_for = max(0.0, recovered_at - incident.first_failure_at)
-        body = (
-            f"{target.name} has recovered at {self._local(recovered_at)}. "
-            f"It was down for {format_duration(down_for)} "
-            f"(since {self._local(incident.first_failure_at)}, the first failed check); "
-            f"{failed} checks failed. "
-            f"It has passed {state.consecutive_successes} checks in a row since."
+        body = texts.recovery_note(
+            target.name,
+            recovered_at,
+            incident.first_failure_at,
+            failed,
+            state.consecutive_successes,
+            self._zone,
         )
         actions: list[tuple[str, str, dict[str, Any]]] = [
             ("ticket", "note", {"body": body, "public": True})
@@ -405,43 +401,8 @@ class IncidentManager:
         )
         self.notify()
 
-    # ---- text ------------------------------------------------------------------------------
-
     def _local(self, timestamp: float) -> str:
         return format_local(timestamp, self._zone)
-
-    def _page_details(self, target: TargetConfig, state: TargetState, first_failure: float) -> str:
-        lines = [
-            f"{target.name} is down: {state.last_reason}",
-            f"Since: {self._local(first_failure)}",
-            f"Check: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
-        ]
-        if target.customer:
-            lines.append(f"Customer: {target.customer}")
-        return "\n".join(lines)
-
-    def _description(
-        self, target: TargetConfig, state: TargetState, first_failure: float, failed: int
-    ) -> str:
-        customer = self.config.customers.get(target.customer) if target.customer else None
-        who = "none"
-        if target.customer:
-            who = target.customer + (f" ({customer.email})" if customer and customer.email else "")
-        lines = [
-            f"{target.name} is down.",
-            "",
-            f"What failed: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
-            f"Last error: {state.last_reason}",
-            f"Failing since: {self._local(first_failure)} (first failed check)",
-            f"Failed checks: {failed} in a row (threshold {target.failure_threshold}, "
-            f"every {format_duration(target.interval)})",
-            f"Customer: {who}",
-            f"Priority: {target.priority}",
-        ]
-        if target.description:
-            lines.append(f"About this target: {target.description}")
-        lines += ["", "Opened by watchdesk; this ticket is updated until the service is back."]
-        return "\n".join(lines)
 
 
 def _replace(incident: Incident, **changes: Any) -> Incident:

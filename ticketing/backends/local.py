@@ -13,10 +13,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import PermanentError, RetryableError
+from pydantic import Field
+
 from ticketing.settings import IntegrationSettings
 
 _SCHEMA = """
@@ -46,7 +48,10 @@ CREATE TABLE IF NOT EXISTS local_ticket_notes (
 
 
 class LocalSettings(IntegrationSettings):
-    auto_close_after: str = "7d"
+    DURATIONS: ClassVar[tuple[str, ...]] = ("auto_close_after",)
+
+    # Seconds; written as a duration in config.toml ("7d").
+    auto_close_after: float = Field(default=7 * 86400.0, gt=0)
 
 
 class LocalBackend:
