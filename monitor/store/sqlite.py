@@ -386,6 +386,16 @@ class Store:
             ).fetchall()
         return [OutboxAction.from_row(row) for row in rows]
 
+    def pending_with_error(self, prefix: str) -> list[OutboxAction]:
+        """Pending actions whose last error starts with ``prefix`` (e.g. "channel removed")."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE state = 'pending'"
+                " AND substr(last_error, 1, ?) = ? ORDER BY id",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [OutboxAction.from_row(row) for row in rows]
+
     def actions_of(self, incident_id: int) -> list[OutboxAction]:
         with self._lock:
             rows = self._db.execute(

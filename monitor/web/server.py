@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.web.views import AgentView, incident_rows
 
 AGENT_KEY: web.AppKey[AgentView] = web.AppKey("agent")
@@ -75,6 +76,11 @@ async def readyz(request: web.Request) -> web.Response:
     for action in agent.store.failed_actions():
         problems.append(
             f"{action.channel} {action.operation} of incident {action.incident_id} was refused: "
+            f"{action.last_error}"
+        )
+    for action in agent.store.pending_with_error(CHANNEL_REMOVED):
+        problems.append(
+            f"{action.channel} {action.operation} of incident {action.incident_id} is kept: "
             f"{action.last_error}"
         )
     body = {"status": "ready" if not problems else "not ready", "problems": problems}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from monitor.store import Store
+from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.store import OutboxAction, Store
 
 
 class AgentView(Protocol):
@@ -38,8 +39,14 @@ def incident_rows(
         row["outbox"] = (
             "delivered"
             if not pending
-            else ", ".join(f"{a.channel} {a.operation}: {a.state}" for a in pending)
+            else ", ".join(f"{a.channel} {a.operation}: {_where(a)}" for a in pending)
         )
         row["outbox_errors"] = [a.last_error for a in pending if a.last_error]
         rows.append(row)
     return rows
+
+
+def _where(action: OutboxAction) -> str:
+    if action.state == "pending" and (action.last_error or "").startswith(CHANNEL_REMOVED):
+        return CHANNEL_REMOVED
+    return action.state
