@@ -6,79 +6,41 @@ Data flows one way: scheduler -> probe -> state -> (metrics, store, incidents).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from checks import PROBES, HttpClients, ProbeContext, ProbeResult
+from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_secret
 from monitor.delivery.integrations import Integrations, IntegrationsSlot, integrations_changed
 from monitor.delivery.outbox import Outbox
-from monitor.durations import format_duration
-from monitor.errors import ConfigError, SecretError, StoreError
+from monitor.errors import ConfigError, SecretError
 from monitor.faults import crash_point
+from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.incidents import IncidentManager
+from monitor.probing import identity_of, run_probe
 from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.state import TargetState, Transition, advance
-from monitor.store import StateRow, Store
+from monitor.statebook import StateBook
+from monitor.store import Store
 from monitor.web.server import make_app
+from monitor.web.views import status_rows
 
 log = logging.getLogger("watchdesk")
 
 FLUSH_INTERVAL = 1.0
 
 
-def sweep_interval(config: Config) -> float:
-    """How often the housekeeping sweeps run: every 5 s, or often enough that the policy's
-    shortest duration (ack timeout, poll, status update) is met to within a quarter of it."""
-    escalation = config.escalation
-    timeouts = [escalation.ack_timeout_for(p) for p in ("urgent", "high", "medium", "low")]
-    shortest = min(escalation.poll_interval, escalation.status_update_interval, *timeouts)
-    return min(5.0, max(0.25, shortest / 4))
-
-
 # How long the scheduler loop may go without a beat before /healthz says it is stuck.
 HEALTH_STALL_SECONDS = 10.0
-
-
-def identity_of(target: TargetConfig) -> str:
-    """A digest of what the probe checks; a reload that changes it starts the target afresh."""
-    text = f"{target.kind}\0{target.settings.model_dump_json()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-async def run_probe(target: TargetConfig, clients: HttpClients) -> ProbeResult:
-    """Run one probe with a hard deadline; whatever happens inside, the answer is a result."""
-    context = ProbeContext(timeout=target.timeout, http=clients)
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(target.timeout + 1.0):
-            return await PROBES[target.kind].run(target.settings, context)
-    except TimeoutError:
-        return ProbeResult.failure(
-            time.perf_counter() - started, f"timeout after {format_duration(target.timeout)}"
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception(
-            "the %s probe of %s raised instead of returning a result", target.kind, target.name
-        )
-        return ProbeResult.failure(
-            time.perf_counter() - started, f"probe error: {type(exc).__name__}"
-        )
 
 
 class Agent:
@@ -96,16 +58,12 @@ class Agent:
             on_skip=self._on_skip,
             max_concurrent=config.agent.max_concurrent_probes,
         )
-        self.states: dict[str, TargetState] = {}
-        self.identities: dict[str, str] = {}
+        self.book = StateBook(self.store)
+        self.states = self.book.states
+        self.identities = self.book.identities
         self.targets: dict[str, TargetConfig] = {}
         self.api_token: str | None = None
         # Every state change gets the next number; the store keeps only the newest row.
-        self._seq = self.store.last_seq()
-        self._seqs: dict[str, int] = {}
-        self._dirty: set[str] = set()
-        self._pending_transitions: list[tuple[str, Transition]] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -120,7 +78,9 @@ class Agent:
             self.store, self.clock, config, self.integrations, self.outbox.notify
         )
         self.incidents.policy = self.policy
-        self.housekeeping = AsyncIOScheduler(timezone="UTC")
+        self.housekeeping = Housekeeping(
+            self.integrations, self.clock, self.incidents.sweep, self.policy.sweep
+        )
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
         # One reload at a time: SIGHUPs that come together are applied one after the other.
@@ -151,10 +111,10 @@ class Agent:
         )
         await site.start()
         self.scheduler.start()
-        self._flusher = asyncio.create_task(self._flush_loop(), name="watchdesk-flusher")
+        self._flusher = asyncio.create_task(self.book.flush_loop(), name="watchdesk-flusher")
         self.incidents.sweep()
         self.outbox.start()
-        self._schedule_housekeeping()
+        self.housekeeping.start(self.config)
         self.systemd.ready(f"watching {len(self.targets)} targets")
         if self.systemd.watchdog_interval is not None:
             self._watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdesk-watchdog")
@@ -178,19 +138,18 @@ class Agent:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
-        if self.housekeeping.running:
-            self.housekeeping.shutdown(wait=False)
+        self.housekeeping.stop()
         await self.scheduler.stop(grace=2.0)
         await self.outbox.stop()
         await self.integrations.aclose()
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._flush()
+        await self.book.flush()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.clients.close()
-        self._writer.shutdown(wait=True)
+        self.book.close()
         self.store.close()
         self.systemd.close()
         log.info("stopped")
@@ -228,34 +187,14 @@ class Agent:
             )
             self.states[name] = settled
             self.metrics.set_up(name, settled.status)
-            self._write_now(self._row(name))
-
-    def _row(self, name: str) -> StateRow:
-        self._seq += 1
-        self._seqs[name] = self._seq
-        return (name, self.identities[name], self.states[name], self._seq)
-
-    def _touch(self, name: str) -> None:
-        """The state changed in a way the periodic flush may carry."""
-        self._seq += 1
-        self._seqs[name] = self._seq
-        self._dirty.add(name)
-
-    def _write_now(self, row: StateRow) -> None:
-        try:
-            self.store.record(row)
-        except StoreError as error:
-            log.error("could not save the state of %s, will retry: %s", row[0], error)
-            self._dirty.add(row[0])
+            self.book.write_now(self.book.row(name))
 
     def _apply_targets(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
         wanted = {target.name: target for target in config.targets}
         removed = [name for name in self.targets if name not in wanted]
         for name in removed:
             self.metrics.remove_target(name)
-            self.states.pop(name, None)
-            self.identities.pop(name, None)
-            self._dirty.discard(name)
+            self.book.forget(name)
         if removed:
             self.store.forget(removed, self.clock.now())
         for target in config.targets:
@@ -265,7 +204,7 @@ class Agent:
                 keep = previous is not None and previous[0] == identity
                 self.states[target.name] = previous[1] if keep and previous else TargetState()
                 self.identities[target.name] = identity
-                self._touch(target.name)
+                self.book.touch(target.name)
             self.metrics.add_target(target)
             state = self.states[target.name]
             self.metrics.set_up(target.name, state.status)
@@ -319,13 +258,7 @@ class Agent:
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config)
-        if self.housekeeping.running:
-            every = sweep_interval(config)
-            for job in ("incidents", "policy"):
-                self.housekeeping.reschedule_job(job, trigger="interval", seconds=every)
-            self.housekeeping.reschedule_job(
-                "auto-close", trigger="interval", seconds=self._auto_close_every()
-            )
+        self.housekeeping.resize(config)
         if self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
         self.incidents.sweep()
@@ -369,9 +302,9 @@ class Agent:
         elif previous.last_ok is not None and previous.last_ok != result.ok:
             # The streak turned around: stored now, so a restart never adds a failure from
             # before a success (or the reverse) to what it sees.
-            self._write_now(self._row(target.name))
+            self.book.write_now(self.book.row(target.name))
         else:
-            self._touch(target.name)
+            self.book.touch(target.name)
         return transition
 
     def _on_transition(
@@ -395,53 +328,17 @@ class Agent:
             )
         else:
             log.info("%s is up: %s", target.name, transition.reason, extra={"fields": fields})
-        row = self._row(target.name)
+        row = self.book.row(target.name)
         try:
             self.incidents.on_transition(target, transition, state, row)
         except Exception:
             # Nothing of it was stored: the flush stores the state and the transition, and the
             # next sweep acts on the state again.
             log.exception("acting on the transition of %s failed; the sweep retries", target.name)
-            self._dirty.add(target.name)
-            self._pending_transitions.append((target.name, transition))
+            self.book.retry_later(target.name, transition)
 
     def _on_skip(self, target: TargetConfig) -> None:
         self.metrics.probes_skipped.labels(target.name).inc()
-
-    # ---- housekeeping ----------------------------------------------------------------------
-
-    def _schedule_housekeeping(self) -> None:
-        """Periodic sweeps off the probe path: incidents (maintenance ends, parents recover,
-        flapping settles), the support policy (escalations, status updates) and the local
-        helpdesk's auto-close of pending tickets."""
-        every = sweep_interval(self.config)
-        self.housekeeping.add_job(
-            self.incidents.sweep, "interval", seconds=every, id="incidents", max_instances=1
-        )
-        self.housekeeping.add_job(
-            self.policy.sweep, "interval", seconds=every, id="policy", max_instances=1
-        )
-        self.housekeeping.add_job(
-            self._auto_close,
-            "interval",
-            seconds=self._auto_close_every(),
-            id="auto-close",
-            max_instances=1,
-            next_run_time=datetime.now(UTC),
-        )
-        self.housekeeping.start()
-
-    def _auto_close(self) -> None:
-        """The helpdesk in force closes its pending tickets, if it keeps them itself (local)."""
-        sweep = getattr(self.integrations.current.backend, "sweep", None)
-        if sweep is not None:
-            sweep(self.clock.now())
-
-    def _auto_close_every(self) -> float:
-        """Sized to the helpdesk's auto-close delay like the policy sweep is to its durations:
-        every 10 minutes, or a quarter of the delay when that is shorter."""
-        after = getattr(self.integrations.current.backend, "auto_close_after", None)
-        return 600.0 if after is None else min(600.0, max(0.25, after / 4))
 
     async def _watchdog_loop(self) -> None:
         interval = self.systemd.watchdog_interval or 1.0
@@ -461,32 +358,6 @@ class Agent:
         self.systemd.watchdog()
         return True
 
-    # ---- persistence -----------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if not self._dirty and not self._pending_transitions:
-            return
-        names, self._dirty = self._dirty, set()
-        transitions, self._pending_transitions = self._pending_transitions, []
-        rows = [
-            (n, self.identities[n], self.states[n], self._seqs.get(n, 0))
-            for n in names
-            if n in self.states
-        ]
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._writer, self.store.save, rows, transitions
-            )
-        except StoreError as error:
-            log.error("could not save target state, will retry: %s", error)
-            self._dirty |= names
-            self._pending_transitions = transitions + self._pending_transitions
-
     # ---- views -----------------------------------------------------------------------------
 
     def healthy(self) -> bool:
@@ -499,34 +370,7 @@ class Agent:
         return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
-        view: list[dict[str, object]] = []
-        for name, target in self.targets.items():
-            state = self.states.get(name, TargetState())
-            view.append(
-                {
-                    "target": name,
-                    "kind": target.kind,
-                    "where": target.where(),
-                    "customer": target.customer,
-                    "priority": target.priority,
-                    "state": state.status,
-                    "since": state.since,
-                    "consecutive_failures": state.consecutive_failures,
-                    "consecutive_successes": state.consecutive_successes,
-                    "failure_threshold": target.failure_threshold,
-                    "recovery_threshold": target.recovery_threshold,
-                    "interval_seconds": target.interval,
-                    "last_result": None
-                    if state.last_checked_at is None
-                    else {
-                        "ok": state.last_ok,
-                        "reason": state.last_reason,
-                        "duration_seconds": round(state.last_duration, 6),
-                        "checked_at": state.last_checked_at,
-                    },
-                }
-            )
-        return view
+        return status_rows(self.targets, self.states)
 
     @property
     def state_dir(self) -> Path:

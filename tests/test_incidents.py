@@ -225,7 +225,7 @@ async def test_weekly_maintenance_window(make: Callable[[str], Harness]) -> None
 async def test_state_and_incidents_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
     h = Harness(tmp_path / "state", BASE)
     h.fail("db", 3)
-    await h.agent._flush()
+    await h.agent.book.flush()
     await h.close()
     # Nothing was delivered before the "crash": the create is still in the outbox.
     again = Harness(tmp_path / "state", BASE)

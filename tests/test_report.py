@@ -64,7 +64,7 @@ async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_pat
     for offset in (600, 630, 660):
         at(h, offset)
         h.fail("web")
-    await h.agent._flush()
+    await h.agent.book.flush()
     await h.close()
 
     # Restart at +1000 with a target added; web is still down.
@@ -86,7 +86,7 @@ async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_pat
     for offset in (1860, 1890):
         at(again, offset)
         again.succeed("db")
-    await again.agent._flush()
+    await again.agent.book.flush()
 
     report = build_report(again.agent.store, again.config, START, START + 3600)
     rows = {row.target: row for row in report.targets}

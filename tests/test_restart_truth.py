@@ -137,7 +137,7 @@ async def test_a_streak_that_turns_around_is_stored_at_once(
     h = harness()
     h.succeed("web")
     h.fail("web", 2)
-    await h.agent._flush()
+    await h.agent.book.flush()
     h.succeed("web")
     state, _, _ = stored(h)
     assert state.consecutive_failures == 0
@@ -158,7 +158,7 @@ async def test_counters_carry_over_a_restart_when_nothing_turned(
     h = harness()
     h.succeed("web")
     h.fail("web", 2)
-    await h.agent._flush()
+    await h.agent.book.flush()
     await h.close()
     again = harness(start=h.clock.now())
     again.fail("web")

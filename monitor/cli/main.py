@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo
 
 from checks import HttpClients, ProbeResult
 from monitor import __version__
-from monitor.agent import Agent, run_probe
+from monitor.agent import Agent
 from monitor.cli.report import as_csv, as_json, as_table, build_report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
+from monitor.probing import run_probe
 from monitor.store import Store
 from monitor.web.views import incident_rows
 

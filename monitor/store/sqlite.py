@@ -35,11 +35,10 @@ from typing import Any
 from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
+from monitor.store.outbox import OutboxQueries
 from monitor.store.records import (
     INCIDENT_COLUMNS,
-    OUTBOX_COLUMNS,
     Incident,
-    OutboxAction,
     StoredTransition,
 )
 from monitor.store.schema import (
@@ -53,7 +52,7 @@ from monitor.store.schema import (
 )
 
 
-class Store:
+class Store(OutboxQueries):
     """Thread-safe access to the SQLite file; every method is one short transaction."""
 
     def __init__(self, state_dir: str | Path) -> None:
@@ -320,143 +319,3 @@ class Store:
                 f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
             ).fetchone()
         return Incident.from_row(row) if row else None
-
-    def due_actions(
-        self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
-    ) -> list[OutboxAction]:
-        """Pending actions that may go now, oldest first, none of ``skip_channels`` (those
-        backing off): per incident and channel, only the oldest undelivered one (a note never
-        overtakes the create of its ticket, a resolve never its page)."""
-        skipped = list(skip_channels)
-        exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join('o.' + c for c in OUTBOX_COLUMNS)} FROM outbox o"
-                " WHERE o.state = 'pending' AND o.next_attempt_at <= ?" + exclude + ""
-                " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
-                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)"
-                " ORDER BY o.id LIMIT ?",
-                (now, *skipped, limit),
-            ).fetchall()
-        return [OutboxAction.from_row(row) for row in rows]
-
-    def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
-        """When the next action that ``due_actions`` could return comes due: only the head of
-        each incident's queue per channel counts (a note waiting behind its create has nothing
-        to say about when to wake up; counting it made the worker spin)."""
-        skipped = list(skip_channels)
-        exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending'"
-                + exclude
-                + " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
-                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)",
-                skipped,
-            ).fetchone()
-        return row[0] if row and row[0] is not None else None
-
-    def release_channel(self, channel: str, now: float) -> int:
-        """Make every pending action of a channel that answers again due now, whatever its own
-        backoff said (pages held for business hours stay held): the backlog drains in seconds."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND channel = ?"
-                " AND next_attempt_at > ? AND COALESCE(json_extract(payload, '$.not_before'), 0)"
-                " <= ?",
-                (now, channel, now, now),
-            )
-        return cursor.rowcount
-
-    def set_sent(self, action_id: int, sent_at: float | None) -> None:
-        """Set or clear the "may be out there" mark of a create or trigger (see the module
-        docstring): set before the request leaves, cleared only by an answer."""
-        with self._transaction() as db:
-            db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (sent_at, action_id))
-
-    def outbox_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
-        return {state: count for state, count in rows}
-
-    def failed_actions(self) -> list[OutboxAction]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE state = 'failed' ORDER BY id"
-            ).fetchall()
-        return [OutboxAction.from_row(row) for row in rows]
-
-    def pending_with_error(self, prefix: str) -> list[OutboxAction]:
-        """Pending actions whose last error starts with ``prefix`` (e.g. "channel removed")."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE state = 'pending'"
-                " AND substr(last_error, 1, ?) = ? ORDER BY id",
-                (len(prefix), prefix),
-            ).fetchall()
-        return [OutboxAction.from_row(row) for row in rows]
-
-    def actions_of(self, incident_id: int) -> list[OutboxAction]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE incident_id = ? ORDER BY id",
-                (incident_id,),
-            ).fetchall()
-        return [OutboxAction.from_row(row) for row in rows]
-
-    def begin_attempt(self, action_id: int, now: float) -> int:
-        """Count the attempt before it is made: after a crash, attempts > 0 means "maybe sent"."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
-                " last_error = 'in flight' WHERE id = ?",
-                (now, action_id),
-            )
-            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (action_id,)).fetchone()
-        return int(row[0])
-
-    def finish_action(
-        self,
-        action_id: int,
-        now: float,
-        incident_changes: dict[str, Any] | None = None,
-        note: str | None = None,
-    ) -> None:
-        """Mark delivered (``note`` says why when it was skipped instead, e.g. incident over)."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'done', done_at = ?, last_error = ? WHERE id = ?",
-                (now, note, action_id),
-            )
-            if incident_changes:
-                incident_id = db.execute(
-                    "SELECT incident_id FROM outbox WHERE id = ?", (action_id,)
-                ).fetchone()[0]
-                db.execute(
-                    f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in incident_changes)}"
-                    " WHERE id = ?",
-                    (*incident_changes.values(), incident_id),
-                )
-
-    def retry_action(self, action_id: int, at: float, error: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
-                (at, error, action_id),
-            )
-
-    def fail_action(self, action_id: int, error: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?",
-                (error, action_id),
-            )
-
-    def requeue_failed(self, now: float) -> int:
-        """Give refused actions one more chance (after a restart or reload fixed the cause)."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'failed'",
-                (now,),
-            )
-        return cursor.rowcount

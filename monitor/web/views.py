@@ -3,9 +3,12 @@ agent they read it through (so that ``web`` never imports the agent)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from monitor.config import TargetConfig
 from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.state import TargetState
 from monitor.store import OutboxAction, Store
 
 
@@ -50,3 +53,37 @@ def _where(action: OutboxAction) -> str:
     if action.state == "pending" and (action.last_error or "").startswith(CHANNEL_REMOVED):
         return CHANNEL_REMOVED
     return action.state
+
+
+def status_rows(
+    targets: Mapping[str, TargetConfig], states: Mapping[str, TargetState]
+) -> list[dict[str, object]]:
+    """What /api/status shows: every target with its state and last result."""
+    view: list[dict[str, object]] = []
+    for name, target in targets.items():
+        state = states.get(name, TargetState())
+        view.append(
+            {
+                "target": name,
+                "kind": target.kind,
+                "where": target.where(),
+                "customer": target.customer,
+                "priority": target.priority,
+                "state": state.status,
+                "since": state.since,
+                "consecutive_failures": state.consecutive_failures,
+                "consecutive_successes": state.consecutive_successes,
+                "failure_threshold": target.failure_threshold,
+                "recovery_threshold": target.recovery_threshold,
+                "interval_seconds": target.interval,
+                "last_result": None
+                if state.last_checked_at is None
+                else {
+                    "ok": state.last_ok,
+                    "reason": state.last_reason,
+                    "duration_seconds": round(state.last_duration, 6),
+                    "checked_at": state.last_checked_at,
+                },
+            }
+        )
+    return view

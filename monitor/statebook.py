@@ -1,0 +1,90 @@
+"""The live state of every target and how it reaches the store.
+
+A state change is numbered (``seq``) so that the store keeps only the newest row of a target,
+whichever write lands last. Three ways to the store, by what a restart may read from them
+(see ``monitor.store``): a transition goes with what it causes (``row`` handed to the incident
+manager), a streak that turned around is written at once (``write_now``), everything else is
+batched by the periodic ``flush`` from the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from monitor.errors import StoreError
+from monitor.state import TargetState, Transition
+from monitor.store import StateRow, Store
+
+log = logging.getLogger("watchdesk")
+
+FLUSH_INTERVAL = 1.0
+
+
+class StateBook:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.states: dict[str, TargetState] = {}
+        self.identities: dict[str, str] = {}
+        self._seq = store.last_seq()
+        self._seqs: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._pending_transitions: list[tuple[str, Transition]] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
+
+    def row(self, name: str) -> StateRow:
+        """The target's current state as the next numbered row (to be written now)."""
+        self._seq += 1
+        self._seqs[name] = self._seq
+        return (name, self.identities[name], self.states[name], self._seq)
+
+    def touch(self, name: str) -> None:
+        """The state changed in a way the periodic flush may carry."""
+        self._seq += 1
+        self._seqs[name] = self._seq
+        self._dirty.add(name)
+
+    def forget(self, name: str) -> None:
+        self.states.pop(name, None)
+        self.identities.pop(name, None)
+        self._dirty.discard(name)
+
+    def write_now(self, row: StateRow) -> None:
+        try:
+            self.store.record(row)
+        except StoreError as error:
+            log.error("could not save the state of %s, will retry: %s", row[0], error)
+            self._dirty.add(row[0])
+
+    def retry_later(self, name: str, transition: Transition) -> None:
+        """A transition whose transaction failed: the flush stores it with the state."""
+        self._dirty.add(name)
+        self._pending_transitions.append((name, transition))
+
+    async def flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._dirty and not self._pending_transitions:
+            return
+        names, self._dirty = self._dirty, set()
+        transitions, self._pending_transitions = self._pending_transitions, []
+        rows = [
+            (n, self.identities[n], self.states[n], self._seqs.get(n, 0))
+            for n in names
+            if n in self.states
+        ]
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._writer, self.store.save, rows, transitions
+            )
+        except StoreError as error:
+            log.error("could not save target state, will retry: %s", error)
+            self._dirty |= names
+            self._pending_transitions = transitions + self._pending_transitions
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
