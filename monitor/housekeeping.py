@@ -12,13 +12,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.delivery.integrations import IntegrationsSlot
+from ticketing.base import PRIORITIES
 
 
 def sweep_interval(config: Config) -> float:
     """How often the housekeeping sweeps run: every 5 s, or often enough that the policy's
     shortest duration (ack timeout, poll, status update) is met to within a quarter of it."""
     escalation = config.escalation
-    timeouts = [escalation.ack_timeout_for(p) for p in ("urgent", "high", "medium", "low")]
+    timeouts = [escalation.ack_timeout_for(p) for p in PRIORITIES]
     shortest = min(escalation.poll_interval, escalation.status_update_interval, *timeouts)
     return min(5.0, max(0.25, shortest / 4))
 

@@ -20,6 +20,7 @@ from prometheus_client.exposition import generate_latest
 
 from checks import ProbeResult
 from monitor.config import TargetConfig
+from ticketing.base import PRIORITIES
 
 # The *_created series double the size of /metrics at 10,000 targets and nobody graphs them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -122,7 +123,7 @@ class Metrics:
         )
         self.targets_configured = Gauge("watchdesk_targets", "Targets configured", registry=r)
         self.build_info.labels(version).set(1)
-        for priority in ("urgent", "high", "medium", "low"):
+        for priority in PRIORITIES:
             self.incidents_open.labels(priority).set(0)
         self._children: dict[str, _TargetChildren] = {}
         self._info_labels: dict[str, tuple[str, str, str]] = {}

@@ -270,8 +270,7 @@ async def test_a_version_1_store_is_migrated_and_keeps_a_maybe_sent_create(tmp_p
         assert store.load_states()["web"][1].status == "down"
         (action,) = store.due_actions(10.0)
         assert action.sent_at == 4.0
-        version = store._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == (str(SCHEMA_VERSION),)
+        assert store._db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     finally:
         store.close()
 
@@ -281,7 +280,7 @@ async def test_a_store_from_a_newer_watchdesk_is_refused_with_a_clear_error(
 ) -> None:
     Store(tmp_path).close()
     db = sqlite3.connect(tmp_path / "watchdesk.sqlite3")
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer watchdesk"):

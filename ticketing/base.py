@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Priority = Literal["urgent", "high", "medium", "low"]
+# The one list of priorities, most urgent first.
+PRIORITIES: tuple[Priority, ...] = ("urgent", "high", "medium", "low")
 # Normalised ticket statuses, whatever the helpdesk calls them.
 TicketStatus = Literal["open", "pending", "resolved", "closed"]
 

@@ -18,8 +18,9 @@ from typing import Any
 from monitor.config import DEFAULT_ACK_TIMEOUTS, Config
 from monitor.durations import format_duration
 from monitor.store import Incident, Store, StoredTransition
+from ticketing.base import PRIORITIES
 
-PRIORITY_ORDER = ("urgent", "high", "medium", "low")
+PRIORITY_ORDER = PRIORITIES
 
 
 @dataclass

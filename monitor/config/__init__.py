@@ -4,13 +4,12 @@ reported against the file's keys and lines (``diagnostics``, ``tomlpos``)."""
 from monitor.config.loader import TOP_LEVEL_KEYS, load_config, parse_config
 from monitor.config.model import (
     DEFAULT_ACK_TIMEOUTS,
-    PRIORITIES,
     BusinessHoursSection,
     Config,
     MaintenanceWindow,
-    Priority,
     TargetConfig,
 )
+from ticketing.base import PRIORITIES, Priority
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUTS",

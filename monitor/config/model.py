@@ -22,9 +22,8 @@ from pydantic import (
 from checks import ProbeSettings
 from monitor.durations import parse_duration
 from ticketing import IntegrationSettings
+from ticketing.base import PRIORITIES, Priority
 
-PRIORITIES = ("urgent", "high", "medium", "low")
-Priority = Literal["urgent", "high", "medium", "low"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
@@ -182,7 +181,7 @@ class TargetConfig:
     timeout: float
     failure_threshold: int
     recovery_threshold: int
-    priority: str
+    priority: Priority
     customer: str | None = None
     depends_on: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()

@@ -29,20 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.actions import AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
 from monitor.clock import Clock
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.store import OutboxAction, Store
-from ticketing.base import TicketBackend, TicketDraft, TicketRef
+from ticketing.base import TicketBackend, TicketRef
 from ticketing.errors import DeliveryError, OutcomeUnknown, PermanentError, RetryableError
-from ticketing.pagers.base import Page, Pager
+from ticketing.pagers.base import Pager
 
 log = logging.getLogger("watchdesk.outbox")
 
@@ -73,9 +75,6 @@ class NotYet(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
-
-
-Deliver = Callable[[OutboxAction], Awaitable[Outcome]]
 
 
 def backoff(attempts: int, retry_after: float | None, cap: float = BACKOFF_CAP) -> float:
@@ -109,10 +108,6 @@ class Outbox:
         self.integrations = integrations
         self.clock = clock
         self.metrics = metrics
-        self.channels: dict[str, Deliver] = {
-            "ticket": self._deliver_ticket,
-            "pager": self._deliver_page,
-        }
         self.health: dict[str, ChannelHealth] = {}
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(concurrency)
@@ -203,14 +198,18 @@ class Outbox:
         self.metrics.outbox_pending.set(counts.get("pending", 0) + counts.get("failed", 0))
 
     async def _attempt(self, action: OutboxAction) -> None:
-        deliver = self.channels.get(action.channel.split(":", 1)[0])
-        if deliver is None:
-            self.store.fail_action(action.id, f"no channel {action.channel} configured")
+        try:
+            typed = action.action()
+        except (ValueError, KeyError, TypeError) as error:
+            self._refused(action, f"this watchdesk cannot read the stored action: {error!r}")
             return
         async with self._limit:
             attempts = self.store.begin_attempt(action.id, self.clock.now())
             try:
-                outcome = await deliver(action)
+                if isinstance(typed, SendPage | ResolvePage):
+                    outcome = await self._deliver_page(action, typed)
+                else:
+                    outcome = await self._deliver_ticket(action, typed)
             except NotYet as wait:
                 self._probe_done(action.channel)
                 self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
@@ -303,33 +302,33 @@ class Outbox:
             operation = METRIC_OPERATION.get(action.operation, action.operation)
             self.metrics.ticket_operations.labels(self.backend.name, operation, result).inc()
         elif action.operation == "page":
-            pager = action.channel.split(":", 1)[1]
-            reason = action.payload["page"]["reason"]
-            self.metrics.pages.labels(pager, reason, result).inc()
+            typed = action.action()
+            if isinstance(typed, SendPage):
+                self.metrics.pages.labels(typed.pager, typed.page.reason, result).inc()
 
     # ---- ticket channel --------------------------------------------------------------------
 
-    async def _deliver_ticket(self, action: OutboxAction) -> Outcome:
+    async def _deliver_ticket(
+        self, action: OutboxAction, typed: CreateTicket | AddNote | SetStatus
+    ) -> Outcome:
         incident = self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")
-        if action.operation == "create":
-            return await self._create(action, incident.dedup_key)
+        if isinstance(typed, CreateTicket):
+            return await self._create(action, typed, incident.dedup_key)
         if incident.ticket_id is None:
             # The create before it was refused: wait behind it rather than fail.
             raise NotYet("the ticket has not been created yet", 5.0)
         ref = TicketRef(incident.ticket_id, incident.ticket_url)
-        if action.operation == "note":
-            await self.backend.add_note(ref, action.payload["body"], bool(action.payload["public"]))
+        if isinstance(typed, AddNote):
+            await self.backend.add_note(ref, typed.body, typed.public)
             crash_point("after_note_sent")
-        elif action.operation == "status":
-            await self.backend.set_status(ref, action.payload["status"])
-            crash_point("after_status_sent")
         else:
-            raise PermanentError(f"unknown ticket operation {action.operation}")
+            await self.backend.set_status(ref, typed.status)
+            crash_point("after_status_sent")
         return Outcome()
 
-    async def _create(self, action: OutboxAction, dedup_key: str) -> Outcome:
+    async def _create(self, action: OutboxAction, typed: CreateTicket, dedup_key: str) -> Outcome:
         if action.sent_at is not None:
             # A create may be out there: only a lookup's answer decides, whatever came between.
             found = await self.backend.find(dedup_key)
@@ -344,13 +343,10 @@ class Outbox:
                     f"ticket {dedup_key} exists before creating one",
                     max(1.0, wait),
                 )
-        draft = TicketDraft(
-            **{**action.payload["draft"], "tags": tuple(action.payload["draft"]["tags"])}
-        )
         self.store.set_sent(action.id, self.clock.now())
         crash_point("before_create_sent")
         try:
-            ref = await self.backend.create(draft)
+            ref = await self.backend.create(typed.draft)
         except OutcomeUnknown:
             raise
         except DeliveryError:
@@ -363,8 +359,8 @@ class Outbox:
 
     # ---- pager channel ---------------------------------------------------------------------
 
-    async def _deliver_page(self, action: OutboxAction) -> Outcome:
-        name = action.channel.split(":", 1)[1]
+    async def _deliver_page(self, action: OutboxAction, typed: SendPage | ResolvePage) -> Outcome:
+        name = typed.pager
         pager = self.pagers.get(name)
         if pager is None:
             # Kept, never dropped: a reload that configures the pager again delivers it.
@@ -372,27 +368,24 @@ class Outbox:
         incident = self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")
-        if action.operation == "page":
-            if action.payload.get("not_before") and incident.status != "open":
+        if isinstance(typed, SendPage):
+            if typed.not_before and incident.status != "open":
                 return Outcome(skipped="the incident ended before business hours began")
-            fields = {**action.payload["page"], "ticket_url": incident.ticket_url}
             crash_point("before_page_sent")
-            await pager.page(Page(**fields))
+            await pager.page(dataclasses.replace(typed.page, ticket_url=incident.ticket_url))
             crash_point("after_page_sent")
             return Outcome()
-        if action.operation == "resolve":
-            paged = any(
-                a.channel == action.channel
-                and a.operation == "page"
-                and a.state == "done"
-                and not a.last_error
-                for a in self.store.actions_of(action.incident_id)
-            )
-            if not paged:
-                return Outcome(skipped="never paged for this incident")
-            if not pager.supports_resolve:
-                return Outcome(skipped=f"{pager.name} has nothing to resolve")
-            await pager.resolve(incident.dedup_key, action.payload["summary"])
-            crash_point("after_resolve_sent")
-            return Outcome()
-        raise PermanentError(f"unknown pager operation {action.operation}")
+        paged = any(
+            a.channel == action.channel
+            and a.operation == "page"
+            and a.state == "done"
+            and not a.last_error
+            for a in self.store.actions_of(action.incident_id)
+        )
+        if not paged:
+            return Outcome(skipped="never paged for this incident")
+        if not pager.supports_resolve:
+            return Outcome(skipped=f"{pager.name} has nothing to resolve")
+        await pager.resolve(incident.dedup_key, typed.summary)
+        crash_point("after_resolve_sent")
+        return Outcome()

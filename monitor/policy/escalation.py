@@ -19,6 +19,7 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor.actions import Action, AddNote, ResolvePage, SendPage
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
@@ -27,10 +28,9 @@ from monitor.policy import business_hours
 from monitor.store import Incident, Store
 from ticketing.base import TicketRef
 from ticketing.errors import DeliveryError
+from ticketing.pagers.base import Page, PageReason
 
 log = logging.getLogger("watchdesk.policy")
-
-Action = tuple[str, str, dict[str, Any]]
 
 
 class SupportPolicy:
@@ -75,29 +75,23 @@ class SupportPolicy:
         self,
         target: TargetConfig,
         pagers: list[str],
-        reason: str,
+        reason: PageReason,
         details: str,
         key: str,
         now: float,
     ) -> list[Action]:
         not_before = self._not_before(target, now)
         verb = "is down" if reason == "open" else "is still down and nobody has picked it up"
-        page = {
-            "dedup_key": key,
-            "summary": f"[{target.priority.upper()}] {target.name} {verb}",
-            "details": details,
-            "priority": target.priority,
-            "reason": reason,
-            "target": target.name,
-            "customer": target.customer,
-        }
-        actions: list[Action] = []
-        for name in pagers:
-            payload: dict[str, Any] = {"page": page}
-            if not_before is not None:
-                payload["not_before"] = not_before
-            actions.append((f"pager:{name}", "page", payload))
-        return actions
+        page = Page(
+            dedup_key=key,
+            summary=f"[{target.priority.upper()}] {target.name} {verb}",
+            details=details,
+            priority=target.priority,
+            reason=reason,
+            target=target.name,
+            customer=target.customer,
+        )
+        return [SendPage(name, page, not_before) for name in pagers]
 
     def open_actions(
         self, target: TargetConfig, details: str, key: str, now: float
@@ -108,12 +102,12 @@ class SupportPolicy:
 
     def recover_actions(self, incident: Incident, summary: str) -> list[Action]:
         """A resolve for every pager this incident paged (or queued a page for)."""
-        channels = {
-            action.channel
+        pagers = {
+            action.channel.split(":", 1)[1]
             for action in self.store.actions_of(incident.id)
             if action.channel.startswith("pager:") and action.operation == "page"
         }
-        return [(channel, "resolve", {"summary": summary}) for channel in sorted(channels)]
+        return [ResolvePage(name, summary) for name in sorted(pagers)]
 
     # ---- the periodic part ----------------------------------------------------------------
 
@@ -146,7 +140,7 @@ class SupportPolicy:
         self.store.update_incident(
             incident.id,
             {"last_update_at": now},
-            [("ticket", "note", {"body": body, "public": True})],
+            [AddNote(body, public=True)],
             now,
         )
         self.notify()
@@ -179,7 +173,7 @@ class SupportPolicy:
             + (f"; paged {', '.join(pagers)}." if pagers else ".")
         )
         actions = self.page_actions(target, pagers, "escalation", details, incident.dedup_key, now)
-        actions.append(("ticket", "note", {"body": note, "public": False}))
+        actions.append(AddNote(note, public=False))
         self.store.update_incident(incident.id, {"escalated_at": now}, actions, now)
         log.warning(
             "incident %d of %s escalated after %s without anyone on it",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
@@ -32,6 +33,7 @@ from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
+from ticketing.base import PRIORITIES, TicketDraft
 
 log = logging.getLogger("watchdesk.incidents")
 
@@ -85,7 +87,7 @@ class IncidentManager:
         self._update_open_gauge()
 
     def _update_open_gauge(self) -> None:
-        counts = {priority: 0 for priority in ("urgent", "high", "medium", "low")}
+        counts = dict.fromkeys(PRIORITIES, 0)
         for incident in self._open.values():
             counts[incident.priority] = counts.get(incident.priority, 0) + 1
         for priority, count in counts.items():
@@ -215,7 +217,7 @@ class IncidentManager:
         self.store.update_incident(
             incident.id,
             {"affected": affected},
-            [("ticket", "note", {"body": body, "public": True})],
+            [AddNote(body, public=True)],
             now,
         )
         self._open[parent] = _replace(incident, affected=affected)
@@ -241,23 +243,23 @@ class IncidentManager:
             "last_reason": state.last_reason,
             "last_update_at": now,
         }
-        draft: dict[str, Any] = {
-            "subject": f"[{target.priority.upper()}] {target.name} is down",
-            "description": texts.ticket_description(
-                self.config, target, state, first_failure, failed, self._zone
-            ),
-            "priority": target.priority,
-            "requester_email": requester,
-            "target": target.name,
-            "customer": target.customer,
-        }
+        description = texts.ticket_description(
+            self.config, target, state, first_failure, failed, self._zone
+        )
 
-        def build(incident_id: int) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+        def build(incident_id: int) -> tuple[str, list[Action]]:
             key = dedup_key(incident_id, target.name, now)
-            ticket = {**draft, "dedup_key": key, "tags": ["watchdesk", key]}
-            actions: list[tuple[str, str, dict[str, Any]]] = [
-                ("ticket", "create", {"draft": ticket})
-            ]
+            draft = TicketDraft(
+                dedup_key=key,
+                subject=f"[{target.priority.upper()}] {target.name} is down",
+                description=description,
+                priority=target.priority,
+                requester_email=requester,
+                target=target.name,
+                customer=target.customer,
+                tags=("watchdesk", key),
+            )
+            actions: list[Action] = [CreateTicket(draft)]
             if self.policy is not None:
                 details = texts.page_details(target, state, first_failure, self._zone)
                 actions += self.policy.open_actions(target, details, key, now)
@@ -333,7 +335,7 @@ class IncidentManager:
         self.store.update_incident(
             incident.id,
             {"flapping": 1},
-            [("ticket", "note", {"body": body, "public": True})],
+            [AddNote(body, public=True)],
             now,
             row,
             transition,
@@ -362,16 +364,13 @@ class IncidentManager:
             state.consecutive_successes,
             self._zone,
         )
-        actions: list[tuple[str, str, dict[str, Any]]] = [
-            ("ticket", "note", {"body": body, "public": True})
-        ]
+        actions: list[Action] = [AddNote(body, public=True)]
         if self.policy is not None:
             summary = f"{target.name} recovered after {format_duration(down_for)}"
             actions += self.policy.recover_actions(incident, summary)
         on_recovery = self.config.ticketing.on_recovery
         if on_recovery in ("pending", "resolve"):
-            status = "pending" if on_recovery == "pending" else "resolved"
-            actions.append(("ticket", "status", {"status": status}))
+            actions.append(SetStatus("pending" if on_recovery == "pending" else "resolved"))
         row, transition = cause if cause is not None else (None, None)
         self.store.update_incident(
             incident.id,

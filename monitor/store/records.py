@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.actions import Action, from_json
 from monitor.state import Status
+from ticketing.base import Priority
 
 INCIDENT_COLUMNS = (
     "id",
@@ -52,7 +54,7 @@ class Incident:
     target: str
     dedup_key: str
     status: str
-    priority: str
+    priority: Priority
     customer: str | None
     backend: str
     opened_at: float
@@ -103,6 +105,10 @@ class OutboxAction:
         values = dict(zip(OUTBOX_COLUMNS, row, strict=True))
         values["payload"] = json.loads(values["payload"])
         return cls(**values)
+
+    def action(self) -> Action:
+        """The typed action this row holds (ValueError when no watchdesk can read it)."""
+        return from_json(self.channel, self.operation, self.payload)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,15 +130,23 @@ def transition_values(name: str, t: Transition) -> tuple[object, ...]:
     return (name, t.previous, t.current, t.at, t.first_failure_at, t.consecutive_failures, t.reason)
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring a store written by an older watchdesk up to SCHEMA_VERSION, in one transaction."""
+def stored_version(db: sqlite3.Connection) -> int | None:
+    """The schema version of the file: ``PRAGMA user_version`` (from version 3 on), else the
+    ``meta`` row versions 1 and 2 kept; None for a new file."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version:
+        return version
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None:  # a new file: the schema above is the current one
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+    return int(row[0]) if row is not None else None
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a store written by an older watchdesk up to SCHEMA_VERSION, in one transaction,
+    one step per version; a store from a newer watchdesk is refused, untouched."""
+    version = stored_version(db)
+    if version is None:  # a new file: the schema above is the current one
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
-    version = int(row[0])
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"the store was written by a newer watchdesk (schema {version}, this one knows "
@@ -156,5 +164,8 @@ def migrate(db: sqlite3.Connection) -> None:
             " AND attempts > 0 AND (last_error LIKE 'in flight%'"
             " OR last_error LIKE 'outcome unknown%')"
         )
-    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    # Version 3: the version moves to PRAGMA user_version; actions carry their own version
+    # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
+    db.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")

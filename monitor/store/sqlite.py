@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from monitor.actions import Action, to_json
 from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
@@ -220,7 +221,7 @@ class Store(OutboxQueries):
     def open_incident(
         self,
         incident: dict[str, Any],
-        build: Callable[[int], tuple[str, list[tuple[str, str, dict[str, Any]]]]],
+        build: Callable[[int], tuple[str, list[Action]]],
         state: StateRow | None = None,
         transition: Transition | None = None,
     ) -> Incident | None:
@@ -260,23 +261,22 @@ class Store(OutboxQueries):
     def _enqueue(
         db: sqlite3.Connection,
         incident_id: int,
-        actions: list[tuple[str, str, dict[str, Any]]],
+        actions: list[Action],
         now: float,
     ) -> None:
-        # A payload may carry "not_before" (a page that waits for business hours).
         db.executemany(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state, next_attempt_at,"
             " created_at) VALUES (?,?,?,?,'pending',?,?)",
             [
                 (
                     incident_id,
-                    ch,
-                    op,
-                    json.dumps(payload),
-                    max(now, payload.get("not_before", now)),
+                    action.channel,
+                    action.operation,
+                    json.dumps(to_json(action)),
+                    max(now, getattr(action, "not_before", None) or now),
                     now,
                 )
-                for ch, op, payload in actions
+                for action in actions
             ],
         )
 
@@ -284,7 +284,7 @@ class Store(OutboxQueries):
         self,
         incident_id: int,
         changes: dict[str, Any],
-        actions: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        actions: Sequence[Action] = (),
         now: float = 0.0,
         state: StateRow | None = None,
         transition: Transition | None = None,

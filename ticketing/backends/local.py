@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
-from ticketing.errors import PermanentError, RetryableError
 from pydantic import Field
 
+from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.errors import PermanentError, RetryableError
 from ticketing.settings import IntegrationSettings
 
 _SCHEMA = """

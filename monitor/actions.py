@@ -1,0 +1,169 @@
+"""The ticket and page actions an incident queues, as typed values with a versioned JSON form.
+
+The policy decides them, the store keeps them in its outbox, the delivery sends them. What is
+stored is ``{"v": VERSION, ...}``; ``from_json`` reads every version ever written (the first
+had no "v") and maps fields by name, so a renamed field in ``TicketDraft`` or ``Page`` never
+breaks rows already queued: add a step to ``_upgrade`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ticketing.base import PRIORITIES, Priority, TicketDraft
+from ticketing.pagers.base import Page, PageReason
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class CreateTicket:
+    draft: TicketDraft
+    channel: str = field(default="ticket", init=False)
+    operation: str = field(default="create", init=False)
+
+
+@dataclass(frozen=True)
+class AddNote:
+    body: str
+    public: bool
+    channel: str = field(default="ticket", init=False)
+    operation: str = field(default="note", init=False)
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    status: Literal["pending", "resolved"]
+    channel: str = field(default="ticket", init=False)
+    operation: str = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class SendPage:
+    pager: str
+    page: Page
+    # A page held for business hours: not sent before this time (None: at once).
+    not_before: float | None = None
+    operation: str = field(default="page", init=False)
+
+    @property
+    def channel(self) -> str:
+        return f"pager:{self.pager}"
+
+
+@dataclass(frozen=True)
+class ResolvePage:
+    pager: str
+    summary: str
+    operation: str = field(default="resolve", init=False)
+
+    @property
+    def channel(self) -> str:
+        return f"pager:{self.pager}"
+
+
+Action = CreateTicket | AddNote | SetStatus | SendPage | ResolvePage
+
+
+def to_json(action: Action) -> dict[str, Any]:
+    """The stored form (without channel and operation, which have columns of their own)."""
+    if isinstance(action, CreateTicket):
+        draft = action.draft
+        return {
+            "v": VERSION,
+            "draft": {
+                "dedup_key": draft.dedup_key,
+                "subject": draft.subject,
+                "description": draft.description,
+                "priority": draft.priority,
+                "requester_email": draft.requester_email,
+                "target": draft.target,
+                "customer": draft.customer,
+                "tags": list(draft.tags),
+            },
+        }
+    if isinstance(action, AddNote):
+        return {"v": VERSION, "body": action.body, "public": action.public}
+    if isinstance(action, SetStatus):
+        return {"v": VERSION, "status": action.status}
+    if isinstance(action, SendPage):
+        page = action.page
+        data: dict[str, Any] = {
+            "v": VERSION,
+            "page": {
+                "dedup_key": page.dedup_key,
+                "summary": page.summary,
+                "details": page.details,
+                "priority": page.priority,
+                "reason": page.reason,
+                "target": page.target,
+                "customer": page.customer,
+            },
+        }
+        if action.not_before is not None:
+            data["not_before"] = action.not_before
+        return data
+    return {"v": VERSION, "summary": action.summary}
+
+
+def from_json(channel: str, operation: str, data: dict[str, Any]) -> Action:
+    """The action a stored row holds, whatever version wrote it; ValueError if it is none."""
+    data = _upgrade(dict(data))
+    pager = channel.split(":", 1)[1] if channel.startswith("pager:") else None
+    if channel == "ticket" and operation == "create":
+        draft = data["draft"]
+        return CreateTicket(
+            TicketDraft(
+                dedup_key=str(draft["dedup_key"]),
+                subject=str(draft["subject"]),
+                description=str(draft["description"]),
+                priority=_priority(draft.get("priority")),
+                requester_email=draft.get("requester_email"),
+                target=str(draft["target"]),
+                customer=draft.get("customer"),
+                tags=tuple(str(tag) for tag in draft.get("tags", ())),
+            )
+        )
+    if channel == "ticket" and operation == "note":
+        return AddNote(str(data["body"]), bool(data["public"]))
+    if channel == "ticket" and operation == "status":
+        status = data["status"]
+        if status not in ("pending", "resolved"):
+            raise ValueError(f"unknown ticket status {status!r}")
+        return SetStatus(status)
+    if pager is not None and operation == "page":
+        page = data["page"]
+        reason: PageReason = page.get("reason", "open")
+        return SendPage(
+            pager,
+            Page(
+                dedup_key=str(page["dedup_key"]),
+                summary=str(page["summary"]),
+                details=str(page.get("details", "")),
+                priority=_priority(page.get("priority")),
+                reason=reason,
+                target=str(page["target"]),
+                customer=page.get("customer"),
+            ),
+            data.get("not_before"),
+        )
+    if pager is not None and operation == "resolve":
+        return ResolvePage(pager, str(data["summary"]))
+    raise ValueError(f"no action {channel} {operation}")
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older stored form up to VERSION, one step at a time."""
+    version = int(data.pop("v", 0))
+    if version > VERSION:
+        raise ValueError(f"action written by a newer watchdesk (version {version})")
+    # Version 0 (watchdesk 0.1, no "v") has the same fields as version 1.
+    return data
+
+
+def _priority(value: Any) -> Priority:
+    for priority in PRIORITIES:
+        if value == priority:
+            return priority
+    return "urgent"

@@ -1,0 +1,132 @@
+"""Typed, versioned outbox actions, and a store made by watchdesk 0.1 (schema 1, actions without
+a version) opened and drained by this one."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from monitor import actions
+from monitor.actions import AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
+from monitor.store import SCHEMA_VERSION
+from tests.agent_harness import Harness
+from ticketing.base import TicketDraft
+from ticketing.pagers.base import Page
+
+DATA = Path(__file__).parent / "data" / "store-v1.sqlite3"
+
+DRAFT = TicketDraft(
+    dedup_key="watchdesk-7-abc",
+    subject="[URGENT] web is down",
+    description="web is down.\nLast error: status 503",
+    priority="urgent",
+    requester_email="it@acme.example",
+    target="web",
+    customer="acme",
+    tags=("watchdesk", "watchdesk-7-abc"),
+)
+PAGE = Page(
+    dedup_key="watchdesk-7-abc",
+    summary="[URGENT] web is down",
+    details="web is down: status 503",
+    priority="urgent",
+    reason="open",
+    target="web",
+    customer="acme",
+)
+EVERY_KIND: list[actions.Action] = [
+    CreateTicket(DRAFT),
+    AddNote("web has recovered", public=True),
+    AddNote("escalated", public=False),
+    SetStatus("pending"),
+    SendPage("oncall", PAGE),
+    SendPage("ops", PAGE, not_before=1_800_000_000.0),
+    ResolvePage("oncall", "web recovered after 5m"),
+]
+
+
+@pytest.mark.parametrize("action", EVERY_KIND, ids=lambda a: type(a).__name__)
+def test_every_action_survives_its_stored_form(action: actions.Action) -> None:
+    stored = actions.to_json(action)
+    assert stored["v"] == actions.VERSION
+    assert actions.from_json(action.channel, action.operation, stored) == action
+
+
+def test_a_payload_of_the_first_release_reads_as_the_same_action() -> None:
+    legacy = {"draft": {**actions.to_json(CreateTicket(DRAFT))["draft"]}}
+    assert actions.from_json("ticket", "create", legacy) == CreateTicket(DRAFT)
+    assert actions.from_json("pager:oncall", "resolve", {"summary": "over"}) == ResolvePage(
+        "oncall", "over"
+    )
+
+
+def test_unknown_fields_in_a_stored_action_do_not_break_it() -> None:
+    stored = actions.to_json(CreateTicket(DRAFT))
+    stored["draft"]["some_field_a_later_release_added"] = 1
+    assert actions.from_json("ticket", "create", stored) == CreateTicket(DRAFT)
+
+
+def test_an_action_from_a_newer_watchdesk_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="newer watchdesk"):
+        actions.from_json("ticket", "note", {"v": actions.VERSION + 1, "body": "x"})
+
+
+async def test_a_store_of_the_first_release_is_migrated_and_its_queue_delivered(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(DATA, state / "watchdesk.sqlite3")
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+        queued = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+    assert queued == 7
+
+    h = Harness(state, DATA_CONFIG)
+    try:
+        version = h.agent.store._db.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
+        h.clock.advance(600)  # the file's actions were queued a few minutes after START
+        await h.deliver()
+        tickets = {t["subject"]: t for t in h.tickets()}
+        assert set(tickets) == {"[URGENT] web is down", "[URGENT] db is down"}
+        db_ticket = tickets["[URGENT] db is down"]
+        assert db_ticket["status"] == "pending"
+        assert any("db has recovered" in note for note in h.notes(db_ticket["id"]))
+        assert h.agent.store.outbox_counts() == {"done": 7}
+    finally:
+        await h.close()
+
+
+# The config the file in tests/data was made with (watchdesk 0.1, commit 497a8ba).
+DATA_CONFIG = """
+[defaults]
+interval = "30s"
+failure_threshold = 2
+recovery_threshold = 1
+
+[[targets]]
+name = "web"
+kind = "tcp"
+host = "127.0.0.1"
+port = 9
+customer = "acme"
+
+[[targets]]
+name = "db"
+kind = "tcp"
+host = "127.0.0.1"
+port = 9
+
+[customers.acme]
+email = "it@acme.example"
+
+[pagers.oncall]
+type = "log"
+
+[escalation]
+page_on_open = ["oncall"]
+"""
