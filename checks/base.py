@@ -96,10 +96,11 @@ class HttpClients:
     user_agent: str = "watchdesk"
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     _resolver: aiohttp.abc.AbstractResolver | None = None
-    _addresses: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
+    _addresses: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
 
-    async def address(self, host: str, port: int) -> str:
-        """One address of ``host`` (cached for DNS_CACHE seconds), as aiohttp would connect to.
+    async def addresses(self, host: str, port: int) -> tuple[str, ...]:
+        """The addresses of ``host`` (cached for DNS_CACHE seconds), in the order aiohttp would
+        try them.
 
         Raises socket.gaierror-like OSError when the name does not resolve."""
         loop = asyncio.get_running_loop()
@@ -111,9 +112,13 @@ class HttpClients:
         found = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         if not found:
             raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
-        address = str(found[0]["host"])
-        self._addresses[(host, port)] = (loop.time() + DNS_CACHE, address)
-        return address
+        addresses = tuple(dict.fromkeys(str(info["host"]) for info in found))
+        self._addresses[(host, port)] = (loop.time() + DNS_CACHE, addresses)
+        return addresses
+
+    async def address(self, host: str, port: int) -> str:
+        """The first of ``addresses``."""
+        return (await self.addresses(host, port))[0]
 
     def session(self, keep_alive: bool = False) -> aiohttp.ClientSession:
         existing = self._sessions.get(keep_alive)
@@ -130,7 +135,14 @@ class HttpClients:
             headers={"User-Agent": self.user_agent},
             auto_decompress=True,
             trust_env=False,
+            # A probe is stateless: no cookie from one probe (or target) rides on the next.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
+        if not keep_alive:
+            # aiohttp sends an idempotent request again when the server closes without an
+            # answer; on a fresh connection that only doubles the request and hides the fault.
+            # (On a pooled one it is how a connection closed while idle gets replaced.)
+            created._retry_connection = False
         self._sessions[keep_alive] = created
         return created
 

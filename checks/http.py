@@ -1,4 +1,18 @@
-"""HTTP(S): the URL answers with an expected status and, optionally, a keyword in its body."""
+"""HTTP(S): the URL answers with an expected status and, optionally, a keyword in its body.
+
+Two clients, one behaviour. Plain ``http://`` targets without ``keep_alive`` go over the lean
+hand-written exchange of ``checks.http1`` (a fresh connection per request, several times
+cheaper than aiohttp); TLS and keep-alive targets go through aiohttp. The lean path follows
+redirects itself, as aiohttp does (301/302 turn a POST into a GET, 303 anything but HEAD, 307 and
+308 keep the method and body; credentials are dropped when the origin changes); a redirect to
+``https://`` is handed to aiohttp for the rest of the chain, so no request is ever sent twice.
+Both send the same headers: the agent's User-Agent (``HttpClients.user_agent``), ``Accept: */*``,
+``Accept-Encoding: identity`` (a health check needs no compression, and the lean path does not
+decode it), ``Connection: close`` unless keep-alive, Content-Length and Content-Type as aiohttp
+sets them, header values in UTF-8. A target whose own headers ask for another encoding goes
+through aiohttp. ``probe(..., via="lean" | "aiohttp")`` forces one path; tests/test_http_parity.py
+runs a table of cases through both.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +21,10 @@ import functools
 import socket
 import ssl
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import aiohttp
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -30,6 +46,15 @@ MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _KEEP_ALIVE_DRAIN = 64 * 1024  # a small unread body is drained so the connection can be reused
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# As aiohttp: these send no Content-Length without a body; the others send "0".
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# As aiohttp: these get "Content-Type: application/octet-stream" when the target sets none.
+_UPLOADS = frozenset({"POST", "PUT", "PATCH"})
+_TEXT = "text/plain; charset=utf-8"  # what aiohttp declares for a str body
+# Dropped on a redirect to another origin (scheme, host and port), as aiohttp does.
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+Via = Literal["auto", "lean", "aiohttp"]
 
 Status = Annotated[int, Field(ge=100, le=599)]
 
@@ -66,8 +91,13 @@ class HttpSettings(ProbeSettings):
     _expected_text: str = PrivateAttr(default="")
     _contains: bytes | None = PrivateAttr(default=None)
     _not_contains: bytes | None = PrivateAttr(default=None)
-    # The request for the lean path (plain http, a fresh connection): built once.
-    _lean_request: bytes | None = PrivateAttr(default=None)
+    # The headers sent on top of what each client adds itself (aiohttp: Host, User-Agent,
+    # Accept, Content-Length, Content-Type; the lean path: the same, by hand).
+    _headers: dict[str, str] = PrivateAttr(default_factory=dict)
+    # Whether the lean path can send this target's request (plain http, no compression asked).
+    _lean_capable: bool = PrivateAttr(default=False)
+    # The first request of the lean path, built once per User-Agent: (user agent, bytes).
+    _lean_request: tuple[str, bytes] | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
@@ -109,6 +139,12 @@ class HttpSettings(ProbeSettings):
     def _consistent(self) -> HttpSettings:
         if self.method == "HEAD" and (self.contains or self.not_contains):
             raise ValueError("contains/not_contains need a body: use GET, not HEAD")
+        given = {name.lower() for name in self.headers}
+        if given & {"content-length", "transfer-encoding"}:
+            raise ValueError("headers: Content-Length and Transfer-Encoding follow from body")
+        url = URL(self.url)
+        if (url.raw_user or url.raw_password) and "authorization" in given:
+            raise ValueError("credentials in the URL and an Authorization header: pick one")
         try:
             client_ssl_context(self.verify_tls, self.ca_file)
         except (OSError, ssl.SSLError) as exc:
@@ -126,65 +162,185 @@ class HttpSettings(ProbeSettings):
             )
         self._contains = self.contains.encode() if self.contains else None
         self._not_contains = self.not_contains.encode() if self.not_contains else None
-        if self._url.scheme == "http" and not self.keep_alive:
-            self._lean_request = _request_bytes(self)
+        given = {name.lower(): value for name, value in self.headers.items()}
+        self._headers = dict(self.headers)
+        if "accept-encoding" not in given:
+            self._headers["Accept-Encoding"] = "identity"
+        self._lean_capable = self._url.scheme == "http" and given.get(
+            "accept-encoding", "identity"
+        ).strip().lower() in ("identity", "")
+
+    def lean(self) -> bool:
+        """Whether ``probe`` takes the lean path (checks.http1) for this target by default."""
+        return self._lean_capable and not self.keep_alive
 
     def where(self) -> str:
         return self.url
 
 
-def _request_bytes(settings: HttpSettings) -> bytes:
-    url = settings._url
-    host = url.raw_host or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if not url.is_default_port():
-        host = f"{host}:{url.port}"
-    target = url.raw_path_qs or "/"
-    body = settings.body.encode() if settings.body is not None else b""
-    given = {name.lower() for name in settings.headers}
-    lines = [f"{settings.method} {target} HTTP/1.1"]
+def _request_bytes(
+    url: URL,
+    method: str,
+    body: str | None,
+    headers: Mapping[str, str],
+    auth: str | None,
+    user_agent: str,
+) -> bytes:
+    """One request of the lean path, with the headers aiohttp would send for it."""
+    given = {name.lower() for name in headers}
+    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1"]
     if "host" not in given:
-        lines.append(f"Host: {host}")
-    if "user-agent" not in given:
-        lines.append("User-Agent: watchdesk")
+        lines.append(f"Host: {url.host_port_subcomponent}")
     if "accept" not in given:
         lines.append("Accept: */*")
-    lines += [f"{name}: {value}" for name, value in settings.headers.items()]
-    if body or settings.method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    if "user-agent" not in given:
+        lines.append(f"User-Agent: {user_agent}")
+    if auth is not None:
+        lines.append(f"Authorization: {auth}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    data = b"" if body is None else body.encode()
+    if body is not None or method not in _BODILESS:
+        lines.append(f"Content-Length: {len(data)}")
+    if "content-type" not in given:
+        if body is not None:
+            lines.append(f"Content-Type: {_TEXT}")
+        elif method in _UPLOADS:
+            lines.append("Content-Type: application/octet-stream")
+    if "connection" not in given:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + data
 
 
-async def _lean_probe(
-    settings: HttpSettings, context: ProbeContext, request: bytes
-) -> ProbeResult | None:
-    """The probe over checks.http1; None when a redirect must be followed (aiohttp does that)."""
+def _first_request(settings: HttpSettings, user_agent: str) -> bytes:
+    cached = settings._lean_request
+    if cached is not None and cached[0] == user_agent:
+        return cached[1]
+    url, auth = _strip_auth(settings._url)
+    request = _request_bytes(
+        url, settings.method, settings.body, settings._headers, auth, user_agent
+    )
+    settings._lean_request = (user_agent, request)
+    return request
+
+
+def _strip_auth(url: URL) -> tuple[URL, str | None]:
+    """The URL without its credentials, and the Authorization aiohttp makes of them."""
+    if url.raw_user is None and url.raw_password is None:
+        return url, None
+    auth = aiohttp.encode_basic_auth(url.user or "", url.password or "", "latin1")
+    return url.with_user(None), auth
+
+
+def _has_no_authority(location: str, scheme: str) -> bool:
+    """Whether a location with a scheme lacks the "//" of an authority ("http:/path")."""
+    location = location.strip("".join(map(chr, range(0x21)))).translate(
+        str.maketrans("", "", "\t\n\r")
+    )
+    rest = location[len(scheme) + 1 : len(scheme) + 3]
+    return rest[:1] not in ("/", "\\") or rest[1:] not in ("/", "\\")
+
+
+def _redirect_url(url: URL, location: str) -> URL:
+    """Where a redirect from ``url`` leads, resolved as aiohttp does; aiohttp's errors."""
+    try:
+        target = URL(location)
+    except ValueError as exc:
+        raise aiohttp.InvalidUrlRedirectClientError(
+            location, "Server attempted redirecting to a location that does not look like a URL"
+        ) from exc
+    if target.scheme not in ("http", "https", ""):
+        raise aiohttp.NonHttpUrlRedirectClientError(location)
+    if not target.scheme or (
+        target.scheme == url.scheme and _has_no_authority(location, target.scheme)
+    ):
+        target = url.join(target)
+    try:
+        target.origin()
+    except ValueError as exc:
+        raise aiohttp.InvalidUrlRedirectClientError(target, "Invalid redirect URL origin") from exc
+    if not target.raw_host:
+        raise aiohttp.InvalidUrlRedirectClientError(target)
+    return target
+
+
+def _location(status: int, headers: dict[str, str]) -> str | None:
+    if status not in _REDIRECTS:
+        return None
+    return headers.get("location") or headers.get("uri") or None
+
+
+async def _lean_probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
+    """The probe over checks.http1, redirects included; aiohttp takes over at an https hop."""
     start = time.perf_counter()
-    url = settings._url
-    host = url.raw_host or ""
+    url, auth = _strip_auth(settings._url)
+    method = settings.method
+    body = settings.body
+    headers = settings._headers
+    user_agent = context.http.user_agent
+    request = _first_request(settings, user_agent)
     read_body = settings._contains is not None or settings._not_contains is not None
+    follow = settings.follow_redirects
+    skip_body = (lambda status, found: _location(status, found) is not None) if follow else None
+    # as _read_head: once ``contains`` is seen, with no ``not_contains`` to look for, stop
+    stop_at = settings._contains if settings._not_contains is None else None
+    redirects = 0
+    host = url.raw_host or ""
     try:
         async with asyncio.timeout(context.timeout):
-            try:
-                address = await context.http.address(host, url.port or 80)
-            except OSError as exc:
-                return ProbeResult.failure(time.perf_counter() - start, _lookup_reason(exc, host))
-            response = await http1.exchange(address, url.port or 80, request, read_body, MAX_BODY)
+            while True:
+                host = url.raw_host or ""
+                port = url.port or 80
+                try:
+                    addresses = await context.http.addresses(host, port)
+                except OSError as exc:
+                    reason = _lookup_reason(exc, host)
+                    return ProbeResult.failure(time.perf_counter() - start, reason)
+                response = await http1.exchange(
+                    addresses, port, request, read_body, MAX_BODY, skip_body, stop_at
+                )
+                status = response.status
+                location = _location(status, response.headers) if follow else None
+                if location is None:
+                    break
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    reason = f"more than {MAX_REDIRECTS} redirects"
+                    return ProbeResult.failure(time.perf_counter() - start, reason)
+                try:
+                    target = _redirect_url(url, location)
+                except aiohttp.ClientError as exc:
+                    reason = _client_error_reason(exc)
+                    return ProbeResult.failure(time.perf_counter() - start, reason)
+                if (status == 303 and method != "HEAD") or (
+                    status in (301, 302) and method == "POST"
+                ):
+                    method, body = "GET", None
+                if target.origin() != url.origin():
+                    auth = None
+                    headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
+                target, new_auth = _strip_auth(target)
+                auth = new_auth or auth
+                url = target
+                if url.scheme != "http":
+                    break  # TLS: aiohttp sends this request and follows the rest of the chain
+                request = _request_bytes(url, method, body, headers, auth, user_agent)
     except TimeoutError:
         return ProbeResult.failure(time.perf_counter() - start, timeout_reason(context.timeout))
     except http1.ServerClosed:
         reason = "server closed the connection without a response"
         return ProbeResult.failure(time.perf_counter() - start, reason)
+    except http1.CutShort:
+        return ProbeResult.failure(time.perf_counter() - start, "response body cut short")
     except http1.BadResponse as exc:
         return ProbeResult.failure(time.perf_counter() - start, f"bad response: {exc}")
     except OSError as exc:
         return ProbeResult.failure(time.perf_counter() - start, os_error_reason(exc, host))
+    if url.scheme != "http":
+        if auth is not None:
+            headers = {**headers, "Authorization": auth}
+        hop = _Hop(url, method, body, headers, redirects)
+        return await _aiohttp_probe(settings, context, start, hop)
     duration = time.perf_counter() - start
-    status = response.status
-    if settings.follow_redirects and status in _REDIRECTS and "location" in response.headers:
-        return None
     problem = _status_problem(settings, status)
     if problem is None and read_body:
         problem = _keyword_problem(settings, response.body, response.truncated)
@@ -199,28 +355,56 @@ def _lookup_reason(exc: OSError, host: str) -> str:
     return f"name not found: {host}"
 
 
-async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
-    if settings._lean_request is not None:
-        lean = await _lean_probe(settings, context, settings._lean_request)
-        if lean is not None:
-            return lean
-    start = time.perf_counter()
+async def probe(settings: HttpSettings, context: ProbeContext, *, via: Via = "auto") -> ProbeResult:
+    """Request the target once (following redirects unless told not to) and judge the answer.
+
+    ``via`` picks the client: "auto" (the lean path when ``settings.lean()``, else aiohttp);
+    "lean" or "aiohttp" force one, so tests can compare them ("lean" needs a plain http://
+    URL that asks for no compression; with keep_alive it still uses a fresh connection).
+    """
+    if via == "lean" and not settings._lean_capable:
+        raise ValueError(f"the lean path cannot probe {settings.url} (TLS or compression)")
+    if via == "lean" or (via == "auto" and settings.lean()):
+        return await _lean_probe(settings, context)
+    hop = _Hop(settings._url, settings.method, settings.body, settings._headers, 0)
+    return await _aiohttp_probe(settings, context, time.perf_counter(), hop)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """Where aiohttp starts: the target itself, or where the lean path's redirects led."""
+
+    url: URL
+    method: str
+    body: str | None
+    headers: Mapping[str, str]
+    redirects: int  # already followed
+
+
+async def _aiohttp_probe(
+    settings: HttpSettings, context: ProbeContext, start: float, hop: _Hop
+) -> ProbeResult:
     session = context.http.session(settings.keep_alive)
     read_body = settings._contains is not None or settings._not_contains is not None
     body = b""
     truncated = False
+    if hop.redirects:
+        left = max(context.timeout - (time.perf_counter() - start), 0.001)
+        timeout = aiohttp.ClientTimeout(total=left, ceil_threshold=context.timeout + 1)
+    else:
+        timeout = _client_timeout(context.timeout)
     try:
         async with (
             session.request(
-                settings.method,
-                settings._url,
-                headers=settings.headers or None,
-                data=settings.body,
+                hop.method,
+                hop.url,
+                headers=hop.headers,
+                data=hop.body,
                 allow_redirects=settings.follow_redirects,
                 # aiohttp counts the redirect that reaches its limit as one too many
-                max_redirects=MAX_REDIRECTS + 1,
+                max_redirects=MAX_REDIRECTS + 1 - hop.redirects,
                 ssl=client_ssl_context(settings.verify_tls, settings.ca_file),
-                timeout=_client_timeout(context.timeout),
+                timeout=timeout,
             ) as response,
         ):
             status = response.status
@@ -236,7 +420,7 @@ async def probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
     except aiohttp.ClientError as exc:
         return ProbeResult.failure(time.perf_counter() - start, _client_error_reason(exc))
     except OSError as exc:
-        host = settings._url.host or settings.url
+        host = hop.url.host or settings.url
         return ProbeResult.failure(time.perf_counter() - start, os_error_reason(exc, host))
     duration = time.perf_counter() - start
     if problem is not None:

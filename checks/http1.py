@@ -3,17 +3,25 @@
 aiohttp costs about 0.9 ms of CPU per request on a fresh connection, which caps an agent at
 roughly a thousand HTTP probes per second per core. A health check needs far less: send one
 request with ``Connection: close``, read the status line and headers, and at most the first
-MiB of the body. ``checks.http`` uses this for plain ``http://`` targets without keep-alive and
-falls back to aiohttp for everything else (TLS, keep-alive, redirects to follow).
+MiB of the body. ``checks.http`` uses this for plain ``http://`` targets without keep-alive
+(following their redirects itself, one fresh connection per hop) and aiohttp for the rest (TLS,
+keep-alive). Both must read a response the same way: informational 1xx heads are skipped, a
+body that ends before its Content-Length or last chunk is cut short, header values are UTF-8
+(undecodable bytes kept as surrogates), and of repeated headers the first counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+import aiohappyeyeballs
+
 MAX_HEADER = 64 * 1024
+HAPPY_EYEBALLS_DELAY = 0.25  # aiohttp's default
 
 
 class ServerClosed(Exception):
@@ -22,6 +30,14 @@ class ServerClosed(Exception):
 
 class BadResponse(Exception):
     """What came back is not HTTP."""
+
+
+class CutShort(Exception):
+    """The connection ended before the whole body (its Content-Length or last chunk) arrived."""
+
+
+# Given the status and headers of a response, whether to skip reading its body.
+SkipBody = Callable[[int, dict[str, str]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +50,18 @@ class Response:
 
 class _Exchange(asyncio.Protocol):
     def __init__(
-        self, request: bytes, want_body: bool, limit: int, done: asyncio.Future[Response]
+        self,
+        request: bytes,
+        want_body: bool,
+        limit: int,
+        done: asyncio.Future[Response],
+        skip_body: SkipBody | None = None,
+        stop_at: bytes | None = None,
     ) -> None:
         self._request = request
+        self._stop_at = stop_at
         self._want_body = want_body
+        self._skip_body = skip_body
         self._limit = limit
         self._done = done
         self._buffer = bytearray()
@@ -57,7 +81,7 @@ class _Exchange(asyncio.Protocol):
         if self._done.done():
             return
         self._buffer += data
-        if self._body_start < 0:
+        while self._body_start < 0:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > MAX_HEADER or not self._buffer.startswith(
@@ -70,8 +94,15 @@ class _Exchange(asyncio.Protocol):
             except BadResponse as error:
                 self._fail(error)
                 return
+            if 100 <= self._status < 200 and self._status != 101:
+                # informational (100 Continue, 103 Early Hints): the real response follows
+                del self._buffer[: end + 4]
+                self._headers = {}
+                continue
             self._body_start = end + 4
-            if not self._want_body:
+            if not self._want_body or (
+                self._skip_body is not None and self._skip_body(self._status, self._headers)
+            ):
                 self._finish(b"", truncated=False)
                 return
         self._maybe_complete()
@@ -86,13 +117,16 @@ class _Exchange(asyncio.Protocol):
             name, sep, value = line.partition(b":")
             if not sep:
                 raise BadResponse("Bad header line")
-            self._headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            key = name.strip().lower().decode("utf-8", "surrogateescape")
+            self._headers.setdefault(key, value.strip().decode("utf-8", "surrogateescape"))
         length = self._headers.get("content-length")
-        if length is not None and length.isdigit():
-            self._length = int(length)
         self._chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
         if self._status in (204, 304) or 100 <= self._status < 200:
             self._length = 0
+        elif length is not None and length.isdigit() and not self._chunked:
+            self._length = int(length)
+        else:
+            self._length = None
 
     def _maybe_complete(self) -> None:
         raw = bytes(self._buffer[self._body_start :])
@@ -100,11 +134,15 @@ class _Exchange(asyncio.Protocol):
             body, complete = _dechunk(raw)
             if complete or len(body) >= self._limit:
                 self._finish(body, truncated=len(body) > self._limit or (not complete))
+            elif self._stop_at is not None and self._stop_at in body:
+                self._finish(body, truncated=True)
             return
         if self._length is not None and len(raw) >= self._length:
             self._finish(raw[: self._length], truncated=False)
         elif len(raw) >= self._limit:
             self._finish(raw, truncated=True)
+        elif self._stop_at is not None and self._stop_at in raw:
+            self._finish(raw, truncated=True)  # seen what was looked for: the rest can wait
 
     def _finish(self, body: bytes, truncated: bool) -> None:
         if truncated:
@@ -140,7 +178,13 @@ class _Exchange(asyncio.Protocol):
                 self._fail(ServerClosed())
             return
         raw = bytes(self._buffer[self._body_start :])
-        body = _dechunk(raw)[0] if self._chunked else raw
+        if self._chunked:
+            body, complete = _dechunk(raw)
+        else:
+            body, complete = raw, self._length is None or len(raw) >= self._length
+        if not complete and len(body) < self._limit:
+            self._fail(CutShort())
+            return
         self._finish(body, truncated=len(body) > self._limit)
 
 
@@ -167,15 +211,41 @@ def _dechunk(raw: bytes) -> tuple[bytes, bool]:
         position = start + size + 2
 
 
-async def exchange(host: str, port: int, request: bytes, want_body: bool, limit: int) -> Response:
-    """Connect to ``host`` (an address), send ``request``, return the response head (and
-    the first ``limit`` bytes of the body when ``want_body``). Connection errors are OSError."""
+async def exchange(
+    addresses: Sequence[str],
+    port: int,
+    request: bytes,
+    want_body: bool,
+    limit: int,
+    skip_body: SkipBody | None = None,
+    stop_at: bytes | None = None,
+) -> Response:
+    """Connect to one of ``addresses`` (tried as aiohttp does: happy eyeballs, 250 ms apart),
+    send ``request``, return the response head (and the first ``limit`` bytes of the body
+    when ``want_body``, unless ``skip_body`` says no for this response, e.g. a redirect to
+    follow). With ``stop_at``, reading stops as soon as the body holds it (``truncated`` is
+    then true). Connection errors are OSError; the request is sent once, whatever happens."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Response] = loop.create_future()
-    transport, _ = await loop.create_connection(
-        lambda: _Exchange(request, want_body, limit, done), host, port
-    )
+
+    def exchange() -> _Exchange:
+        return _Exchange(request, want_body, limit, done, skip_body, stop_at)
+
+    if len(addresses) == 1:
+        transport, _ = await loop.create_connection(exchange, addresses[0], port)
+    else:
+        sock = await aiohappyeyeballs.start_connection(
+            [_addr_info(address, port) for address in addresses],
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+        )
+        transport, _ = await loop.create_connection(exchange, sock=sock)
     try:
         return await done
     finally:
         transport.close()
+
+
+def _addr_info(address: str, port: int) -> aiohappyeyeballs.AddrInfoType:
+    if ":" in address:
+        return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, 0))
+    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))

@@ -239,3 +239,65 @@ async def serve_dns(
         yield transport.get_extra_info("sockname")[1]
     finally:
         transport.close()
+
+
+# --- HTTP requests as a server saw them --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request as it reached a server: what the parity tests compare between clients."""
+
+    server: str  # the name the test gave the server, e.g. "main"
+    method: str
+    target: str  # path and query, as sent
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, value), sorted; values as sent
+    body: bytes
+
+
+def _header_pairs(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    # UTF-8 with surrogateescape keeps any byte a client sent (latin-1 or UTF-8) comparable
+    return tuple(
+        sorted(
+            (name.decode("ascii").lower(), value.decode("utf-8", "surrogateescape"))
+            for name, value in raw
+        )
+    )
+
+
+def recording(name: str, seen: list[SeenRequest]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """An aiohttp middleware that appends every request (body included) to ``seen``."""
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        body = await request.read()
+        headers = _header_pairs(request.raw_headers)
+        seen.append(SeenRequest(name, request.method, request.raw_path, headers, body))
+        return await handler(request)
+
+    return record
+
+
+def raw_responder(
+    name: str, seen: list[SeenRequest], response: bytes, hang_up: bool = True
+) -> Handler:
+    """A serve_tcp handler: reads one request (head and Content-Length body), records it and
+    sends ``response`` as is; then hangs up, or (``hang_up=False``) waits for the client to."""
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        method, target, _ = lines[0].decode("ascii").split(" ", 2)
+        raw = [tuple(line.split(b":", 1)) for line in lines[1:]]
+        pairs = [(name_.strip(), value.strip()) for name_, value in raw]
+        length = next((int(v) for n, v in pairs if n.lower() == b"content-length"), 0)
+        body = await reader.readexactly(length) if length else b""
+        seen.append(SeenRequest(name, method, target, _header_pairs(pairs), body))
+        writer.write(response)
+        await writer.drain()
+        if not hang_up:
+            await reader.read()
+
+    return respond

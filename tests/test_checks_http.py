@@ -350,6 +350,11 @@ def test_settings_defaults_and_where() -> None:
         ({"url": "https://x.example", "method": "HEAD", "contains": "OK"}, "need a body"),
         ({"url": "https://x.example", "ca_file": "/nonexistent.pem"}, "no such file"),
         ({"url": "https://x.example", "headers": {"X-A": "1\r\nX-B: 2"}}, "bad header"),
+        ({"url": "https://x.example", "headers": {"content-length": "3"}}, "follow from body"),
+        (
+            {"url": "https://u:p@x.example", "headers": {"Authorization": "Bearer t"}},
+            "pick one",
+        ),
         ({"url": "https://x.example", "timeout_typo": 1}, "Extra inputs are not permitted"),
     ],
 )
