@@ -26,6 +26,7 @@ from monitor.agent import Agent
 from monitor.cli.report import as_csv, as_json, as_table, build_report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
+from monitor.delivery.integrations import secret_problems
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
@@ -63,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", "run the agent until SIGTERM/SIGINT; SIGHUP reloads the config")
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
-    command("check-config", "validate the config and print a one-line summary")
+    check = command("check-config", "validate the config and print a one-line summary")
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="do not read the secrets the config points to (lint a config without them)",
+    )
     report = command("report", "uptime and SLA report from the agent's store")
     report.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
     report.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -99,11 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(config: Config, path: str, args: argparse.Namespace) -> int:
-    try:
-        Agent._read_api_token(config)
-    except SecretError as error:
-        print(f"agent.api_token: {error} ({path})", file=sys.stderr)
-        return EXIT_CONFIG
+    if not args.no_secrets:
+        problems = secret_problems(config)
+        try:
+            Agent._read_api_token(config)
+        except SecretError as error:
+            problems.insert(0, f"agent.api_token: {error}")
+        if problems:
+            print(f"{path}: {len(problems)} secret(s) cannot be read:", file=sys.stderr)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return EXIT_CONFIG
     print(config.summary())
     return EXIT_OK
 
@@ -147,10 +159,8 @@ async def _serve(config: Config, path: str) -> int:
         log.error("agent.state_dir: %s", error)
         return EXIT_CONFIG
     except SecretError as error:
-        message = str(error)
-        if not message.startswith("pagers."):
-            message = f"ticketing.{config.ticketing.backend}: {message}"
-        log.error("%s", message)
+        for problem in str(error).split("; "):
+            log.error("%s", problem)
         return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
@@ -235,7 +245,11 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
-    store = Store(config.agent.state_dir)
+    try:
+        store = Store.existing(config.agent.state_dir)
+    except StoreError as error:
+        print(f"agent.state_dir: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         rows = incident_rows(store, include_resolved=args.all)
     finally:
@@ -294,7 +308,11 @@ def _report(config: Config, path: str, args: argparse.Namespace) -> int:
         print(f"--since: {error}", file=sys.stderr)
         return EXIT_CONFIG
     now = time.time()
-    store = Store(config.agent.state_dir)
+    try:
+        store = Store.existing(config.agent.state_dir)
+    except StoreError as error:
+        print(f"agent.state_dir: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         report = build_report(store, config, now - span, now)
     finally:

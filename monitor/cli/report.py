@@ -34,9 +34,14 @@ class TargetReport:
     escalations: int
     mtta_seconds: float | None
     mttr_seconds: float | None
+    # False when the store holds no verdict on the target before the period ended: nothing to
+    # compute an uptime from ("no data", never 100%).
+    has_data: bool = True
 
     @property
-    def uptime_percent(self) -> float:
+    def uptime_percent(self) -> float | None:
+        if not self.has_data:
+            return None
         if self.observed_seconds <= 0:
             return 100.0
         return max(0.0, 100.0 * (1 - self.downtime_seconds / self.observed_seconds))
@@ -58,7 +63,7 @@ class SlaCompliance:
 class CustomerReport:
     customer: str
     targets: int
-    uptime_percent: float
+    uptime_percent: float | None
     downtime_seconds: float
     incidents: int
     escalations: int
@@ -151,6 +156,7 @@ def build_report(store: Store, config: Config, since: float, until: float) -> Re
                 mttr_seconds=_mean(
                     [i.resolved_at - i.opened_at for i in own if i.resolved_at is not None]
                 ),
+                has_data=any(t.at < end for t in transitions.get(name, [])),
             )
         )
         for incident in own:
@@ -171,13 +177,15 @@ def build_report(store: Store, config: Config, since: float, until: float) -> Re
         if row.customer:
             by_customer.setdefault(row.customer, []).append(row)
     for customer, rows in sorted(by_customer.items()):
-        observed = sum(r.observed_seconds for r in rows)
-        downtime = sum(r.downtime_seconds for r in rows)
+        measured = [r for r in rows if r.has_data]
+        observed = sum(r.observed_seconds for r in measured)
+        downtime = sum(r.downtime_seconds for r in measured)
+        uptime = None if not measured else 100.0 * (1 - downtime / observed) if observed else 100.0
         report.customers.append(
             CustomerReport(
                 customer=customer,
                 targets=len(rows),
-                uptime_percent=100.0 if observed <= 0 else 100.0 * (1 - downtime / observed),
+                uptime_percent=uptime,
                 downtime_seconds=downtime,
                 incidents=sum(r.incidents for r in rows),
                 escalations=sum(r.escalations for r in rows),
@@ -191,7 +199,8 @@ def build_report(store: Store, config: Config, since: float, until: float) -> Re
 
 def as_json(report: Report) -> str:
     def target(row: TargetReport) -> dict[str, Any]:
-        return {**asdict(row), "uptime_percent": round(row.uptime_percent, 4)}
+        uptime = row.uptime_percent
+        return {**asdict(row), "uptime_percent": None if uptime is None else round(uptime, 4)}
 
     payload = {
         "since": report.since,
@@ -224,7 +233,7 @@ def as_csv(report: Report) -> str:
             [
                 row.target,
                 row.customer or "",
-                f"{row.uptime_percent:.4f}",
+                "" if row.uptime_percent is None else f"{row.uptime_percent:.4f}",
                 f"{row.downtime_seconds:.0f}",
                 f"{row.longest_downtime_seconds:.0f}",
                 row.incidents,
@@ -234,6 +243,10 @@ def as_csv(report: Report) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _percent(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.3f}%"
 
 
 def as_table(report: Report) -> str:
@@ -255,7 +268,7 @@ def as_table(report: Report) -> str:
         (
             r.target,
             r.customer or "-",
-            f"{r.uptime_percent:.3f}%",
+            _percent(r.uptime_percent),
             when(r.downtime_seconds),
             when(r.longest_downtime_seconds),
             str(r.incidents),
@@ -275,7 +288,7 @@ def as_table(report: Report) -> str:
                     (
                         c.customer,
                         str(c.targets),
-                        f"{c.uptime_percent:.3f}%",
+                        _percent(c.uptime_percent),
                         when(c.downtime_seconds),
                         str(c.incidents),
                         str(c.escalations),

@@ -71,6 +71,18 @@ class Store(OutboxQueries):
             raise StoreError(f"cannot open the store in {directory}: {exc}") from exc
         self._lock = threading.Lock()
 
+    @classmethod
+    def existing(cls, state_dir: str | Path) -> Store:
+        """The store an agent already made in ``state_dir``; StoreError, creating nothing, when
+        there is none (a mistyped ``agent.state_dir`` must not read as "all is well")."""
+        path = Path(state_dir) / "watchdesk.sqlite3"
+        if not path.is_file():
+            raise StoreError(
+                f"no store in {state_dir}: no agent has run with this agent.state_dir "
+                f"(is it the directory the agent uses?)"
+            )
+        return cls(state_dir)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
