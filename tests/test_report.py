@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli.report import as_csv, as_json, as_table, build_report
+from monitor.store import Store
 from tests.agent_harness import START, Harness
 from tests.helpers import run_cli
 
@@ -130,6 +131,7 @@ async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_pat
 def test_report_command_formats(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n' + BASE)
+    Store(tmp_path / "state").close()  # an agent has run there (a missing store is refused)
     for fmt in ("table", "json", "csv"):
         result = run_cli("report", "-c", str(config), "--since", "7d", "--format", fmt)
         assert result.returncode == 0, result.stderr
