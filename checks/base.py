@@ -38,15 +38,24 @@ def client_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-def format_seconds(seconds: float) -> str:
-    """A timeout as a person writes it: 5 -> "5s", 1.5 -> "1.5s", 0.5 -> "500ms"."""
+def format_duration(seconds: float) -> str:
+    """A duration as a person writes it, the one way watchdesk prints one: 0.25 -> "250ms",
+    1.5 -> "1.5s", 90 -> "1m30s", 5400 -> "1h30m" (the config's own notation)."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    return f"{round(seconds, 3):g}s"
+    if seconds < 60 and seconds != int(seconds):
+        return f"{round(seconds, 3):g}s"
+    remaining = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 def timeout_reason(seconds: float) -> str:
-    return f"timeout after {format_seconds(seconds)}"
+    return f"timeout after {format_duration(seconds)}"
 
 
 _ERRNO_REASONS = {

@@ -10,7 +10,7 @@ from pydantic import Field, PrivateAttr
 from checks.base import (
     ProbeContext,
     ProbeSettings,
-    format_seconds,
+    format_duration,
     os_error_reason,
     timeout_reason,
 )
@@ -85,7 +85,7 @@ async def probe(settings: TcpSettings, context: ProbeContext) -> ProbeResult:
 def _not_received(settings: TcpSettings, received: bytes, context: ProbeContext | None) -> str:
     reason = f"expected {settings.expect!r} not received"
     if context is not None:
-        reason += f" within {format_seconds(context.timeout)}"
+        reason += f" within {format_duration(context.timeout)}"
     elif len(received) >= READ_LIMIT:
         reason += " in the first 64 KiB"
     else:

@@ -6,6 +6,10 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from checks.base import format_duration
+
+__all__ = ["format_duration", "format_local", "parse_duration"]
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
@@ -27,19 +31,6 @@ def parse_duration(text: str) -> float:
             f'"{text}" is not a duration; write it like "30s", "5m", "1h", "7d" or "250ms"'
         )
     return total
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse for humans: 5400 -> "1h30m", 0.25 -> "250ms"."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    remaining = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
 
 
 def format_local(timestamp: float, zone: ZoneInfo) -> str:

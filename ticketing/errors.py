@@ -1,4 +1,7 @@
-"""How a delivery to a helpdesk or pager can fail, which decides what the outbox does next.
+"""The one error tree of watchdesk, the retry taxonomy at its root (``Retryable`` /
+``Permanent``), and how a delivery to a helpdesk or pager can fail, which decides what the
+outbox does next. It lives here, the lowest package that raises errors of its own, so that
+``monitor.errors`` can build on it without ``ticketing`` ever importing ``monitor``.
 
 - ``RetryableError``: try again later (5xx, 429, 503, cannot connect); ``retry_after`` carries
   the service's own ``Retry-After`` when it sent one.
@@ -14,14 +17,30 @@ Messages carry the service's words, never our credentials.
 from __future__ import annotations
 
 
-class DeliveryError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+class WatchdeskError(Exception):
+    """The root of every error watchdesk raises on purpose (``monitor.errors`` builds on it).
+    ``message`` is for people and never holds a secret; ``retry_after`` is the wait a service
+    asked for, if any."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
 
 
-class RetryableError(DeliveryError):
+class Retryable(WatchdeskError):
+    """Try again later: the cause may pass by itself (a service down, a busy database)."""
+
+
+class Permanent(WatchdeskError):
+    """Will fail again until a person changes something (credentials, the config)."""
+
+
+class DeliveryError(WatchdeskError):
+    """A call to a helpdesk or a pager did not succeed."""
+
+
+class RetryableError(DeliveryError, Retryable):
     pass
 
 
@@ -29,7 +48,7 @@ class OutcomeUnknown(RetryableError):
     pass
 
 
-class PermanentError(DeliveryError):
+class PermanentError(DeliveryError, Permanent):
     pass
 
 
