@@ -301,3 +301,14 @@ def raw_responder(
             await reader.read()
 
     return respond
+
+
+async def chunked(request: web.Request) -> web.StreamResponse:
+    """A chunked body in three parts: "all systems OK"."""
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for part in (b"all ", b"systems ", b"OK"):
+        await response.write(part)
+    await response.write_eof()
+    return response

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from checks import HttpClients, ProbeContext, ProbeResult
 from checks.http import HttpSettings, _first_request, probe
+from tests.fakes_probes import chunked
 from tests.helpers import closed_port
 
 
@@ -29,15 +30,6 @@ def loops() -> list[Any]:
 
 
 async def _serve_and_probe(cases: list[dict[str, Any]]) -> list[ProbeResult]:
-    async def chunked(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for part in (b"all ", b"systems ", b"OK"):
-            await response.write(part)
-        await response.write_eof()
-        return response
-
     async def sized(request: web.Request) -> web.Response:
         return web.Response(text="status: degraded", status=200)
 

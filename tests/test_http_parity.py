@@ -31,6 +31,7 @@ from checks.http import HttpSettings, probe
 from tests.fakes_probes import (
     Certs,
     SeenRequest,
+    chunked,
     make_certs,
     raw_responder,
     recording,
@@ -70,16 +71,6 @@ async def hops(request: web.Request) -> web.Response:
 async def echo(request: web.Request) -> web.Response:
     body = await request.text()
     return web.Response(text=f"{request.method} {body}")
-
-
-async def chunked(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse()
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    for part in (b"all ", b"systems ", b"OK"):
-        await response.write(part)
-    await response.write_eof()
-    return response
 
 
 async def slow_body(request: web.Request) -> web.StreamResponse:

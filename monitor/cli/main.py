@@ -244,11 +244,18 @@ def _table(rows: list[dict[str, object]]) -> str:
     )
 
 
-def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
+def _existing_store(config: Config) -> Store | None:
+    """The store the agent keeps, or None (said on stderr) when there is none."""
     try:
-        store = Store.existing(config.agent.state_dir)
+        return Store.existing(config.agent.state_dir)
     except StoreError as error:
         print(f"agent.state_dir: {error}", file=sys.stderr)
+        return None
+
+
+def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
+    store = _existing_store(config)
+    if store is None:
         return EXIT_CONFIG
     try:
         rows = incident_rows(store, include_resolved=args.all)
@@ -308,10 +315,8 @@ def _report(config: Config, path: str, args: argparse.Namespace) -> int:
         print(f"--since: {error}", file=sys.stderr)
         return EXIT_CONFIG
     now = time.time()
-    try:
-        store = Store.existing(config.agent.state_dir)
-    except StoreError as error:
-        print(f"agent.state_dir: {error}", file=sys.stderr)
+    store = _existing_store(config)
+    if store is None:
         return EXIT_CONFIG
     try:
         report = build_report(store, config, now - span, now)
