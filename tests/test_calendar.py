@@ -1,0 +1,130 @@
+"""Business calendars against a brute-force, minute-by-minute reference, daylight-saving days
+included (Toronto and Berlin change by an hour, Lord Howe by half an hour)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.policy.calendar import Calendar, parse_spans, weekday_spans
+
+ZONES = ["UTC", "America/Toronto", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
+# Around the 2026 changes: Toronto 03-08 and 11-01, Berlin 03-29 and 10-25, Lord Howe 04-05
+# and 10-04.
+STARTS = [
+    datetime(2026, 3, 6).timestamp(),
+    datetime(2026, 3, 27).timestamp(),
+    datetime(2026, 4, 3).timestamp(),
+    datetime(2026, 10, 2).timestamp(),
+    datetime(2026, 10, 23).timestamp(),
+    datetime(2026, 10, 30).timestamp(),
+]
+
+
+def brute_force(calendar: Calendar, start: float, end: float) -> float:
+    """Open seconds by asking the definition at every minute (spans and DST are whole minutes)."""
+    return 60.0 * sum(calendar.is_open(minute) for minute in range(int(start), int(end), 60))
+
+
+@st.composite
+def calendars(draw: st.DrawFn) -> Calendar:
+    hours = {}
+    # Quarter hours, with the hours clocks skip or repeat (01:00-03:00) drawn more often.
+    edge = st.one_of(st.integers(0, 96), st.integers(4, 12))
+    for day in range(7):
+        edges = sorted(draw(st.sets(edge, max_size=4)))
+        spans = [(a * 15, b * 15) for a, b in zip(edges[::2], edges[1::2], strict=False) if b > a]
+        hours[day] = tuple(spans)
+    holidays = draw(st.frozensets(st.dates(date(2026, 3, 1), date(2026, 11, 10)), max_size=30))
+    return Calendar(ZoneInfo(draw(st.sampled_from(ZONES))), hours, holidays)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calendars(),
+    st.sampled_from(STARTS),
+    st.integers(0, 5 * 24 * 60),
+    st.integers(0, 4 * 24 * 60),
+)
+def test_open_time_matches_the_minute_by_minute_definition(
+    calendar: Calendar, base: float, offset: int, length: int
+) -> None:
+    start = base + offset * 60
+    end = start + length * 60
+    assert calendar.open_seconds(start, end) == brute_force(calendar, start, end)
+
+
+@settings(max_examples=80, deadline=None)
+@given(calendars(), st.sampled_from(STARTS), st.integers(0, 3 * 24 * 60), st.integers(1, 600))
+def test_a_deadline_in_open_time_is_exactly_that_much_open_time_away(
+    calendar: Calendar, base: float, offset: int, minutes: int
+) -> None:
+    start = base + offset * 60
+    deadline = calendar.add_open_time(start, minutes * 60)
+    if deadline is None:
+        assert calendar.open_seconds(start, start + 800 * 86400) < minutes * 60
+        return
+    assert calendar.open_seconds(start, deadline) == minutes * 60
+    assert calendar.is_open(deadline - 1)
+
+
+@pytest.mark.parametrize(
+    ("spans", "day", "expected_hours"),
+    [
+        # Toronto falls back on 2026-11-01: 01:00-02:00 happens twice, 01:30-02:00 too.
+        ("01:30-02:00", date(2026, 11, 1), 1.0),
+        ("01:00-03:00", date(2026, 11, 1), 3.0),
+        # ... and springs forward on 2026-03-08: 02:00-03:00 never happens.
+        ("02:30-04:00", date(2026, 3, 8), 1.0),
+        ("01:00-03:00", date(2026, 3, 8), 1.0),
+    ],
+)
+def test_daylight_saving_days_count_the_hours_the_clocks_show(
+    spans: str, day: date, expected_hours: float
+) -> None:
+    toronto = ZoneInfo("America/Toronto")
+    calendar = Calendar(toronto, weekday_spans({"mon-sun": spans}))
+    start = datetime(day.year, day.month, day.day, tzinfo=toronto).timestamp()
+    assert calendar.open_seconds(start, start + 86400) == expected_hours * 3600
+    assert calendar.open_seconds(start, start + 86400) == brute_force(
+        calendar, start, start + 86400
+    )
+
+
+def test_a_friday_evening_ticket_meets_its_4_business_hours_on_monday() -> None:
+    toronto = ZoneInfo("America/Toronto")
+    calendar = Calendar(toronto, weekday_spans({"mon-fri": "08:00-17:00"}))
+    friday_1800 = datetime(2026, 11, 20, 18, 0, tzinfo=toronto).timestamp()
+    deadline = calendar.add_open_time(friday_1800, 4 * 3600)
+    assert deadline == datetime(2026, 11, 23, 12, 0, tzinfo=toronto).timestamp()
+
+
+def test_the_support_hours_of_the_policy() -> None:
+    hours = weekday_spans({"mon-fri": "10:00-17:40", "sat": "09:30-13:30", "sun": "closed"})
+    assert hours[0] == ((600, 1060),)
+    assert hours[5] == ((570, 810),)
+    assert hours[6] == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("8-17", "not a time of day"),
+        ("17:00-08:00", "ends before it starts"),
+        ("08:00-12:00, 11:00-13:00", "overlap"),
+        ("08:00", "not a span"),
+        ("08:60-09:00", "not a time of day"),
+    ],
+)
+def test_a_bad_span_is_refused_with_words_a_person_can_act_on(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_spans(text)
+
+
+def test_a_day_given_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="given twice"):
+        weekday_spans({"mon-fri": "08:00-17:00", "fri": "08:00-12:00"})
