@@ -14,6 +14,7 @@ UTC offset change falls, so it is evaluated once between consecutive such points
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -53,7 +54,7 @@ class Calendar:
         """The open parts of ``[start, end)``, in order, merged."""
         points = sorted({start, end, *(p for p in self._breakpoints(start, end))})
         current: tuple[float, float] | None = None
-        for low, high in zip(points, points[1:], strict=False):
+        for low, high in itertools.pairwise(points):
             if high <= start or low >= end or high <= low:
                 continue
             if self.is_open((low + high) / 2):
@@ -153,7 +154,7 @@ def parse_spans(text: str) -> tuple[Span, ...]:
             raise ValueError(f'"{part.strip()}" ends before it starts')
         spans.append((low, high))
     spans.sort()
-    for (_a, b), (c, _d) in zip(spans, spans[1:], strict=False):
+    for (_a, b), (c, _d) in itertools.pairwise(spans):
         if c < b:
             raise ValueError(f'spans "{text}" overlap')
     return tuple(spans)
