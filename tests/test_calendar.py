@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.policy.calendar import Calendar, parse_spans, weekday_spans
+from monitor.calendar import Calendar, parse_spans, weekday_spans
 
 ZONES = ["UTC", "America/Toronto", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
 # Around the 2026 changes: Toronto 03-08 and 11-01, Berlin 03-29 and 10-25, Lord Howe 04-05
@@ -128,3 +128,54 @@ def test_a_bad_span_is_refused_with_words_a_person_can_act_on(text: str, message
 def test_a_day_given_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="given twice"):
         weekday_spans({"mon-fri": "08:00-17:00", "fri": "08:00-12:00"})
+
+
+def test_calendars_in_the_config_and_the_plan_that_uses_one() -> None:
+    from monitor.config import parse_config
+
+    config = parse_config(
+        """
+[agent]
+timezone = "America/Toronto"
+
+[calendars.support]
+"mon-fri" = "10:00-17:40"
+sat = "09:30-13:30"
+sun = "closed"
+holidays = [2026-12-25]
+
+[sla.vip]
+page_hours = "business"
+calendar = "support"
+
+[customers.acme]
+sla = "vip"
+"""
+    )
+    toronto = ZoneInfo("America/Toronto")
+    support = config.calendar_of("acme")
+    assert support.hours[5] == ((570, 810),)
+    christmas = datetime(2026, 12, 25, 12, 0, tzinfo=toronto).timestamp()
+    assert not support.is_open(christmas)
+    default = config.calendar_of(None)  # from [business_hours]: mon-fri 08:00-17:00
+    assert default.is_open(datetime(2026, 11, 24, 8, 30, tzinfo=toronto).timestamp())
+    assert not support.is_open(datetime(2026, 11, 24, 8, 30, tzinfo=toronto).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[calendars.x]\n"mon-fry" = "08:00-17:00"\n', 'calendars.x: "mon-fry" is not a day'),
+        ('[calendars.x]\nmon = "8-5"\n', 'calendars.x: "8" is not a time of day'),
+        ('[calendars.x]\ntimezone = "Mars/Base"\n', 'calendars.x.timezone: unknown time zone'),
+        ('[sla.vip]\ncalendar = "suport"\n[calendars.support]\nmon = "08:00-17:00"\n',
+         'sla.vip.calendar: calendar "suport" is not defined; did you mean "support"?'),
+    ],
+)  # fmt: skip
+def test_a_bad_calendar_names_its_key(text: str, problem: str) -> None:
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert any(str(p).startswith(problem) for p in raised.value.problems), raised.value.problems

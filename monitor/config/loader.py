@@ -27,6 +27,7 @@ from monitor.config.model import (
 from monitor.config.sections import (
     missing_ref,
     named_tables,
+    parse_calendars,
     parse_maintenance,
     parse_pagers,
     parse_targets,
@@ -47,6 +48,7 @@ TOP_LEVEL_KEYS = (
     "pagers",
     "escalation",
     "maintenance",
+    "calendars",
 )
 
 
@@ -116,6 +118,14 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     )
     if business_hours is not None and business_hours.start >= business_hours.end:
         problems.add(("business_hours", "end"), "must be later than start")
+    timezone = agent.timezone if agent is not None else "UTC"
+    calendars = parse_calendars(raw.get("calendars", {}), timezone, business_hours, problems)
+    for name, plan in sla.items():
+        if plan.calendar is not None and plan.calendar not in calendars:
+            problems.add(
+                ("sla", name, "calendar"),
+                missing_ref("calendar", plan.calendar, calendars, "[calendars.NAME]"),
+            )
 
     targets = parse_targets(raw.get("targets", []), defaults, customers, problems)
     ticketing, backend_settings = parse_ticketing(raw.get("ticketing", {}), problems)
@@ -154,4 +164,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         escalation=escalation,
         maintenance=tuple(maintenance),
         raw_sections=frozenset(raw),
+        calendars=calendars,
     )

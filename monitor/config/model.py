@@ -20,12 +20,14 @@ from pydantic import (
 )
 
 from checks import ProbeSettings
+from monitor.calendar import Calendar
 from monitor.durations import parse_duration
 from ticketing import IntegrationSettings
 from ticketing.base import PRIORITIES, Priority
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+DEFAULT_CALENDAR = "default"
 DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
 
 # Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
@@ -204,6 +206,9 @@ class CustomerSection(Strict):
 class SlaSection(Strict):
     page_hours: Literal["always", "business"] = "always"
     response_time: DurationPerPriority | None = None
+    # The [calendars.NAME] whose open hours this plan's "business" means; default: the
+    # calendar of [business_hours].
+    calendar: str | None = None
 
 
 class BusinessHoursSection(Strict):
@@ -286,6 +291,15 @@ class Config:
     escalation: EscalationSection
     maintenance: tuple[MaintenanceWindow, ...] = ()
     raw_sections: frozenset[str] = field(default_factory=frozenset)
+    # Every [calendars.NAME], and "default" from [business_hours] unless one is named so.
+    calendars: Mapping[str, Calendar] = field(default_factory=dict)
+
+    def calendar_of(self, customer: str | None) -> Calendar:
+        """The business calendar of a customer's SLA plan (the default one without a plan)."""
+        plan = self.customers.get(customer) if customer else None
+        sla = self.sla.get(plan.sla) if plan is not None and plan.sla else None
+        name = sla.calendar if sla is not None and sla.calendar else DEFAULT_CALENDAR
+        return self.calendars[name]
 
     def target(self, name: str) -> TargetConfig:
         for target in self.targets:

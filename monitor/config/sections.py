@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import difflib
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from checks import PROBES
+from monitor.calendar import WEEKDAYS, Calendar, weekday_spans
 from monitor.config.diagnostics import Collector
 from monitor.config.model import (
     COMMON_KEYS,
+    DEFAULT_CALENDAR,
     NAME_PATTERN,
     SECRET_KEYS,
+    BusinessHoursSection,
     CustomerSection,
     DefaultsSection,
     MaintenanceSection,
@@ -372,3 +376,60 @@ def parse_window(
     return MaintenanceWindow(
         tuple(section.targets), tuple(section.tags), parsed[0], parsed[1], (), section.reason
     )
+
+
+CALENDAR_KEYS = ("timezone", "holidays")
+
+
+def parse_calendars(
+    raw: Any, timezone: str, business_hours: BusinessHoursSection | None, problems: Collector
+) -> dict[str, Calendar]:
+    """Every ``[calendars.NAME]`` (``timezone``, ``holidays`` and opening hours per day or range
+    of days, e.g. ``mon-fri = "08:00-17:00"``), and "default" from ``[business_hours]``."""
+    calendars: dict[str, Calendar] = {}
+    if business_hours is not None:
+        spans = ((business_hours.start.hour * 60 + business_hours.start.minute,
+                  business_hours.end.hour * 60 + business_hours.end.minute),)  # fmt: skip
+        calendars[DEFAULT_CALENDAR] = Calendar(
+            zoneinfo.ZoneInfo(timezone),
+            {WEEKDAYS.index(day): spans for day in business_hours.days},
+            frozenset(business_hours.holidays),
+        )
+    if not isinstance(raw, dict):
+        problems.add(("calendars",), "must be tables: [calendars.NAME]")
+        return calendars
+    for name, body in raw.items():
+        path: KeyPath = ("calendars", name)
+        if not isinstance(body, dict):
+            problems.add(path, "must be a table: [calendars.NAME]")
+            continue
+        calendar = _calendar(path, body, timezone, problems)
+        if calendar is not None:
+            calendars[name] = calendar
+    return calendars
+
+
+def _calendar(
+    path: KeyPath, body: dict[str, Any], timezone: str, problems: Collector
+) -> Calendar | None:
+    zone_name = body.get("timezone", timezone)
+    try:
+        zone = zoneinfo.ZoneInfo(str(zone_name))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.add((*path, "timezone"), f'unknown time zone "{zone_name}"')
+        return None
+    holidays = body.get("holidays", [])
+    if not isinstance(holidays, list) or not all(isinstance(d, date) for d in holidays):
+        problems.add((*path, "holidays"), "must be a list of dates, like [2026-12-25]")
+        return None
+    days = {key: value for key, value in body.items() if key not in CALENDAR_KEYS}
+    for key, value in days.items():
+        if not isinstance(value, str):
+            problems.add((*path, key), 'opening hours are a string, like "08:00-17:00"')
+            return None
+    try:
+        hours = weekday_spans(days)
+    except ValueError as exc:
+        problems.add(path, str(exc))
+        return None
+    return Calendar(zone, hours, frozenset(holidays))
