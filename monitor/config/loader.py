@@ -24,11 +24,10 @@ from monitor.config.model import (
     EscalationSection,
     SlaSection,
 )
+from monitor.config.schedules import parse_calendars, parse_maintenance
 from monitor.config.sections import (
     missing_ref,
     named_tables,
-    parse_calendars,
-    parse_maintenance,
     parse_pagers,
     parse_targets,
     parse_ticketing,
