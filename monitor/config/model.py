@@ -201,6 +201,9 @@ class CustomerSection(Strict):
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str | None = None
     sla: str | None = None
+    # A directory of Jinja2 templates (ticket_description.txt.j2, ...) that replace the
+    # defaults of monitor/policy/templates for this customer's tickets.
+    templates: str | None = None
 
 
 class SlaSection(Strict):

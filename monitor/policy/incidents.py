@@ -363,6 +363,8 @@ class IncidentManager:
             failed,
             state.consecutive_successes,
             self._zone,
+            customer_name=texts.customer_name(self.config, target.customer),
+            customer_dir=texts.templates_of(self.config, target.customer),
         )
         actions: list[Action] = [AddNote(body, public=True)]
         if self.policy is not None:

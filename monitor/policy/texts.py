@@ -1,13 +1,27 @@
-"""What people read: the ticket's description, the page's details, the recovery note. Pure
-functions of the target, its state and the agent's time zone."""
+"""What people read: the ticket's description, the page's details, the recovery note.
+
+Each text is a Jinja2 template (``monitor/policy/templates/*.txt.j2``), rendered in a sandboxed
+environment: a customer's own templates (``[customers.NAME] templates = "dir"``) come first and
+the defaults fill in what a customer does not override. Customer-visible texts follow the
+support policy's correspondence rules: a polite opening, what is known, what happens next, an
+offer of further help, and thanks. The lines tools read back ("Failing since: ...", "... has
+recovered at ...") keep their wording in the defaults.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
 
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
 from monitor.state import TargetState
+
+DEFAULTS = Path(__file__).parent / "templates"
 
 KIND_WORDS = {
     "http": "HTTP check",
@@ -16,19 +30,54 @@ KIND_WORDS = {
     "dns": "DNS lookup",
     "tls": "TLS certificate check",
 }
+RECOVERED_BY_ITSELF = "it recovered by itself; nobody had to act on this ticket."
+
+
+@lru_cache(maxsize=64)
+def environment(customer_dir: str | None = None) -> SandboxedEnvironment:
+    """The templates of one customer (their directory first), else the defaults."""
+    loaders: list[BaseLoader] = [FileSystemLoader(str(DEFAULTS))]
+    if customer_dir:
+        loaders.insert(0, FileSystemLoader(customer_dir))
+    return SandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=False,  # plain text; each backend escapes for its own format
+        keep_trailing_newline=False,
+        trim_blocks=True,
+    )
+
+
+def render(name: str, customer_dir: str | None = None, **values: object) -> str:
+    template = environment(customer_dir).get_template(f"{name}.txt.j2")
+    return template.render(**values).strip()
+
+
+def templates_of(config: Config, customer: str | None) -> str | None:
+    plan = config.customers.get(customer) if customer else None
+    return plan.templates if plan is not None else None
+
+
+def customer_name(config: Config, customer: str | None) -> str | None:
+    plan = config.customers.get(customer) if customer else None
+    return plan.name if plan is not None else None
+
+
+def _what(target: TargetConfig) -> str:
+    return f"{KIND_WORDS.get(target.kind, target.kind)} of {target.where()}"
 
 
 def page_details(
     target: TargetConfig, state: TargetState, first_failure: float, zone: ZoneInfo
 ) -> str:
-    lines = [
-        f"{target.name} is down: {state.last_reason}",
-        f"Since: {format_local(first_failure, zone)}",
-        f"Check: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
-    ]
-    if target.customer:
-        lines.append(f"Customer: {target.customer}")
-    return "\n".join(lines)
+    return render(
+        "page_details",
+        target=target.name,
+        last_error=state.last_reason,
+        since=format_local(first_failure, zone),
+        what=_what(target),
+        customer=target.customer,
+    )
 
 
 def ticket_description(
@@ -43,21 +92,21 @@ def ticket_description(
     who = "none"
     if target.customer:
         who = target.customer + (f" ({customer.email})" if customer and customer.email else "")
-    lines = [
-        f"{target.name} is down.",
-        "",
-        f"What failed: {KIND_WORDS.get(target.kind, target.kind)} of {target.where()}",
-        f"Last error: {state.last_reason}",
-        f"Failing since: {format_local(first_failure, zone)} (first failed check)",
-        f"Failed checks: {failed} in a row (threshold {target.failure_threshold}, "
-        f"every {format_duration(target.interval)})",
-        f"Customer: {who}",
-        f"Priority: {target.priority}",
-    ]
-    if target.description:
-        lines.append(f"About this target: {target.description}")
-    lines += ["", "Opened by watchdesk; this ticket is updated until the service is back."]
-    return "\n".join(lines)
+    return render(
+        "ticket_description",
+        templates_of(config, target.customer),
+        target=target.name,
+        customer_name=customer.name if customer else None,
+        what=_what(target),
+        last_error=state.last_reason,
+        since=format_local(first_failure, zone),
+        failed=failed,
+        threshold=target.failure_threshold,
+        every=format_duration(target.interval),
+        customer=who,
+        priority=target.priority,
+        about=target.description,
+    )
 
 
 def recovery_note(
@@ -67,12 +116,20 @@ def recovery_note(
     failed: int,
     successes: int,
     zone: ZoneInfo,
+    *,
+    customer_name: str | None = None,
+    customer_dir: str | None = None,
+    resolution: str = RECOVERED_BY_ITSELF,
 ) -> str:
-    down_for = max(0.0, recovered_at - first_failure)
-    return (
-        f"{target} has recovered at {format_local(recovered_at, zone)}. "
-        f"It was down for {format_duration(down_for)} "
-        f"(since {format_local(first_failure, zone)}, the first failed check); "
-        f"{failed} checks failed. "
-        f"It has passed {successes} checks in a row since."
+    return render(
+        "recovery_note",
+        customer_dir,
+        target=target,
+        customer_name=customer_name,
+        recovered_at=format_local(recovered_at, zone),
+        down_for=format_duration(max(0.0, recovered_at - first_failure)),
+        since=format_local(first_failure, zone),
+        failed=failed,
+        successes=successes,
+        resolution=resolution,
     )

@@ -151,13 +151,14 @@ class LocalBackend:
 
     def tickets(self) -> list[dict[str, object]]:
         rows = self._run(
-            "SELECT id, dedup_key, subject, priority, requester, target, customer, status,"
-            " assignee, created_at, updated_at FROM local_tickets ORDER BY id"
+            "SELECT id, dedup_key, subject, description, priority, requester, target, customer,"
+            " status, assignee, created_at, updated_at FROM local_tickets ORDER BY id"
         )
         keys = (
             "id",
             "dedup_key",
             "subject",
+            "description",
             "priority",
             "requester",
             "target",
