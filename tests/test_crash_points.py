@@ -131,7 +131,12 @@ def test_a_crash_at_each_point_leaves_one_ticket_one_page_one_resolve(
     assert len(creates) == 1, point
     notes = fd["notes"][str(ticket["id"])]
     assert all("api has recovered" in note["body"] for note in notes)
-    assert len(notes) == (2 if point == "after_note_sent" else 1)
+    # A note is delivered at least once: the one the crash caught answered goes again, and a
+    # crash on the recovery path may catch the note in flight beside the resolve.
+    if point == "after_note_sent":
+        assert len(notes) == 2
+    else:
+        assert 1 <= len(notes) <= (2 if point in RECOVERY_POINTS else 1)
     assert len(pd["alerts"]) == 1
     assert pd["resolved_alerts"] == []  # no trigger after the resolve opened a second alert
     (key,) = pd["alerts"]
