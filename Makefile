@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench bench-drain chaos install install-test clean
+.PHONY: run test lint pytest bench bench-drain chaos install install-test clean test-container
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,19 @@ lint: install-test
 	$(BIN)/mypy
 
 pytest: install-test
-	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos and not container"
 
 test: lint pytest
 
 # The chaos test of the incident path alone (~3 min): WATCHDESK_CHAOS_SEED=N replays a run.
 chaos: install-test
 	$(BIN)/pytest -q -s -p no:cacheprovider -m chaos tests/test_chaos.py
+
+# The container image built and run with podman (~2 min; ~5 min the first time, which
+# installs podman, runc and debootstrap and builds the python:3.11-slim stand-in).
+test-container: install-test
+	deploy/container/test/prepare.sh
+	$(BIN)/pytest -q -p no:cacheprovider -m container tests/test_container_image.py
 
 bench: install-test
 	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30

@@ -398,6 +398,14 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return found
 
 
+def sysctls(service: dict[str, Any]) -> dict[str, str]:
+    """{name: value} from the list form ("name=value"), the one podman-compose 1.0 reads (it
+    passes a mapping's keys alone to --sysctl), or from a mapping."""
+    entries = service.get("sysctls", [])
+    assert isinstance(entries, list), "sysctls: use the list form, NAME=VALUE"
+    return dict(str(entry).split("=", 1) for entry in entries)
+
+
 def test_services_and_ports(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"watchdesk", "prometheus", "grafana"}
@@ -425,7 +433,7 @@ def test_watchdesk_service_state_config_and_icmp(
     assert (CONTAINER / config_source).resolve() == CONFIG
     assert mode == "ro"
     # ICMP without capabilities: the image's group must be in the ping range.
-    low, high = map(int, service["sysctls"]["net.ipv4.ping_group_range"].split())
+    low, high = map(int, sysctls(service)["net.ipv4.ping_group_range"].split())
     gid = int(last(stages[-1], "USER").partition(":")[2] or last(stages[-1], "USER"))
     assert low <= gid <= high
     assert service["cap_drop"] == ["ALL"]
@@ -433,8 +441,12 @@ def test_watchdesk_service_state_config_and_icmp(
     assert "NET_RAW" not in service.get("cap_add", [])
     # The image's HEALTHCHECK stays in force.
     assert "healthcheck" not in service
-    # Secrets are optional: the stack starts without a watchdesk.env.
-    assert all(entry.get("required") is False for entry in service.get("env_file", []))
+    # The env_file exists (it ships with comments only), so the stack starts as it is, and
+    # it is in the short form: podman-compose before 1.1 reads strings only.
+    env_files = service.get("env_file", [])
+    for entry in [env_files] if isinstance(env_files, str) else env_files:
+        assert isinstance(entry, str), f"env_file {entry!r}: use the plain string form"
+        assert (CONTAINER / entry).is_file(), entry
 
 
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
