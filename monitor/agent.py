@@ -155,6 +155,8 @@ class Agent:
         await self.scheduler.stop(grace=2.0)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)
+        async with self.incidents.decisions:
+            pass  # a sweep still deciding finishes before the store closes
         await self.outbox.stop()
         await self.integrations.aclose()
         if self._flusher is not None:
@@ -206,13 +208,13 @@ class Agent:
     async def _apply_targets(
         self, config: Config, stored: dict[str, tuple[str, TargetState]]
     ) -> None:
+        # Everything in memory first, with no await between (a probe finishing meanwhile sees
+        # either the old targets or the new ones); then the store.
         wanted = {target.name: target for target in config.targets}
         removed = [name for name in self.targets if name not in wanted]
         for name in removed:
             self.metrics.remove_target(name)
             self.book.forget(name)
-        if removed:
-            await self.store.forget(removed, self.clock.now())
         for target in config.targets:
             identity = identity_of(target)
             if self.identities.get(target.name) != identity:
@@ -226,8 +228,11 @@ class Agent:
             self.metrics.set_up(target.name, state.status)
             self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
         self.targets = wanted
-        await self.store.mark_seen(wanted, self.clock.now())
         self.scheduler.set_targets(list(config.targets))
+        now = self.clock.now()
+        if removed:
+            await self.store.forget(removed, now)
+        await self.store.mark_seen(wanted, now)
 
     async def reload(self) -> bool:
         """Apply the config file again; a broken one is refused and the running one stays."""

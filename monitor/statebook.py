@@ -94,7 +94,7 @@ class StateBook:
         rows = [
             (n, self.identities[n], self.states[n], self._seqs.get(n, 0))
             for n in names
-            if n in self.states
+            if n in self.states and n in self.identities
         ]
         if not rows and not transitions:
             return

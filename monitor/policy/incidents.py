@@ -102,6 +102,8 @@ class IncidentManager:
         """The state a target should start from, given the store's incidents; None if ``state``
         stands. An open incident means down until fresh probes say otherwise; a stored down
         that a resolved incident already covers is stale, and fresh probes decide afresh."""
+        if self._expected.get(name):
+            return None  # a transition of it is on its way: it decides
         incident = self._open.get(name)
         if incident is not None and state.status != "down":
             return dataclasses.replace(
