@@ -384,7 +384,7 @@ def _instrument(agent: Any, samples: Samples) -> None:
                 worst[second] = late
         await original_run(target, due)
 
-    def counted_apply(target: Any, result: Any) -> Any:
+    async def counted_apply(target: Any, result: Any) -> Any:
         now = loop.time()
         samples.completed_total += 1
         in_window = samples.window_start <= now < samples.window_end
@@ -395,7 +395,7 @@ def _instrument(agent: Any, samples: Samples) -> None:
             samples.reasons[result.reason] += 1
             if in_window:
                 samples.failures += 1
-        return original_apply(target, result)
+        return await original_apply(target, result)
 
     def counted_skip(target: Any) -> None:
         samples.skipped += 1

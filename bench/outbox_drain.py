@@ -72,33 +72,33 @@ async def run(actions: int, outage: float) -> dict[str, float]:
             config = parse_config(config_text(Path(tmp) / "state", fake.url, targets))
             clock = ShiftedClock()
             agent = Agent(config, clock=clock)
-            agent.prepare()
+            await agent.prepare()
             fake.fail_next("*", "503", count=10**9)
             for i in range(targets):
                 target = agent.targets[f"t{i}"]
-                agent.apply_result(target, ProbeResult(False, 0.01, "connection refused"))
+                await agent.apply_result(target, ProbeResult(False, 0.01, "connection refused"))
                 if i % 2 == 0:  # recovers: a note and a status change queue behind the create
-                    agent.apply_result(target, ProbeResult(True, 0.01, "connected"))
-            queued = agent.store.outbox_counts().get("pending", 0)
+                    await agent.apply_result(target, ProbeResult(True, 0.01, "connected"))
+            queued = (await agent.store.outbox_counts()).get("pending", 0)
             for _ in range(int(outage)):
                 clock.offset += 1.0
                 await agent.outbox.drain()
             refused_requests = len(fake.requests)
             backoffs = [
                 a.next_attempt_at - clock.now()
-                for i in agent.store.incidents()
-                for a in agent.store.actions_of(i.id)
+                for i in await agent.store.incidents()
+                for a in await agent.store.actions_of(i.id)
                 if a.state == "pending"
             ]
             fake.reset_failures()
             answered_at = time.monotonic()
             agent.outbox.start()
-            while agent.store.outbox_counts().get("pending", 0):  # noqa: ASYNC110
+            while (await agent.store.outbox_counts()).get("pending", 0):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             drained = time.monotonic() - answered_at
             await agent.outbox.stop()
             await agent.integrations.aclose()
-            agent.store.close()
+            await agent.store.close()
             return {
                 "actions": queued,
                 "outage_seconds": outage,

@@ -30,7 +30,7 @@ from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.state import TargetState, Transition, advance
 from monitor.statebook import StateBook
-from monitor.store import Store
+from monitor.store import SqliteStore, StateRow, Store
 from monitor.web.server import make_app
 from monitor.web.views import status_rows
 
@@ -51,7 +51,7 @@ class Agent:
         self.config_path = config_path or config.source
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(__version__)
-        self.store = Store(config.agent.state_dir)
+        self.store: Store = SqliteStore(config.agent.state_dir)
         self.clients = HttpClients(user_agent=f"watchdesk/{__version__}")
         self.scheduler = Scheduler(
             self._probe_and_apply,
@@ -74,8 +74,15 @@ class Agent:
         self.incidents = IncidentManager(
             self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
         )
+        # The policy decides under the incident manager's lock: never on an incident that a
+        # recovery is resolving at the same moment.
         self.policy = SupportPolicy(
-            self.store, self.clock, config, self.integrations, self.outbox.notify
+            self.store,
+            self.clock,
+            config,
+            self.integrations,
+            self.outbox.notify,
+            self.incidents.decisions,
         )
         self.incidents.policy = self.policy
         self.housekeeping = Housekeeping(
@@ -85,23 +92,29 @@ class Agent:
         self._watchdog: asyncio.Task[None] | None = None
         # One reload at a time: SIGHUPs that come together are applied one after the other.
         self._reload_lock = asyncio.Lock()
+        # Transitions being acted on: they finish even when their probe is cancelled.
+        self._transitions: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Load the stored state and the targets: everything but the network and the timers."""
+    async def prepare(self) -> None:
+        """Open the store, load the stored state and the targets: everything but the network
+        and the timers."""
         self.api_token = self._read_api_token(self.config)
-        stored = self.store.load_states()
-        self._apply_targets(self.config, stored)
-        self._settle_states()
-        requeued = self.store.requeue_failed(self.clock.now())
+        await self.store.open()
+        await self.book.load()
+        await self.incidents.reload_open()
+        stored = await self.store.load_states()
+        await self._apply_targets(self.config, stored)
+        await self._settle_states()
+        requeued = await self.store.requeue_failed(self.clock.now())
         if requeued:
             log.info(
                 "retrying %d ticket/page actions that were refused before the restart", requeued
             )
 
     async def start(self) -> None:
-        self.prepare()
+        await self.prepare()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
@@ -112,7 +125,7 @@ class Agent:
         await site.start()
         self.scheduler.start()
         self._flusher = asyncio.create_task(self.book.flush_loop(), name="watchdesk-flusher")
-        self.incidents.sweep()
+        await self.incidents.sweep()
         self.outbox.start()
         self.housekeeping.start(self.config)
         self.systemd.ready(f"watching {len(self.targets)} targets")
@@ -140,6 +153,10 @@ class Agent:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         self.housekeeping.stop()
         await self.scheduler.stop(grace=2.0)
+        if self._transitions:
+            await asyncio.gather(*self._transitions, return_exceptions=True)
+        async with self.incidents.decisions:
+            pass  # a sweep still deciding finishes before the store closes
         await self.outbox.stop()
         await self.integrations.aclose()
         if self._flusher is not None:
@@ -149,8 +166,7 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.clients.close()
-        self.book.close()
-        self.store.close()
+        await self.store.close()
         self.systemd.close()
         log.info("stopped")
 
@@ -172,7 +188,7 @@ class Agent:
             return read_secret(("file", agent.api_token_file))
         return None
 
-    def _settle_states(self) -> None:
+    async def _settle_states(self) -> None:
         """Start from what the store's incidents say, never from a guess: see
         ``IncidentManager.settle``. Written through at once."""
         for name in self.targets:
@@ -187,16 +203,18 @@ class Agent:
             )
             self.states[name] = settled
             self.metrics.set_up(name, settled.status)
-            self.book.write_now(self.book.row(name))
+            await self.book.write_now(self.book.row(name))
 
-    def _apply_targets(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
+    async def _apply_targets(
+        self, config: Config, stored: dict[str, tuple[str, TargetState]]
+    ) -> None:
+        # Everything in memory first, with no await between (a probe finishing meanwhile sees
+        # either the old targets or the new ones); then the store.
         wanted = {target.name: target for target in config.targets}
         removed = [name for name in self.targets if name not in wanted]
         for name in removed:
             self.metrics.remove_target(name)
             self.book.forget(name)
-        if removed:
-            self.store.forget(removed, self.clock.now())
         for target in config.targets:
             identity = identity_of(target)
             if self.identities.get(target.name) != identity:
@@ -210,8 +228,11 @@ class Agent:
             self.metrics.set_up(target.name, state.status)
             self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
         self.targets = wanted
-        self.store.mark_seen(wanted, self.clock.now())
         self.scheduler.set_targets(list(config.targets))
+        now = self.clock.now()
+        if removed:
+            await self.store.forget(removed, now)
+        await self.store.mark_seen(wanted, now)
 
     async def reload(self) -> bool:
         """Apply the config file again; a broken one is refused and the running one stays."""
@@ -253,15 +274,15 @@ class Agent:
             self.integrations.replace(integrations, grace=self.config.ticketing.request_timeout)
             self.outbox.reset_channels()
         self.api_token = api_token
-        self._apply_targets(config, {})
-        self._settle_states()
+        await self._apply_targets(config, {})
+        await self._settle_states()
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config)
         self.housekeeping.resize(config)
-        if self.store.requeue_failed(self.clock.now()):
+        if await self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
-        self.incidents.sweep()
+        await self.incidents.sweep()
         self.reload_count += 1
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -280,9 +301,9 @@ class Agent:
         if current is not None and (
             current is target or current.probe_identity() == target.probe_identity()
         ):
-            self.apply_result(current, result)
+            await self.apply_result(current, result)
 
-    def apply_result(self, target: TargetConfig, result: ProbeResult) -> Transition | None:
+    async def apply_result(self, target: TargetConfig, result: ProbeResult) -> Transition | None:
         previous = self.states.get(target.name, TargetState())
         state, transition = advance(
             previous,
@@ -298,17 +319,25 @@ class Agent:
         self.metrics.record(target.name, result, state.consecutive_failures)
         self.incidents.on_result(target.name, result.ok)
         if transition is not None:
-            self._on_transition(target, transition, state)
+            # Held from now (no await before) until its transaction is done; a decision once
+            # begun is finished even if this probe is cancelled (stop() waits for it).
+            row = self.book.row(target.name)
+            self.book.hold(target.name)
+            self.incidents.expect_transition(target.name)
+            task = asyncio.ensure_future(self._on_transition(target, transition, state, row))
+            self._transitions.add(task)
+            task.add_done_callback(self._transitions.discard)
+            await asyncio.shield(task)
         elif previous.last_ok is not None and previous.last_ok != result.ok:
             # The streak turned around: stored now, so a restart never adds a failure from
             # before a success (or the reverse) to what it sees.
-            self.book.write_now(self.book.row(target.name))
+            await self.book.write_now(self.book.row(target.name))
         else:
             self.book.touch(target.name)
         return transition
 
-    def _on_transition(
-        self, target: TargetConfig, transition: Transition, state: TargetState
+    async def _on_transition(
+        self, target: TargetConfig, transition: Transition, state: TargetState, row: StateRow
     ) -> None:
         self.metrics.set_up(target.name, state.status)
         fields = {
@@ -328,14 +357,15 @@ class Agent:
             )
         else:
             log.info("%s is up: %s", target.name, transition.reason, extra={"fields": fields})
-        row = self.book.row(target.name)
         try:
-            self.incidents.on_transition(target, transition, state, row)
+            await self.incidents.on_transition(target, transition, state, row)
         except Exception:
             # Nothing of it was stored: the flush stores the state and the transition, and the
             # next sweep acts on the state again.
             log.exception("acting on the transition of %s failed; the sweep retries", target.name)
             self.book.retry_later(target.name, transition)
+        finally:
+            self.book.release(target.name)
 
     def _on_skip(self, target: TargetConfig) -> None:
         self.metrics.probes_skipped.labels(target.name).inc()

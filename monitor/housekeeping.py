@@ -4,6 +4,7 @@ sweep (maintenance ends, parents recover, flapping settles), the support policy'
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -36,7 +37,7 @@ class Housekeeping:
         self,
         integrations: IntegrationsSlot,
         clock: Clock,
-        incident_sweep: Callable[[], None],
+        incident_sweep: Callable[[], Awaitable[None]],
         policy_sweep: Callable[[], Awaitable[None]],
     ) -> None:
         self.integrations = integrations
@@ -74,11 +75,12 @@ class Housekeeping:
             "auto-close", trigger="interval", seconds=auto_close_every(self.integrations)
         )
 
-    def auto_close(self) -> None:
-        """The helpdesk in force closes its pending tickets, if it keeps them itself (local)."""
+    async def auto_close(self) -> None:
+        """The helpdesk in force closes its pending tickets, if it keeps them itself (local):
+        in a worker thread, off the event loop."""
         sweep = getattr(self.integrations.current.backend, "sweep", None)
         if sweep is not None:
-            sweep(self.clock.now())
+            await asyncio.to_thread(sweep, self.clock.now())
 
     def stop(self) -> None:
         if self.scheduler.running:

@@ -4,14 +4,19 @@ A state change is numbered (``seq``) so that the store keeps only the newest row
 whichever write lands last. Three ways to the store, by what a restart may read from them
 (see ``monitor.store``): a transition goes with what it causes (``row`` handed to the incident
 manager), a streak that turned around is written at once (``write_now``), everything else is
-batched by the periodic ``flush`` from the writer thread.
+batched by the periodic ``flush``.
+
+Every write goes through the store, whose calls run in the order they were made. One more rule
+keeps the flush from ever carrying a transition's state before the transition is stored: from
+the moment a transition changes a target's state until its transaction is done, the target is
+``held`` and the flush leaves it for the next round (the transaction may wait for the incident
+manager, and the flush must not write a ``down`` that no incident stands behind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
@@ -27,11 +32,15 @@ class StateBook:
         self.store = store
         self.states: dict[str, TargetState] = {}
         self.identities: dict[str, str] = {}
-        self._seq = store.last_seq()
+        self._seq = 0
         self._seqs: dict[str, int] = {}
         self._dirty: set[str] = set()
+        self._held: dict[str, int] = {}
         self._pending_transitions: list[tuple[str, Transition]] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
+
+    async def load(self) -> None:
+        """Number the writes after the highest one stored (by an earlier run)."""
+        self._seq = max(self._seq, await self.store.last_seq())
 
     def row(self, name: str) -> StateRow:
         """The target's current state as the next numbered row (to be written now)."""
@@ -50,9 +59,18 @@ class StateBook:
         self.identities.pop(name, None)
         self._dirty.discard(name)
 
-    def write_now(self, row: StateRow) -> None:
+    def hold(self, name: str) -> None:
+        """A transition of ``name`` is on its way to the store: the flush leaves it alone."""
+        self._held[name] = self._held.get(name, 0) + 1
+
+    def release(self, name: str) -> None:
+        count = self._held.pop(name, 0) - 1
+        if count > 0:
+            self._held[name] = count
+
+    async def write_now(self, row: StateRow) -> None:
         try:
-            self.store.record(row)
+            await self.store.record(row)
         except StoreError as error:
             log.error("could not save the state of %s, will retry: %s", row[0], error)
             self._dirty.add(row[0])
@@ -70,21 +88,19 @@ class StateBook:
     async def flush(self) -> None:
         if not self._dirty and not self._pending_transitions:
             return
-        names, self._dirty = self._dirty, set()
         transitions, self._pending_transitions = self._pending_transitions, []
+        held = {name for name in self._dirty if name in self._held}
+        names, self._dirty = self._dirty - held, held
         rows = [
             (n, self.identities[n], self.states[n], self._seqs.get(n, 0))
             for n in names
-            if n in self.states
+            if n in self.states and n in self.identities
         ]
+        if not rows and not transitions:
+            return
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._writer, self.store.save, rows, transitions
-            )
+            await self.store.save(rows, transitions)
         except StoreError as error:
             log.error("could not save target state, will retry: %s", error)
             self._dirty |= names
             self._pending_transitions = transitions + self._pending_transitions
-
-    def close(self) -> None:
-        self._writer.shutdown(wait=True)

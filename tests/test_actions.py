@@ -85,9 +85,10 @@ async def test_a_store_of_the_first_release_is_migrated_and_its_queue_delivered(
         queued = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
     assert queued == 7
 
-    h = Harness(state, DATA_CONFIG)
+    h = await Harness.create(state, DATA_CONFIG)
     try:
-        version = h.agent.store._db.execute("PRAGMA user_version").fetchone()[0]
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
         assert version == SCHEMA_VERSION
         h.clock.advance(600)  # the file's actions were queued a few minutes after START
         await h.deliver()
@@ -96,7 +97,7 @@ async def test_a_store_of_the_first_release_is_migrated_and_its_queue_delivered(
         db_ticket = tickets["[URGENT] db is down"]
         assert db_ticket["status"] == "pending"
         assert any("db has recovered" in note for note in h.notes(db_ticket["id"]))
-        assert h.agent.store.outbox_counts() == {"done": 7}
+        assert await h.agent.store.outbox_counts() == {"done": 7}
     finally:
         await h.close()
 

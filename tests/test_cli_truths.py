@@ -113,8 +113,8 @@ async def test_a_target_never_observed_has_no_data_not_100_percent(
     write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
-    h = Harness(state, TWO_TARGETS.split('[[targets]]\nname = "new"')[0])
-    h.agent.apply_result(h.agent.targets["web"], ProbeResult(True, 0.01, "connected"))
+    h = await Harness.create(state, TWO_TARGETS.split('[[targets]]\nname = "new"')[0])
+    await h.agent.apply_result(h.agent.targets["web"], ProbeResult(True, 0.01, "connected"))
     await h.agent.book.flush()
     await h.close()
     config = write_config(f'[agent]\nstate_dir = "{state}"\n' + TWO_TARGETS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -40,15 +40,15 @@ priority = "high"
 email = "it@acme.example"
 """
 
-Make = Callable[..., "Harness"]
+Make = Callable[..., Awaitable["Harness"]]
 
 
 @pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Callable[[str], Harness]]:
+async def make(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Harness]]]:
     made: list[Harness] = []
 
-    def build(extra: str = "") -> Harness:
-        harness = Harness(tmp_path / f"state{len(made)}", BASE + extra)
+    async def build(extra: str = "") -> Harness:
+        harness = await Harness.create(tmp_path / f"state{len(made)}", BASE + extra)
         made.append(harness)
         return harness
 
@@ -58,17 +58,17 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[[str], Harness]]:
 
 
 async def test_an_outage_opens_exactly_one_ticket_with_the_facts(
-    make: Callable[[str], Harness],
+    make: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = make("")
-    h.fail("web", 2)
-    assert h.incidents() == []
-    h.fail("web", 1, reason="status 503")
+    h = await make("")
+    await h.fail("web", 2)
+    assert (await h.incidents()) == []
+    await h.fail("web", 1, reason="status 503")
     await h.deliver()
-    h.fail("web", 5, reason="status 503")
-    h.sweep()
+    await h.fail("web", 5, reason="status 503")
+    await h.sweep()
     await h.deliver()
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     (ticket,) = h.tickets()
     assert incident.ticket_id == str(ticket["id"])
     assert ticket["subject"] == "[URGENT] web is down"
@@ -89,9 +89,9 @@ async def test_an_outage_opens_exactly_one_ticket_with_the_facts(
     assert incident.dedup_key in tags
 
 
-async def test_priority_and_default_requester(make: Callable[[str], Harness]) -> None:
-    h = make("")
-    h.fail("db", 3)
+async def test_priority_and_default_requester(make: Callable[[str], Awaitable[Harness]]) -> None:
+    h = await make("")
+    await h.fail("db", 3)
     await h.deliver()
     (ticket,) = h.tickets()
     assert ticket["subject"] == "[HIGH] db is down"
@@ -102,16 +102,16 @@ async def test_priority_and_default_requester(make: Callable[[str], Harness]) ->
     ("on_recovery", "status"), [("pending", "pending"), ("resolve", "resolved"), ("note", "open")]
 )
 async def test_recovery_note_then_the_configured_status(
-    make: Callable[[str], Harness], on_recovery: str, status: str
+    make: Callable[[str], Awaitable[Harness]], on_recovery: str, status: str
 ) -> None:
-    h = make(f'[ticketing]\non_recovery = "{on_recovery}"\n')
-    h.fail("db", 4)
-    h.succeed("db", 1)
+    h = await make(f'[ticketing]\non_recovery = "{on_recovery}"\n')
+    await h.fail("db", 4)
+    await h.succeed("db", 1)
     await h.deliver()
-    assert h.incidents()[0].status == "open"
-    h.succeed("db", 1)
+    assert (await h.incidents())[0].status == "open"
+    await h.succeed("db", 1)
     await h.deliver()
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     assert incident.status == "resolved"
     (ticket,) = h.tickets()
     assert ticket["status"] == status
@@ -123,28 +123,28 @@ async def test_recovery_note_then_the_configured_status(
 
 
 async def test_a_new_outage_after_recovery_is_a_new_incident(
-    make: Callable[[str], Harness],
+    make: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = make("")
-    h.fail("db", 3)
-    h.succeed("db", 2)
+    h = await make("")
+    await h.fail("db", 3)
+    await h.succeed("db", 2)
     h.clock.advance(7200)
-    h.fail("db", 3)
+    await h.fail("db", 3)
     await h.deliver()
-    assert [i.status for i in h.incidents()] == ["resolved", "open"]
+    assert [i.status for i in (await h.incidents())] == ["resolved", "open"]
     assert len(h.tickets()) == 2
 
 
 async def test_a_child_behind_a_down_parent_is_named_on_the_parent_ticket(
-    make: Callable[[str], Harness],
+    make: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = make("")
-    h.fail("router", 3, reason="0/3 replies")
-    h.fail("web", 3)
-    h.fail("web", 2)
-    h.sweep()
+    h = await make("")
+    await h.fail("router", 3, reason="0/3 replies")
+    await h.fail("web", 3)
+    await h.fail("web", 2)
+    await h.sweep()
     await h.deliver()
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     assert incident.target == "router"
     assert incident.affected == ("web",)
     (ticket,) = h.tickets()
@@ -152,10 +152,10 @@ async def test_a_child_behind_a_down_parent_is_named_on_the_parent_ticket(
     assert note.startswith("Also affected: web (https://www.acme.example/health) is down too")
 
     # The router comes back while web is still down: web gets its own incident then.
-    h.succeed("router", 2)
-    h.fail("web", 1)
+    await h.succeed("router", 2)
+    await h.fail("web", 1)
     await h.deliver()
-    assert [(i.target, i.status) for i in h.incidents()] == [
+    assert [(i.target, i.status) for i in (await h.incidents())] == [
         ("router", "resolved"),
         ("web", "open"),
     ]
@@ -165,17 +165,21 @@ async def test_a_child_behind_a_down_parent_is_named_on_the_parent_ticket(
     ]
 
 
-async def test_a_flapping_target_keeps_one_incident(make: Callable[[str], Harness]) -> None:
-    h = make('[escalation]\nflap_threshold = 4\nflap_window = "1h"\nflap_stable_after = "10m"\n')
+async def test_a_flapping_target_keeps_one_incident(
+    make: Callable[[str], Awaitable[Harness]],
+) -> None:
+    h = await make(
+        '[escalation]\nflap_threshold = 4\nflap_window = "1h"\nflap_stable_after = "10m"\n'
+    )
     for _ in range(5):
-        h.fail("db", 3)
-        h.succeed("db", 2)
-        h.sweep()
+        await h.fail("db", 3)
+        await h.succeed("db", 2)
+        await h.sweep()
     await h.deliver()
     # The first outage ended cleanly (2 state changes); by the second the target counts as
     # flapping (4 changes in the hour) and from then on one incident stays open: 2 tickets for
     # 5 outages, not 5.
-    first, incident = h.incidents()
+    first, incident = await h.incidents()
     assert first.status == "resolved"
     assert incident.flapping
     assert incident.status == "open"
@@ -186,62 +190,66 @@ async def test_a_flapping_target_keeps_one_incident(make: Callable[[str], Harnes
     assert len(flapping) == 1
     assert "stays open until it has been up for 10m" in flapping[0]
     # Stable for 10 minutes: the incident ends with one recovery note.
-    h.succeed("db", 21)
-    h.sweep()
+    await h.succeed("db", 21)
+    await h.sweep()
     await h.deliver()
-    assert h.incidents()[1].status == "resolved"
+    assert (await h.incidents())[1].status == "resolved"
     assert sum("has recovered" in n for n in h.notes(ticket["id"])) == 1
 
 
 async def test_no_incident_during_maintenance_and_one_when_it_ends_if_still_down(
-    make: Callable[[str], Harness],
+    make: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = make(
+    h = await make(
         '[[maintenance]]\ntags = ["frontend"]\nstart = "2026-11-24T09:30:00Z"\n'
         'end = "2026-11-24T10:10:00Z"\n'
     )
-    h.fail("web", 6)
-    h.sweep()
+    await h.fail("web", 6)
+    await h.sweep()
     await h.deliver()
-    assert h.incidents() == []
+    assert (await h.incidents()) == []
     assert h.clock.now() < START + 600
     h.clock.set(START + 601)
-    h.fail("web", 1)
-    h.sweep()
+    await h.fail("web", 1)
+    await h.sweep()
     await h.deliver()
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     assert incident.target == "web"
     assert len(h.tickets()) == 1
 
 
-async def test_weekly_maintenance_window(make: Callable[[str], Harness]) -> None:
+async def test_weekly_maintenance_window(make: Callable[[str], Awaitable[Harness]]) -> None:
     # START is a Tuesday 10:00 UTC.
-    h = make('[[maintenance]]\ntargets = ["db"]\ndays = ["tue"]\nstart = "09:00"\nend = "11:00"\n')
-    h.fail("db", 5)
+    h = await make(
+        '[[maintenance]]\ntargets = ["db"]\ndays = ["tue"]\nstart = "09:00"\nend = "11:00"\n'
+    )
+    await h.fail("db", 5)
     await h.deliver()
-    assert h.incidents() == []
+    assert (await h.incidents()) == []
 
 
 async def test_state_and_incidents_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "state", BASE)
-    h.fail("db", 3)
+    h = await Harness.create(tmp_path / "state", BASE)
+    await h.fail("db", 3)
     await h.agent.book.flush()
     await h.close()
     # Nothing was delivered before the "crash": the create is still in the outbox.
-    again = Harness(tmp_path / "state", BASE)
+    again = await Harness.create(tmp_path / "state", BASE)
     again.clock.set(h.clock.now())
-    again.fail("db", 2)
-    again.sweep()
+    await again.fail("db", 2)
+    await again.sweep()
     await again.deliver()
-    assert len(again.incidents()) == 1
+    assert len(await again.incidents()) == 1
     assert len(again.tickets()) == 1
     await again.close()
 
 
-async def test_auto_close_of_pending_local_tickets(make: Callable[[str], Harness]) -> None:
-    h = make('[ticketing.local]\nauto_close_after = "7d"\n')
-    h.fail("db", 3)
-    h.succeed("db", 2)
+async def test_auto_close_of_pending_local_tickets(
+    make: Callable[[str], Awaitable[Harness]],
+) -> None:
+    h = await make('[ticketing.local]\nauto_close_after = "7d"\n')
+    await h.fail("db", 3)
+    await h.succeed("db", 2)
     await h.deliver()
     (ticket,) = h.tickets()
     assert ticket["status"] == "pending"
@@ -252,9 +260,9 @@ async def test_auto_close_of_pending_local_tickets(make: Callable[[str], Harness
     assert h.tickets()[0]["status"] == "closed"
 
 
-async def test_incident_metrics(make: Callable[[str], Harness]) -> None:
-    h = make("")
-    h.fail("db", 3)
+async def test_incident_metrics(make: Callable[[str], Awaitable[Harness]]) -> None:
+    h = await make("")
+    await h.fail("db", 3)
     await h.deliver()
     text = h.agent.metrics.exposition().decode()
     assert 'watchdesk_incidents_opened_total{priority="high",target="db"} 1.0' in text

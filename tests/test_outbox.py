@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -47,12 +47,12 @@ async def freshdesk() -> AsyncIterator[FreshdeskFake]:
 @pytest.fixture
 async def harness(
     tmp_path: Path, freshdesk: FreshdeskFake, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Callable[..., Harness]]:
+) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     monkeypatch.setenv("FD_TEST_KEY", API_KEY)
     made: list[Harness] = []
 
-    def build(text: str | None = None) -> Harness:
-        h = Harness(tmp_path / "state", text or freshdesk_config(freshdesk.url))
+    async def build(text: str | None = None) -> Harness:
+        h = await Harness.create(tmp_path / "state", text or freshdesk_config(freshdesk.url))
         made.append(h)
         return h
 
@@ -61,20 +61,20 @@ async def harness(
         await h.close()
 
 
-def pending(h: Harness) -> list[tuple[str, str]]:
+async def pending(h: Harness) -> list[tuple[str, str]]:
     return [
         (a.operation, a.state)
-        for i in h.incidents()
-        for a in h.agent.store.actions_of(i.id)
+        for i in (await h.incidents())
+        for a in await h.agent.store.actions_of(i.id)
         if a.state != "done"
     ]
 
 
 async def test_the_ticket_arrives_with_the_real_freshdesk_fields(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
-    h.fail("web", 3, reason="status 503")
+    h = await harness()
+    await h.fail("web", 3, reason="status 503")
     await h.deliver()
     (ticket,) = freshdesk.tickets.values()
     assert ticket["subject"] == "[URGENT] web is down"
@@ -82,17 +82,17 @@ async def test_the_ticket_arrives_with_the_real_freshdesk_fields(
     assert ticket["status"] == 2
     assert freshdesk.contacts[ticket["requester_id"]] == "it@acme.example"
     assert "watchdesk" in ticket["tags"]
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     assert incident.ticket_id == str(ticket["id"])
     assert incident.ticket_url == f"{freshdesk.url}/a/tickets/{ticket['id']}"
 
 
 async def test_a_helpdesk_outage_delays_the_ticket_and_loses_nothing(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "503", count=3)
-    h.fail("web", 3)
+    await h.fail("web", 3)
     for _ in range(3):
         await h.deliver()
         assert freshdesk.tickets == {}
@@ -106,13 +106,13 @@ async def test_a_helpdesk_outage_delays_the_ticket_and_loses_nothing(
 
 
 async def test_429_waits_for_retry_after(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "429", retry_after=7)
-    h.fail("web", 3)
+    await h.fail("web", 3)
     await h.deliver()
-    (action,) = h.agent.store.actions_of(h.incidents()[0].id)
+    (action,) = await h.agent.store.actions_of((await h.incidents())[0].id)
     assert 7 <= action.next_attempt_at - h.clock.now() <= 8.01
     h.clock.advance(6)
     await h.deliver()
@@ -124,18 +124,18 @@ async def test_429_waits_for_retry_after(
 
 @pytest.mark.parametrize("kind", ["timeout", "drop"])
 async def test_a_create_whose_answer_was_lost_is_reconciled_not_duplicated(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake, kind: str
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake, kind: str
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", kind)  # the ticket is created, the answer never arrives
-    h.fail("web", 3)
+    await h.fail("web", 3)
     await h.deliver()
     assert len(freshdesk.tickets) == 1
-    assert h.incidents()[0].ticket_id is None
+    assert (await h.incidents())[0].ticket_id is None
     h.clock.advance(700)
     await h.deliver()
     (ticket,) = freshdesk.tickets.values()
-    assert h.incidents()[0].ticket_id == str(ticket["id"])
+    assert (await h.incidents())[0].ticket_id == str(ticket["id"])
     assert len(freshdesk.requests_to("search")) >= 1
     assert len(freshdesk.requests_to("create")) == 1
 
@@ -145,10 +145,10 @@ async def test_a_lagging_search_index_is_waited_for_before_creating_again(
 ) -> None:
     monkeypatch.setenv("FD_TEST_KEY", API_KEY)
     async with FreshdeskFake(api_key=API_KEY, search_lag=3600) as fake:
-        h = Harness(tmp_path / "state", freshdesk_config(fake.url))
+        h = await Harness.create(tmp_path / "state", freshdesk_config(fake.url))
         try:
             fake.fail_next("create", "timeout")
-            h.fail("web", 3)
+            await h.fail("web", 3)
             await h.deliver()
             # The search cannot see the ticket yet: "not found" is no proof, so no second create
             # while the index may still be catching up.
@@ -162,14 +162,14 @@ async def test_a_lagging_search_index_is_waited_for_before_creating_again(
 
 
 async def test_bad_credentials_are_logged_once_not_hammered_and_retried_after_a_fix(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
     freshdesk: FreshdeskFake,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("FD_TEST_KEY", "wrong-key-value")
-    h = harness()
-    h.fail("web", 3)
+    h = await harness()
+    await h.fail("web", 3)
     await h.deliver()
     for _ in range(3):
         h.clock.advance(3600)
@@ -179,7 +179,7 @@ async def test_bad_credentials_are_logged_once_not_hammered_and_retried_after_a_
     assert len(refusals) == 1
     assert "HTTP 401" in refusals[0].getMessage()
     assert "wrong-key-value" not in caplog.text
-    assert pending(h) == [("create", "failed")]
+    assert await pending(h) == [("create", "failed")]
     text = h.agent.metrics.exposition().decode()
     assert 'operation="create",result="error"} 1.0' in text
     assert "watchdesk_outbox_pending 1.0" in text
@@ -187,19 +187,19 @@ async def test_bad_credentials_are_logged_once_not_hammered_and_retried_after_a_
 
     # Fixed credentials and a restart: the refused create goes out, exactly once.
     monkeypatch.setenv("FD_TEST_KEY", API_KEY)
-    again = harness()
+    again = await harness()
     await again.deliver()
     assert len(freshdesk.tickets) == 1
-    assert pending(again) == []
+    assert await pending(again) == []
 
 
 async def test_notes_wait_behind_their_create_and_survive_a_dropped_connection(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "503")
-    h.fail("web", 3)
-    h.succeed("web", 2)  # recovery note and pending status queued behind the create
+    await h.fail("web", 3)
+    await h.succeed("web", 2)  # recovery note and pending status queued behind the create
     await h.deliver()
     assert freshdesk.tickets == {}
     assert freshdesk.requests_to("note") == []
@@ -213,52 +213,52 @@ async def test_notes_wait_behind_their_create_and_survive_a_dropped_connection(
     assert "web has recovered" in note["body"]
     assert note["private"] is False
     assert ticket["status"] == 3  # pending: waiting on the customer
-    assert pending(h) == []
+    assert await pending(h) == []
 
 
 async def test_maybe_sent_sticks_through_failed_searches_until_one_answers(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
     """A lost answer, then the searches themselves get 503 and 429: no attempt in between may
     create again; the first search that answers finds the ticket."""
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "drop")  # created, connection closed before the answer
     freshdesk.fail_next("search", "503")
     freshdesk.fail_next("search", "429", retry_after=2)
     freshdesk.fail_next("search", "drop_before")
-    h.fail("web", 3)
+    await h.fail("web", 3)
     for _ in range(6):
         await h.deliver()
         h.clock.advance(200)  # past the channel's backoff and Freshdesk's 180 s search lag
     assert len(freshdesk.requests_to("create")) == 1
     assert len(freshdesk.requests_to("search")) == 4
     (ticket,) = freshdesk.tickets.values()
-    assert h.incidents()[0].ticket_id == str(ticket["id"])
+    assert (await h.incidents())[0].ticket_id == str(ticket["id"])
 
 
 async def test_maybe_sent_survives_a_restart(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "timeout")
-    h.fail("web", 3)
+    await h.fail("web", 3)
     await h.deliver()
     await h.close()
-    again = harness()
+    again = await harness()
     again.clock.advance(200)
     await again.deliver()
     assert len(freshdesk.requests_to("create")) == 1
-    assert again.incidents()[0].ticket_id == str(next(iter(freshdesk.tickets)))
+    assert (await again.incidents())[0].ticket_id == str(next(iter(freshdesk.tickets)))
 
 
 async def test_a_gateway_error_on_a_create_is_treated_as_maybe_sent(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness(
+    h = await harness(
         freshdesk_config(freshdesk.url).replace("[ticketing]\n", '[ticketing]\nsearch_lag = "0s"\n')
     )
     freshdesk.fail_next("create", "502")
-    h.fail("web", 3)
+    await h.fail("web", 3)
     await h.deliver()
     h.clock.advance(20)
     await h.deliver()
@@ -267,17 +267,17 @@ async def test_a_gateway_error_on_a_create_is_treated_as_maybe_sent(
 
 
 async def test_a_recovered_helpdesk_drains_its_whole_backlog_at_once(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
     """Ten minutes of 503 with 20 incidents queued: the helpdesk is asked about once per
     backoff, not once per action, and once it answers everything goes within one backoff."""
     text = freshdesk_config(freshdesk.url)
     for n in range(19):
         text += f'\n[[targets]]\nname = "web{n}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
-    h = harness(text)
+    h = await harness(text)
     freshdesk.fail_next("*", "503", count=10_000)
     for name in ["web", *(f"web{n}" for n in range(19))]:
-        h.fail(name, 3)
+        await h.fail(name, 3)
     await h.deliver()
     for _ in range(600):
         h.clock.advance(1)
@@ -296,16 +296,16 @@ async def test_a_recovered_helpdesk_drains_its_whole_backlog_at_once(
 
 
 async def test_retry_after_is_honoured_exactly_for_the_whole_channel(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
     text = freshdesk_config(freshdesk.url)
     text += '\n[[targets]]\nname = "db"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
-    h = harness(text)
+    h = await harness(text)
     freshdesk.fail_next("create", "429", retry_after=7)
-    h.fail("web", 3)
+    await h.fail("web", 3)
     await h.deliver()
     for _ in range(3):  # a second incident, opened now: it waits for the channel too
-        h.agent.apply_result(h.agent.targets["db"], ProbeResult(False, 0.01, "refused"))
+        await h.agent.apply_result(h.agent.targets["db"], ProbeResult(False, 0.01, "refused"))
     h.clock.advance(6.9)
     await h.deliver()
     assert len(freshdesk.requests_to("create")) == 1
@@ -315,12 +315,12 @@ async def test_retry_after_is_honoured_exactly_for_the_whole_channel(
 
 
 async def test_order_per_incident_holds_across_a_channel_outage(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("*", "503", count=5)
-    h.fail("web", 3)
-    h.succeed("web", 2)
+    await h.fail("web", 3)
+    await h.succeed("web", 2)
     for _ in range(40):
         await h.deliver()
         h.clock.advance(5)
@@ -331,19 +331,19 @@ async def test_order_per_incident_holds_across_a_channel_outage(
 
 
 async def test_actions_waiting_behind_a_backed_off_create_do_not_wake_the_worker(
-    harness: Callable[..., Harness], freshdesk: FreshdeskFake
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:
     """The recovery note and status are due "now" but wait behind their create: the worker's
     next wake-up is the create's retry, not now (which made it spin at 100% of a core)."""
-    h = harness()
+    h = await harness()
     freshdesk.fail_next("create", "503")
-    h.fail("web", 3)
-    h.succeed("web", 2)
+    await h.fail("web", 3)
+    await h.succeed("web", 2)
     await h.deliver()
-    (create, *behind) = h.agent.store.actions_of(h.incidents()[0].id)
+    (create, *behind) = await h.agent.store.actions_of((await h.incidents())[0].id)
     assert behind
     assert all(a.next_attempt_at <= h.clock.now() for a in behind)
-    next_at = h.agent.store.next_action_time()
+    next_at = await h.agent.store.next_action_time()
     assert next_at == create.next_attempt_at
     assert next_at is not None
     assert next_at > h.clock.now()

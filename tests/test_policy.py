@@ -6,7 +6,7 @@ helpdesk. An hour of policy runs in milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -89,7 +89,10 @@ poll_interval = "5m"
 
 class Stand:
     def __init__(
-        self, pagerduty: PagerDutyFake, opsgenie: OpsgenieFake, make: Callable[..., Harness]
+        self,
+        pagerduty: PagerDutyFake,
+        opsgenie: OpsgenieFake,
+        make: Callable[..., Awaitable[Harness]],
     ) -> None:
         self.pagerduty = pagerduty
         self.opsgenie = opsgenie
@@ -103,8 +106,10 @@ async def stand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     made: list[Harness] = []
     async with PagerDutyFake(routing_key=PD_KEY) as pd, OpsgenieFake(api_key=OG_KEY) as og:
 
-        def make(escalation: str = "") -> Harness:
-            h = Harness(tmp_path / "state", policy_config(pd.enqueue_url, og.url, escalation))
+        async def make(escalation: str = "") -> Harness:
+            h = await Harness.create(
+                tmp_path / "state", policy_config(pd.enqueue_url, og.url, escalation)
+            )
             made.append(h)
             return h
 
@@ -115,7 +120,7 @@ async def stand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
 async def run(h: Harness) -> None:
     """What the agent's housekeeping and outbox do every few seconds."""
-    h.sweep()
+    await h.sweep()
     await h.agent.policy.sweep()
     await h.deliver()
 
@@ -128,26 +133,26 @@ def metric(h: Harness, line_start: str) -> float:
 
 
 async def test_the_manager_is_paged_once_when_an_urgent_ticket_opens(stand: Stand) -> None:
-    h = stand.make()
-    h.fail("vip-web", 3, reason="status 503")
+    h = await stand.make()
+    await h.fail("vip-web", 3, reason="status 503")
     await run(h)
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     alert = stand.pagerduty.alerts[incident.dedup_key]
     assert alert["severity"] == "critical"
     assert alert["summary"] == "[URGENT] vip-web is down"
     assert alert["trigger_count"] == 1
     assert h.tickets()[0]["subject"] == "[URGENT] vip-web is down"
     for _ in range(3):
-        h.fail("vip-web", 2)
+        await h.fail("vip-web", 2)
         await run(h)
     assert alert["trigger_count"] == 1
     assert metric(h, 'watchdesk_pages_total{pager="oncall",reason="open",result="success"}') == 1
     await h.close()
 
     # A restart does not page again.
-    again = stand.make()
+    again = await stand.make()
     again.clock.set(h.clock.now())
-    again.fail("vip-web", 1)
+    await again.fail("vip-web", 1)
     await run(again)
     assert len(stand.pagerduty.events) == 1
     assert alert["trigger_count"] == 1
@@ -156,13 +161,13 @@ async def test_the_manager_is_paged_once_when_an_urgent_ticket_opens(stand: Stan
 async def test_a_business_hours_customer_gets_the_ticket_now_and_the_page_at_8(
     stand: Stand,
 ) -> None:
-    h = stand.make()
-    h.fail("shop", 3)
+    h = await stand.make()
+    await h.fail("shop", 3)
     await run(h)
     assert len(h.tickets()) == 1  # the ticket at once, at 05:01
     assert stand.pagerduty.events == []
     h.clock.set(toronto(7, 59))
-    h.fail("shop", 1)
+    await h.fail("shop", 1)
     await run(h)
     assert stand.pagerduty.events == []
     h.clock.set(toronto(8, 0))
@@ -175,9 +180,9 @@ async def test_a_business_hours_customer_gets_the_ticket_now_and_the_page_at_8(
 async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
     stand: Stand,
 ) -> None:
-    h = stand.make()
-    h.fail("shop", 3)
-    h.succeed("shop", 2)
+    h = await stand.make()
+    await h.fail("shop", 3)
+    await h.succeed("shop", 2)
     await run(h)
     h.clock.set(toronto(8, 0))
     await run(h)
@@ -188,7 +193,7 @@ async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
 async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: Stand) -> None:
     from monitor.policy import business_hours
 
-    h = stand.make()
+    h = await stand.make()
     hours = h.config.business_hours
     friday_evening = toronto(18, 0, day=27)
     assert business_hours.next_start(friday_evening, hours, TORONTO) == toronto(8, 0, day=30)
@@ -199,10 +204,10 @@ async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: S
 
 
 async def test_escalation_exactly_at_the_ack_timeout_and_never_twice(stand: Stand) -> None:
-    h = stand.make()
-    h.fail("vip-web", 3)
+    h = await stand.make()
+    await h.fail("vip-web", 3)
     await run(h)
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     deadline = incident.opened_at + 3600
     h.clock.set(deadline - 1)
     await run(h)
@@ -229,36 +234,36 @@ async def test_escalation_exactly_at_the_ack_timeout_and_never_twice(stand: Stan
 
 
 async def test_no_escalation_when_someone_took_the_ticket(stand: Stand) -> None:
-    h = stand.make()
-    h.fail("vip-web", 3)
+    h = await stand.make()
+    await h.fail("vip-web", 3)
     await run(h)
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     h.clock.set(incident.opened_at + 1800)
     h.local.assign(str(h.tickets()[0]["id"]), "alice")
     h.clock.set(incident.opened_at + 3600)
     await run(h)
     assert stand.opsgenie.alerts == {}
-    assert h.incidents()[0].worked_at is not None
+    assert (await h.incidents())[0].worked_at is not None
 
 
 async def test_no_escalation_when_the_page_was_acknowledged(stand: Stand) -> None:
-    h = stand.make('page_on_open = ["manager"]')
-    h.fail("vip-web", 3)
+    h = await stand.make('page_on_open = ["manager"]')
+    await h.fail("vip-web", 3)
     await run(h)
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     stand.opsgenie.acknowledge(incident.dedup_key)
     h.clock.set(incident.opened_at + 3600)
     await run(h)
     # Only the opening page: no escalation page was created.
     assert len([r for r in stand.opsgenie.requests if r["route"] == "create"]) == 1
-    assert h.incidents()[0].escalated_at is None
+    assert (await h.incidents())[0].escalated_at is None
 
 
 async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
-    h = stand.make()
-    h.fail("vip-web", 3, reason="status 502")
+    h = await stand.make()
+    await h.fail("vip-web", 3, reason="status 502")
     await run(h)
-    (incident,) = h.incidents()
+    (incident,) = await h.incidents()
     ticket = h.tickets()[0]["id"]
 
     def updates() -> list[str]:
@@ -278,7 +283,7 @@ async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
     h.clock.set(incident.opened_at + 7200)
     await run(h)
     assert len(updates()) == 2
-    h.succeed("vip-web", 2)
+    await h.succeed("vip-web", 2)
     await run(h)
     h.clock.set(incident.opened_at + 4 * 3600)
     await run(h)
@@ -289,10 +294,10 @@ async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
 
 
 async def test_recovery_resolves_the_page(stand: Stand) -> None:
-    h = stand.make()
-    h.fail("vip-web", 3)
+    h = await stand.make()
+    await h.fail("vip-web", 3)
     await run(h)
-    (incident,) = h.incidents()
-    h.succeed("vip-web", 2)
+    (incident,) = await h.incidents()
+    await h.succeed("vip-web", 2)
     await run(h)
     assert stand.pagerduty.alerts[incident.dedup_key]["status"] == "resolved"

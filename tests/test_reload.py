@@ -72,7 +72,12 @@ class Live:
         self.write(text)
         self.clock = ManualClock(START)
         self.agent = Agent(load_config(self.path), config_path=str(self.path), clock=self.clock)
-        self.agent.prepare()
+
+    @classmethod
+    async def create(cls, tmp_path: Path, text: str) -> Live:
+        live = cls(tmp_path, text)
+        await live.agent.prepare()
+        return live
 
     def write(self, text: str) -> None:
         self.path.write_text(f'[agent]\nstate_dir = "{self.state}"\n' + TARGETS + text)
@@ -81,9 +86,9 @@ class Live:
         self.write(text)
         assert await self.agent.reload()
 
-    def down(self, target: str) -> None:
+    async def down(self, target: str) -> None:
         config = self.agent.targets[target]
-        self.agent.apply_result(config, ProbeResult(False, 0.01, "connection refused"))
+        await self.agent.apply_result(config, ProbeResult(False, 0.01, "connection refused"))
         self.clock.advance(30)
 
     async def deliver(self) -> None:
@@ -91,7 +96,7 @@ class Live:
 
     async def close(self) -> None:
         await self.agent.integrations.aclose()
-        self.agent.store.close()
+        await self.agent.store.close()
 
 
 @pytest.fixture
@@ -113,10 +118,10 @@ async def test_a_pager_added_by_reload_is_paged(
     tmp_path: Path, services: tuple[FreshdeskFake, FreshdeskFake, PagerDutyFake, PagerDutyFake]
 ) -> None:
     fd, _, pd, _ = services
-    live = Live(tmp_path, freshdesk(fd.url) + escalation())
+    live = await Live.create(tmp_path, freshdesk(fd.url) + escalation())
     try:
         await live.reload(freshdesk(fd.url) + pager("sms", pd.url) + escalation("sms"))
-        live.down("web")
+        await live.down("web")
         await live.deliver()
         assert len(pd.alerts) == 1
         status, body = await _readyz(live)
@@ -129,12 +134,14 @@ async def test_a_pager_whose_settings_change_pages_the_new_way(
     tmp_path: Path, services: tuple[FreshdeskFake, FreshdeskFake, PagerDutyFake, PagerDutyFake]
 ) -> None:
     fd, _, pd1, pd2 = services
-    live = Live(tmp_path, freshdesk(fd.url) + pager("oncall", pd1.url) + escalation("oncall"))
+    live = await Live.create(
+        tmp_path, freshdesk(fd.url) + pager("oncall", pd1.url) + escalation("oncall")
+    )
     try:
-        live.down("web")
+        await live.down("web")
         await live.deliver()
         await live.reload(freshdesk(fd.url) + pager("oncall", pd2.url) + escalation("oncall"))
-        live.down("db")
+        await live.down("db")
         await live.deliver()
         assert len(pd1.alerts) == 1
         assert len(pd2.alerts) == 1
@@ -146,12 +153,12 @@ async def test_the_helpdesk_whose_settings_change_gets_the_next_ticket(
     tmp_path: Path, services: tuple[FreshdeskFake, FreshdeskFake, PagerDutyFake, PagerDutyFake]
 ) -> None:
     fd1, fd2, _, _ = services
-    live = Live(tmp_path, freshdesk(fd1.url) + escalation())
+    live = await Live.create(tmp_path, freshdesk(fd1.url) + escalation())
     try:
-        live.down("web")
+        await live.down("web")
         await live.deliver()
         await live.reload(freshdesk(fd2.url) + escalation())
-        live.down("db")
+        await live.down("db")
         await live.deliver()
         assert [t["subject"] for t in fd1.tickets.values()] == ["[URGENT] web is down"]
         assert [t["subject"] for t in fd2.tickets.values()] == ["[URGENT] db is down"]
@@ -164,14 +171,14 @@ async def test_pages_for_a_removed_pager_are_kept_and_shown(
 ) -> None:
     fd, _, pd, _ = services
     pd.fail_next("enqueue", "503", count=100)
-    live = Live(tmp_path, freshdesk(fd.url) + pager("sms", pd.url) + escalation("sms"))
+    live = await Live.create(tmp_path, freshdesk(fd.url) + pager("sms", pd.url) + escalation("sms"))
     try:
-        live.down("web")
+        await live.down("web")
         await live.deliver()
         await live.reload(freshdesk(fd.url) + escalation())
         live.clock.advance(120)
         await live.deliver()
-        (row,) = incident_rows(live.agent.store)
+        (row,) = await incident_rows(live.agent.store)
         assert row["outbox"] == "pager:sms page: channel removed"
         status, body = await _readyz(live)
         assert status == 503
@@ -191,7 +198,7 @@ async def test_reloads_that_come_together_run_one_by_one(
     """Four SIGHUPs at once: each reload runs alone (the integrations in force when one starts
     are the ones the previous one left), all succeed, and one set of integrations stays."""
     fd, _, pd, _ = services
-    live = Live(tmp_path, freshdesk(fd.url) + escalation())
+    live = await Live.create(tmp_path, freshdesk(fd.url) + escalation())
     try:
         live.write(freshdesk(fd.url) + pager("oncall", pd.url) + escalation("oncall"))
         seen: list[object] = []
@@ -209,7 +216,7 @@ async def test_reloads_that_come_together_run_one_by_one(
         assert live.agent.reload_count == 4
         # Serialised: each reload began with what the one before it left.
         assert all(seen[i][1] is seen[i + 1][0] for i in range(3))
-        live.down("web")
+        await live.down("web")
         await live.deliver()
         assert len(pd.alerts) == 1
     finally:

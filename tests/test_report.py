@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli.report import as_csv, as_json, as_table, build_report
-from monitor.store import Store
+from monitor.store import SqliteDatabase
 from tests.agent_harness import START, Harness
 from tests.helpers import run_cli
 
@@ -57,22 +57,22 @@ def at(h: Harness, offset: float) -> None:
 
 async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    h = Harness(state, BASE)
+    h = await Harness.create(state, BASE)
     for offset, target in ((0, "web"), (0, "db")):
         at(h, offset)
-        h.succeed(target)
+        await h.succeed(target)
     # web: first failed check at +600, down at +660 (3rd failure).
     for offset in (600, 630, 660):
         at(h, offset)
-        h.fail("web")
+        await h.fail("web")
     await h.agent.book.flush()
     await h.close()
 
     # Restart at +1000 with a target added; web is still down.
-    again = Harness(state, BASE + API, start=START + 1000)  # "api" is first seen now
-    again.fail("web")
+    again = await Harness.create(state, BASE + API, start=START + 1000)  # "api" is first seen now
+    await again.fail("web")
     at(again, 1000)
-    again.succeed("api")
+    await again.succeed("api")
     await again.deliver()
     again.local.assign(str(again.tickets()[0]["id"]), "alice")
     at(again, 1020)
@@ -80,16 +80,20 @@ async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_pat
     # db: a short outage answered by nobody within its 4h policy, resolved after 10 minutes.
     for offset in (1200, 1230, 1260):
         at(again, offset)
-        again.fail("db")
+        await again.fail("db")
     for offset in (1800, 1830):
         at(again, offset)
-        again.succeed("web")
+        await again.succeed("web")
     for offset in (1860, 1890):
         at(again, offset)
-        again.succeed("db")
+        await again.succeed("db")
     await again.agent.book.flush()
 
-    report = build_report(again.agent.store, again.config, START, START + 3600)
+    database = SqliteDatabase(state)  # what `watchdesk report` reads, beside the running agent
+    try:
+        report = build_report(database, again.config, START, START + 3600)
+    finally:
+        database.close()
     rows = {row.target: row for row in report.targets}
     web, db, api = rows["web"], rows["db"], rows["api"]
     assert web.downtime_seconds == 1830 - 600  # from the first failed check, across the restart
@@ -131,7 +135,9 @@ async def test_uptime_mtta_mttr_across_a_restart_and_a_target_added_late(tmp_pat
 def test_report_command_formats(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n' + BASE)
-    Store(tmp_path / "state").close()  # an agent has run there (a missing store is refused)
+    SqliteDatabase(
+        tmp_path / "state"
+    ).close()  # an agent has run there (a missing store is refused)
     for fmt in ("table", "json", "csv"):
         result = run_cli("report", "-c", str(config), "--since", "7d", "--format", fmt)
         assert result.returncode == 0, result.stderr

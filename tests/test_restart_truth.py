@@ -7,14 +7,14 @@ store afresh, or starts a second agent on the same state directory.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
-from monitor.store import SCHEMA_VERSION, Store
+from monitor.store import SCHEMA_VERSION, SqliteDatabase
 from tests.agent_harness import START, Harness
 
 CONFIG = """
@@ -37,11 +37,11 @@ email = "it@acme.example"
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Callable[..., Harness]]:
+async def harness(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     made: list[Harness] = []
 
-    def build(start: float = START) -> Harness:
-        h = Harness(tmp_path / "state", CONFIG, start=start)
+    async def build(start: float = START) -> Harness:
+        h = await Harness.create(tmp_path / "state", CONFIG, start=start)
         made.append(h)
         return h
 
@@ -53,7 +53,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Callable[..., Harness]]:
 def stored(h: Harness) -> tuple[TargetState, list[str], list[tuple[str, str | None]]]:
     """What a crash right now leaves behind: the state of web, its transitions, its incidents
     (status, resolved_at) -- read through a second connection, nothing flushed."""
-    second = Store(h.agent.state_dir)
+    second = SqliteDatabase(h.agent.state_dir)
     try:
         (_, state) = second.load_states()["web"]
         transitions = [t.current for t in second.transitions("web")]
@@ -66,25 +66,25 @@ def stored(h: Harness) -> tuple[TargetState, list[str], list[tuple[str, str | No
 
 
 async def test_the_down_transition_and_its_incident_are_stored_together(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
-    h.succeed("web")
-    h.fail("web", 3)
+    h = await harness()
+    await h.succeed("web")
+    await h.fail("web", 3)
     state, transitions, incidents = stored(h)
     assert state.status == "down"
     assert transitions == ["up", "down"]
     assert incidents == [("open", None)]
-    actions = h.agent.store.actions_of(h.incidents()[0].id)
+    actions = await h.agent.store.actions_of((await h.incidents())[0].id)
     assert [a.operation for a in actions] == ["create"]
 
 
 async def test_the_up_transition_and_the_resolve_are_stored_together(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
-    h.fail("web", 3)
-    h.succeed("web", 2)
+    h = await harness()
+    await h.fail("web", 3)
+    await h.succeed("web", 2)
     state, transitions, incidents = stored(h)
     assert state.status == "up"
     assert transitions == ["down", "up"]
@@ -92,11 +92,11 @@ async def test_the_up_transition_and_the_resolve_are_stored_together(
 
 
 async def test_a_failed_transaction_stores_nothing_of_the_transition(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
+    h = await harness()
     store = h.agent.store
-    before = store.load_states()
+    before = await store.load_states()
 
     def broken(incident_id: int) -> tuple[str, list[tuple[str, str, dict[str, object]]]]:
         raise sqlite3.OperationalError("disk I/O error")
@@ -104,7 +104,7 @@ async def test_a_failed_transaction_stores_nothing_of_the_transition(
     state = TargetState(status="down", consecutive_failures=3, since=START, first_failure_at=START)
     transition = Transition("up", "down", START, START, 3, "refused")
     with pytest.raises(StoreError):
-        store.open_incident(
+        await store.open_incident(
             {"target": "web", "status": "open", "priority": "urgent", "customer": None,
              "backend": "local", "opened_at": START, "first_failure_at": START,
              "failed_checks": 3, "last_reason": "refused"},
@@ -112,129 +112,131 @@ async def test_a_failed_transaction_stores_nothing_of_the_transition(
             ("web", "x", state, 10**6),
             transition,
         )  # fmt: skip
-    assert store.load_states() == before
-    assert store.transitions("web") == []
-    assert store.incidents() == []
+    assert await store.load_states() == before
+    assert await store.transitions("web") == []
+    assert await store.incidents() == []
 
 
 async def test_an_older_flush_never_overwrites_a_newer_state(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
+    h = await harness()
     store = h.agent.store
     newer = TargetState(status="down", consecutive_failures=3)
     older = TargetState(status="up", consecutive_successes=9)
-    store.record(("web", "id", newer, 20))
-    store.save([("web", "id", older, 19)])
-    assert store.load_states()["web"][1] == newer
+    await store.record(("web", "id", newer, 20))
+    await store.save([("web", "id", older, 19)])
+    assert (await store.load_states())["web"][1] == newer
 
 
 async def test_a_streak_that_turns_around_is_stored_at_once(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
     """Two failures (flushed), a success (not flushed), a crash: the restarted agent must not
     add the two old failures to the next one and open an incident for a blip."""
-    h = harness()
-    h.succeed("web")
-    h.fail("web", 2)
+    h = await harness()
+    await h.succeed("web")
+    await h.fail("web", 2)
     await h.agent.book.flush()
-    h.succeed("web")
+    await h.succeed("web")
     state, _, _ = stored(h)
     assert state.consecutive_failures == 0
     assert state.last_ok is True
     await h.close()
 
-    again = harness(start=h.clock.now())
-    again.fail("web", 2)
-    again.sweep()
-    assert again.incidents() == []
-    again.fail("web")
-    assert len(again.incidents()) == 1
+    again = await harness(start=h.clock.now())
+    await again.fail("web", 2)
+    await again.sweep()
+    assert (await again.incidents()) == []
+    await again.fail("web")
+    assert len(await again.incidents()) == 1
 
 
 async def test_counters_carry_over_a_restart_when_nothing_turned(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
-    h.succeed("web")
-    h.fail("web", 2)
+    h = await harness()
+    await h.succeed("web")
+    await h.fail("web", 2)
     await h.agent.book.flush()
     await h.close()
-    again = harness(start=h.clock.now())
-    again.fail("web")
-    assert len(again.incidents()) == 1
+    again = await harness(start=h.clock.now())
+    await again.fail("web")
+    assert len(await again.incidents()) == 1
 
 
 async def test_an_open_incident_is_the_truth_after_a_restart(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
     """A stored 'up' beside an open incident (a store from before this rule, or a state
     reset by a changed probe): the restarted agent starts from down and needs the full
     recovery_threshold of fresh successes."""
-    h = harness()
-    h.fail("web", 3)
-    assert len(h.incidents()) == 1
-    h.agent.store.record(("web", h.agent.identities["web"], TargetState(status="up"), 10**9))
+    h = await harness()
+    await h.fail("web", 3)
+    assert len(await h.incidents()) == 1
+    await h.agent.store.record(("web", h.agent.identities["web"], TargetState(status="up"), 10**9))
     await h.close()
 
-    again = harness(start=h.clock.now())
+    again = await harness(start=h.clock.now())
     assert again.agent.states["web"].status == "down"
-    again.sweep()
-    again.succeed("web")
-    again.sweep()
-    assert again.incidents()[0].status == "open"
-    again.succeed("web")
-    (resolved,) = again.incidents()
+    await again.sweep()
+    await again.succeed("web")
+    await again.sweep()
+    assert (await again.incidents())[0].status == "open"
+    await again.succeed("web")
+    (resolved,) = await again.incidents()
     assert resolved.status == "resolved"
     assert resolved.resolved_at is not None
     assert resolved.resolved_at >= resolved.opened_at
 
 
 async def test_a_stale_down_covered_by_a_resolved_incident_opens_nothing(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
-    h.fail("web", 3)
-    h.succeed("web", 2)
-    (incident,) = h.incidents()
+    h = await harness()
+    await h.fail("web", 3)
+    await h.succeed("web", 2)
+    (incident,) = await h.incidents()
     assert incident.status == "resolved"
     # The stored row says down from before the resolve (as a lost write would leave it).
     down = TargetState(status="down", consecutive_failures=3, since=incident.opened_at)
-    h.agent.store.record(("web", h.agent.identities["web"], down, 10**9))
+    await h.agent.store.record(("web", h.agent.identities["web"], down, 10**9))
     await h.close()
 
-    again = harness(start=h.clock.now())
+    again = await harness(start=h.clock.now())
     assert again.agent.states["web"].status == "unknown"
-    again.sweep()
-    assert len(again.incidents()) == 1
-    again.succeed("web")
+    await again.sweep()
+    assert len(await again.incidents()) == 1
+    await again.succeed("web")
     assert again.agent.states["web"].status == "up"
-    assert len(again.incidents()) == 1
+    assert len(await again.incidents()) == 1
 
 
 async def test_a_stored_down_opens_nothing_until_a_fresh_probe_confirms_it(
-    harness: Callable[..., Harness],
+    harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = harness()
+    h = await harness()
     down = TargetState(status="down", consecutive_failures=5, since=START, first_failure_at=START)
-    h.agent.store.record(("web", h.agent.identities["web"], down, 10**9))
+    await h.agent.store.record(("web", h.agent.identities["web"], down, 10**9))
     await h.close()
 
-    again = harness(start=START + 300)
-    again.sweep()
-    assert again.incidents() == []  # nothing decided on the stored state alone
-    again.succeed("web", 2)
-    again.sweep()
-    assert again.incidents() == []  # it was over: no incident for an outage that ended
+    again = await harness(start=START + 300)
+    await again.sweep()
+    assert (await again.incidents()) == []  # nothing decided on the stored state alone
+    await again.succeed("web", 2)
+    await again.sweep()
+    assert (await again.incidents()) == []  # it was over: no incident for an outage that ended
 
 
-async def test_no_incident_ends_before_it_opened(harness: Callable[..., Harness]) -> None:
-    h = harness()
-    h.fail("web", 3)
+async def test_no_incident_ends_before_it_opened(
+    harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await harness()
+    await h.fail("web", 3)
     # A state whose 'since' predates the incident (a clock step back, a stale row).
     h.agent.states["web"] = TargetState(status="up", consecutive_successes=2, since=START - 3600)
-    h.sweep()
-    (resolved,) = h.incidents()
+    await h.sweep()
+    (resolved,) = await h.incidents()
     assert resolved.resolved_at is not None
     assert resolved.resolved_at >= resolved.opened_at
 
@@ -265,7 +267,7 @@ async def test_a_version_1_store_is_migrated_and_keeps_a_maybe_sent_create(tmp_p
         """
     )
     db.close()
-    store = Store(state_dir)
+    store = SqliteDatabase(state_dir)
     try:
         assert store.load_states()["web"][1].status == "down"
         (action,) = store.due_actions(10.0)
@@ -278,10 +280,10 @@ async def test_a_version_1_store_is_migrated_and_keeps_a_maybe_sent_create(tmp_p
 async def test_a_store_from_a_newer_watchdesk_is_refused_with_a_clear_error(
     tmp_path: Path,
 ) -> None:
-    Store(tmp_path).close()
+    SqliteDatabase(tmp_path).close()
     db = sqlite3.connect(tmp_path / "watchdesk.sqlite3")
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer watchdesk"):
-        Store(tmp_path)
+        SqliteDatabase(tmp_path)

@@ -81,7 +81,7 @@ async def test_no_watchdog_ping_while_the_scheduler_is_stalled(
 ) -> None:
     listener, path = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
-    h = Harness(
+    h = await Harness.create(
         tmp_path / "state", '[[targets]]\nname = "db"\nkind = "tcp"\nhost = "h"\nport = 1\n'
     )
     try:

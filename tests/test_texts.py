@@ -3,7 +3,7 @@ templates replace the defaults, in a sandbox."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import jinja2.exceptions
@@ -42,11 +42,11 @@ TEMPLATES
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Callable[[str], Harness]]:
+async def harness(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Harness]]]:
     made: list[Harness] = []
 
-    def build(extra: str = "") -> Harness:
-        h = Harness(tmp_path / "state", CONFIG.replace("TEMPLATES", extra))
+    async def build(extra: str = "") -> Harness:
+        h = await Harness.create(tmp_path / "state", CONFIG.replace("TEMPLATES", extra))
         made.append(h)
         return h
 
@@ -56,11 +56,11 @@ async def harness(tmp_path: Path) -> AsyncIterator[Callable[[str], Harness]]:
 
 
 async def test_the_ticket_and_the_recovery_note_are_courteous_and_complete(
-    harness: Callable[[str], Harness],
+    harness: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = harness("")
-    h.fail("web", 2, reason="status 503")
-    h.succeed("web")
+    h = await harness("")
+    await h.fail("web", 2, reason="status 503")
+    await h.succeed("web")
     await h.deliver()
     (ticket, *_) = h.tickets()
     description = str(ticket["description"])
@@ -77,18 +77,18 @@ async def test_the_ticket_and_the_recovery_note_are_courteous_and_complete(
 
 
 async def test_a_customers_own_template_replaces_the_default_for_that_customer_only(
-    harness: Callable[[str], Harness], tmp_path: Path
+    harness: Callable[[str], Awaitable[Harness]], tmp_path: Path
 ) -> None:
     own = tmp_path / "globex-templates"
     own.mkdir()
     (own / "recovery_note.txt.j2").write_text(
         "Dear Globex team, {{ target }} is back since {{ recovered_at }}. Regards."
     )
-    h = harness(f'templates = "{own}"')
-    h.fail("shop", 2)
-    h.succeed("shop")
-    h.fail("web", 2)
-    h.succeed("web")
+    h = await harness(f'templates = "{own}"')
+    await h.fail("shop", 2)
+    await h.succeed("shop")
+    await h.fail("web", 2)
+    await h.succeed("web")
     await h.deliver()
     notes = {str(t["subject"]): h.notes(t["id"]) for t in h.tickets()}
     assert notes["[URGENT] shop is down"] == [

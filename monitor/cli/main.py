@@ -31,8 +31,8 @@ from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
-from monitor.store import Store
-from monitor.web.views import incident_rows
+from monitor.store import SqliteDatabase
+from monitor.web.views import incident_row
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -168,6 +168,10 @@ async def _serve(config: Config, path: str) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
     try:
         await agent.start()
+    except StoreError as error:
+        log.error("agent.state_dir: %s", error)
+        await agent.stop()
+        return EXIT_CONFIG
     except SecretError as error:
         log.error("agent.api_token: %s", error)
         await agent.stop()
@@ -244,10 +248,10 @@ def _table(rows: list[dict[str, object]]) -> str:
     )
 
 
-def _existing_store(config: Config) -> Store | None:
+def _existing_store(config: Config) -> SqliteDatabase | None:
     """The store the agent keeps, or None (said on stderr) when there is none."""
     try:
-        return Store.existing(config.agent.state_dir)
+        return SqliteDatabase.existing(config.agent.state_dir)
     except StoreError as error:
         print(f"agent.state_dir: {error}", file=sys.stderr)
         return None
@@ -258,7 +262,10 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
     if store is None:
         return EXIT_CONFIG
     try:
-        rows = incident_rows(store, include_resolved=args.all)
+        rows = [
+            incident_row(incident, store.actions_of(incident.id))
+            for incident in store.incidents(open_only=not args.all, limit=200)
+        ]
     finally:
         store.close()
     if args.json:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from monitor.config import Config
 from monitor.delivery.integrations import build_backend, build_pager
 from monitor.errors import SecretError
-from monitor.store import Store
+from monitor.store import SqliteDatabase
 from ticketing.base import TicketDraft
 from ticketing.errors import DeliveryError
 from ticketing.pagers.base import Page
@@ -36,7 +36,7 @@ async def run_test_notify(config: Config) -> list[ChannelResult]:
 
 async def _test_ticket(config: Config, key: str) -> ChannelResult:
     kind = config.ticketing.backend
-    store = Store(config.agent.state_dir)
+    store = SqliteDatabase(config.agent.state_dir)
     try:
         backend = build_backend(config)
     except SecretError as error:

@@ -152,7 +152,7 @@ class Outbox:
                 raise
             except Exception:
                 log.exception("outbox pass failed; retrying in a second")
-            delay = max(0.0, min(1.0, self._next_wake() - self.clock.now()))
+            delay = max(0.0, min(1.0, await self._next_wake() - self.clock.now()))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -164,10 +164,10 @@ class Outbox:
             if health.until > now or health.probing
         ]
 
-    def _next_wake(self) -> float:
+    async def _next_wake(self) -> float:
         now = self.clock.now()
         times = [h.until for h in self.health.values() if h.until > now and not h.probing]
-        next_at = self.store.next_action_time(self._backing_off(now))
+        next_at = await self.store.next_action_time(self._backing_off(now))
         if next_at is not None:
             times.append(next_at)
         return min(times, default=now + 1.0)
@@ -177,7 +177,7 @@ class Outbox:
         tried = 0
         while True:
             now = self.clock.now()
-            actions = self.store.due_actions(now, skip_channels=self._backing_off(now))
+            actions = await self.store.due_actions(now, skip_channels=self._backing_off(now))
             batch: list[OutboxAction] = []
             for action in actions:
                 health = self.health.get(action.channel)
@@ -190,21 +190,21 @@ class Outbox:
                 break
             tried += len(batch)
             await asyncio.gather(*(self._attempt(action) for action in batch))
-        self._update_pending()
+        await self._update_pending()
         return tried
 
-    def _update_pending(self) -> None:
-        counts = self.store.outbox_counts()
+    async def _update_pending(self) -> None:
+        counts = await self.store.outbox_counts()
         self.metrics.outbox_pending.set(counts.get("pending", 0) + counts.get("failed", 0))
 
     async def _attempt(self, action: OutboxAction) -> None:
         try:
             typed = action.action()
         except (ValueError, KeyError, TypeError) as error:
-            self._refused(action, f"this watchdesk cannot read the stored action: {error!r}")
+            await self._refused(action, f"this watchdesk cannot read the stored action: {error!r}")
             return
         async with self._limit:
-            attempts = self.store.begin_attempt(action.id, self.clock.now())
+            attempts = await self.store.begin_attempt(action.id, self.clock.now())
             try:
                 if isinstance(typed, SendPage | ResolvePage):
                     outcome = await self._deliver_page(action, typed)
@@ -212,38 +212,40 @@ class Outbox:
                     outcome = await self._deliver_ticket(action, typed)
             except NotYet as wait:
                 self._probe_done(action.channel)
-                self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
+                await self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
             except PermanentError as error:
-                self._answered(action.channel)
-                self._refused(action, error.message)
+                await self._answered(action.channel)
+                await self._refused(action, error.message)
             except RetryableError as error:
-                self._retry(action, attempts, error)
+                await self._retry(action, attempts, error)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.exception("%s %s failed unexpectedly", action.channel, action.operation)
                 self._probe_done(action.channel)
-                self.store.retry_action(
+                await self.store.retry_action(
                     action.id,
                     self.clock.now() + backoff(attempts, None),
                     f"{type(error).__name__}: {error}",
                 )
                 self._count(action, "retry")
             else:
-                self.store.finish_action(
+                await self.store.finish_action(
                     action.id, self.clock.now(), outcome.changes, outcome.skipped
                 )
                 if action.operation == "create":
                     crash_point("after_answer_stored")
-                self._answered(action.channel)
+                await self._answered(action.channel)
                 self._count(action, "skipped" if outcome.skipped else "success")
 
-    def _retry(self, action: OutboxAction, attempts: int, error: RetryableError) -> None:
+    async def _retry(self, action: OutboxAction, attempts: int, error: RetryableError) -> None:
         now = self.clock.now()
         channel_until = self._channel_failed(action.channel, error.retry_after, now)
         delay = backoff(attempts, error.retry_after)
         marker = f"{UNKNOWN}: " if isinstance(error, OutcomeUnknown) else ""
-        self.store.retry_action(action.id, max(now + delay, channel_until), marker + error.message)
+        await self.store.retry_action(
+            action.id, max(now + delay, channel_until), marker + error.message
+        )
         self._count(action, "retry")
         if attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th... attempt: not every one
             log.warning(
@@ -268,13 +270,13 @@ class Outbox:
             health.until = max(health.until, now + retry_after)
         return health.until
 
-    def _answered(self, channel: str) -> None:
+    async def _answered(self, channel: str) -> None:
         """The service answered: if the channel was backing off, its backlog is due now."""
         health = self.health.get(channel)
         if health is None or not health.failures:
             return
         del self.health[channel]
-        released = self.store.release_channel(channel, self.clock.now())
+        released = await self.store.release_channel(channel, self.clock.now())
         log.info("%s answers again: %d queued actions go now", channel, released)
         self.notify()
 
@@ -283,8 +285,8 @@ class Outbox:
         if health is not None:
             health.probing = False
 
-    def _refused(self, action: OutboxAction, message: str) -> None:
-        self.store.fail_action(action.id, message)
+    async def _refused(self, action: OutboxAction, message: str) -> None:
+        await self.store.fail_action(action.id, message)
         self._count(action, "error")
         if action.id not in self._refused_logged:
             self._refused_logged.add(action.id)
@@ -311,7 +313,7 @@ class Outbox:
     async def _deliver_ticket(
         self, action: OutboxAction, typed: CreateTicket | AddNote | SetStatus
     ) -> Outcome:
-        incident = self.store.incident(action.incident_id)
+        incident = await self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")
         if isinstance(typed, CreateTicket):
@@ -343,7 +345,7 @@ class Outbox:
                     f"ticket {dedup_key} exists before creating one",
                     max(1.0, wait),
                 )
-        self.store.set_sent(action.id, self.clock.now())
+        await self.store.set_sent(action.id, self.clock.now())
         crash_point("before_create_sent")
         try:
             ref = await self.backend.create(typed.draft)
@@ -352,7 +354,7 @@ class Outbox:
         except DeliveryError:
             # Answered with a refusal: this create did not happen, and the lookup before it
             # (if any) said no earlier one did either.
-            self.store.set_sent(action.id, None)
+            await self.store.set_sent(action.id, None)
             raise
         crash_point("after_create_sent")
         return Outcome({"ticket_id": ref.id, "ticket_url": ref.url})
@@ -365,7 +367,7 @@ class Outbox:
         if pager is None:
             # Kept, never dropped: a reload that configures the pager again delivers it.
             raise NotYet(f"{CHANNEL_REMOVED}: pager {name} is no longer configured", 60.0)
-        incident = self.store.incident(action.incident_id)
+        incident = await self.store.incident(action.incident_id)
         if incident is None:
             raise PermanentError(f"incident {action.incident_id} is not in the store")
         if isinstance(typed, SendPage):
@@ -380,7 +382,7 @@ class Outbox:
             and a.operation == "page"
             and a.state == "done"
             and not a.last_error
-            for a in self.store.actions_of(action.incident_id)
+            for a in await self.store.actions_of(action.incident_id)
         )
         if not paged:
             return Outcome(skipped="never paged for this incident")

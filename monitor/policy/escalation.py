@@ -10,11 +10,15 @@
 - Every ``status_update_interval`` while open: a customer-visible update on the ticket.
 - On recovery: pagers that can resolve get a resolve.
 
-Everything it decides goes through the store's outbox, like the ticket actions.
+Everything it decides goes through the store's outbox, like the ticket actions. It writes under
+the incident manager's lock (``decisions``), after reading the incident again: an incident that
+a recovery resolved meanwhile gets no update, escalation or page (the helpdesk and the pagers
+are asked outside the lock: a slow service never holds up a transition).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +45,7 @@ class SupportPolicy:
         config: Config,
         integrations: IntegrationsSlot,
         notify: Any,
+        decisions: asyncio.Lock | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -49,6 +54,7 @@ class SupportPolicy:
         self.notify = notify
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
+        self.decisions = decisions or asyncio.Lock()
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -100,11 +106,12 @@ class SupportPolicy:
             target, self.config.escalation.page_on_open, "open", details, key, now
         )
 
-    def recover_actions(self, incident: Incident, summary: str) -> list[Action]:
-        """A resolve for every pager this incident paged (or queued a page for)."""
+    async def recover_actions(self, incident: Incident, summary: str) -> list[Action]:
+        """A resolve for every pager this incident paged (or queued a page for). Called by the
+        incident manager with ``decisions`` held, so no escalation page slips in after it."""
         pagers = {
             action.channel.split(":", 1)[1]
-            for action in self.store.actions_of(incident.id)
+            for action in await self.store.actions_of(incident.id)
             if action.channel.startswith("pager:") and action.operation == "page"
         }
         return [ResolvePage(name, summary) for name in sorted(pagers)]
@@ -114,17 +121,28 @@ class SupportPolicy:
     async def sweep(self) -> None:
         now = self.clock.now()
         targets = {target.name: target for target in self.config.targets}
-        for incident in self.store.incidents(open_only=True):
+        for incident in await self.store.incidents(open_only=True):
             target = targets.get(incident.target)
             if target is None:
                 continue
-            self._status_update(incident, now)
+            if now - (incident.last_update_at or incident.opened_at) >= (
+                self.config.escalation.status_update_interval
+            ):
+                async with self.decisions:
+                    current = await self._still_open(incident.id)
+                    if current is not None:
+                        await self._status_update(current, now)
             if incident.worked_at is None and incident.escalated_at is None:
                 await self._check_worked_or_escalate(incident, target, now)
-        open_ids = {i.id for i in self.store.incidents(open_only=True)}
+        open_ids = {i.id for i in await self.store.incidents(open_only=True)}
         self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}
 
-    def _status_update(self, incident: Incident, now: float) -> None:
+    async def _still_open(self, incident_id: int) -> Incident | None:
+        """The incident as stored now, if it is still open (call with ``decisions`` held)."""
+        incident = await self.store.incident(incident_id)
+        return incident if incident is not None and incident.status == "open" else None
+
+    async def _status_update(self, incident: Incident, now: float) -> None:
         interval = self.config.escalation.status_update_interval
         last = incident.last_update_at or incident.opened_at
         if now - last < interval:
@@ -137,7 +155,7 @@ class SupportPolicy:
             f"Work on it goes on; the next update follows within "
             f"{format_duration(interval)}."
         )
-        self.store.update_incident(
+        await self.store.update_incident(
             incident.id,
             {"last_update_at": now},
             [AddNote(body, public=True)],
@@ -156,11 +174,19 @@ class SupportPolicy:
             self._last_poll[incident.id] = now
             who = await self._worked_by(incident)
             if who is not None:
-                self.store.update_incident(incident.id, {"worked_at": now})
+                async with self.decisions:
+                    if await self._still_open(incident.id) is not None:
+                        await self.store.update_incident(incident.id, {"worked_at": now})
                 log.info("incident %d is being worked (%s): no escalation", incident.id, who)
                 return
         if now < deadline:
             return
+        async with self.decisions:
+            current = await self._still_open(incident.id)
+            if current is not None and current.worked_at is None and current.escalated_at is None:
+                await self._escalate(current, target, now)
+
+    async def _escalate(self, incident: Incident, target: TargetConfig, now: float) -> None:
         timeout = format_duration(self.config.escalation.ack_timeout_for(incident.priority))
         pagers = self.config.escalation.page_on_escalation
         details = (
@@ -174,7 +200,7 @@ class SupportPolicy:
         )
         actions = self.page_actions(target, pagers, "escalation", details, incident.dedup_key, now)
         actions.append(AddNote(note, public=False))
-        self.store.update_incident(incident.id, {"escalated_at": now}, actions, now)
+        await self.store.update_incident(incident.id, {"escalated_at": now}, actions, now)
         log.warning(
             "incident %d of %s escalated after %s without anyone on it",
             incident.id,

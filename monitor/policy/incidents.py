@@ -10,42 +10,42 @@ transition causes it, the transition is in the same transaction (see ``monitor.s
 
 After a restart it never guesses: the open incidents in the store are the truth, and only
 results of probes run since the start (``on_result``) may open an incident.
+
+Its decisions await the store, so they are serialised: one lock (``decisions``, shared with the
+support policy) around every transition, sweep and child reconcile, and a target whose
+transition is on its way (``expect_transition``) is left to that transition by the others.
+So a transition and a sweep never open two incidents or resolve one twice, and ``_open`` is
+what the store holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import hashlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, AddNote, CreateTicket, SetStatus
+from monitor.actions import Action, AddNote, SetStatus
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.policy import texts
+from monitor.policy import opening, texts
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
-from ticketing.base import PRIORITIES, TicketDraft
+from ticketing.base import PRIORITIES
 
 log = logging.getLogger("watchdesk.incidents")
 
 
 # The transition being acted on, with the state row it produced: stored with what it causes.
 Cause = tuple[StateRow, Transition]
-
-
-def dedup_key(incident_id: int, target: str, opened_at: float) -> str:
-    """Stable per incident, unique across store resets, and valid as a tag or label anywhere."""
-    digest = hashlib.sha256(f"{incident_id}|{target}|{opened_at}".encode()).hexdigest()[:10]
-    return f"watchdesk-{incident_id}-{digest}"
 
 
 class IncidentManager:
@@ -74,15 +74,17 @@ class IncidentManager:
         self._last_resolved: dict[str, float] = {}
         # Set by the agent: adds the pages (and their resolves) to what an incident queues.
         self.policy: SupportPolicy | None = None
-        self.reload_open()
+        self.decisions = asyncio.Lock()
+        # target -> transitions of it on their way to ``on_transition``.
+        self._expected: dict[str, int] = {}
 
     def set_config(self, config: Config) -> None:
         self.config = config
         self._zone = ZoneInfo(config.agent.timezone)
 
-    def reload_open(self) -> None:
-        self._open = {i.target: i for i in self.store.incidents(open_only=True)}
-        self._last_resolved = self.store.last_resolved()
+    async def reload_open(self) -> None:
+        self._open = {i.target: i for i in await self.store.incidents(open_only=True)}
+        self._last_resolved = await self.store.last_resolved()
         self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
         self._update_open_gauge()
 
@@ -100,6 +102,8 @@ class IncidentManager:
         """The state a target should start from, given the store's incidents; None if ``state``
         stands. An open incident means down until fresh probes say otherwise; a stored down
         that a resolved incident already covers is stale, and fresh probes decide afresh."""
+        if self._expected.get(name):
+            return None  # a transition of it is on its way: it decides
         incident = self._open.get(name)
         if incident is not None and state.status != "down":
             return dataclasses.replace(
@@ -128,55 +132,79 @@ class IncidentManager:
         if not ok and target in self._open:
             self._failed_checks[target] = self._failed_checks.get(target, 0) + 1
 
-    def on_transition(
+    def expect_transition(self, name: str) -> None:
+        """A transition of ``name`` changed its state and ``on_transition`` follows: until it
+        has, sweeps and child reconciles leave the target to it. Called with no await between
+        the state change and this call."""
+        self._expected[name] = self._expected.get(name, 0) + 1
+
+    async def on_transition(
         self, target: TargetConfig, transition: Transition, state: TargetState, row: StateRow
     ) -> None:
         """Act on a transition; the transition and its state row are stored with what it
         causes, in one transaction (raises StoreError when that transaction failed)."""
+        try:
+            async with self.decisions:
+                await self._on_transition(target, transition, row)
+        finally:
+            count = self._expected.pop(target.name, 0) - 1
+            if count > 0:
+                self._expected[target.name] = count
+
+    async def _on_transition(
+        self, target: TargetConfig, transition: Transition, row: StateRow
+    ) -> None:
         self._changes[target.name].append(transition.at)
-        if not self.reconcile(target, (row, transition)):
-            self.store.record(row, transition)
+        if not await self._reconcile(target, (row, transition)):
+            await self.store.record(row, transition)
         if transition.current == "up":
             # Children that were waiting behind this parent may need incidents of their own now.
             for child in self.config.targets:
                 if target.name in child.depends_on:
                     try:
-                        self.reconcile(child)
+                        await self._reconcile(child)
                     except Exception:
                         log.exception("could not reconcile %s after %s", child.name, target.name)
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Re-check every target: maintenance ends, parents recover, flapping settles."""
-        for target in self.config.targets:
-            self.reconcile(target)
-        for name in list(self._open):
-            if name not in {t.name for t in self.config.targets}:
-                log.info(
-                    "incident of removed target %s stays open until it is resolved by hand", name
-                )
-        self._persist_counts()
+        async with self.decisions:
+            for target in self.config.targets:
+                await self._reconcile(target)
+            for name in list(self._open):
+                if name not in {t.name for t in self.config.targets}:
+                    log.info(
+                        "incident of removed target %s stays open until it is resolved by hand",
+                        name,
+                    )
+            await self._persist_counts()
 
-    def _persist_counts(self) -> None:
-        for name, incident in self._open.items():
+    async def _persist_counts(self) -> None:
+        for name, incident in list(self._open.items()):
             count = self._failed_checks.get(name, incident.failed_checks)
             if count != incident.failed_checks:
-                self.store.update_incident(incident.id, {"failed_checks": count})
+                await self.store.update_incident(incident.id, {"failed_checks": count})
                 self._open[name] = _replace(incident, failed_checks=count)
 
     # ---- the rule --------------------------------------------------------------------------
 
-    def reconcile(self, target: TargetConfig, cause: Cause | None = None) -> bool:
-        """Close the gap between the target's state and its incident; True when ``cause`` (the
-        transition that brought the state) was stored with what that did."""
+    async def reconcile(self, target: TargetConfig) -> bool:
+        """Close the gap between the target's state and its incident (under the lock)."""
+        async with self.decisions:
+            return await self._reconcile(target)
+
+    async def _reconcile(self, target: TargetConfig, cause: Cause | None = None) -> bool:
+        """The rule, with the lock held; True when ``cause`` (the transition that brought the
+        state) was stored with what that did."""
         state = self.states.get(target.name)
-        if state is None:
-            return False
+        if state is None or (cause is None and self._expected.get(target.name)):
+            return False  # unknown, or its own transition is on the way and decides
         incident = self._open.get(target.name)
         now = self.clock.now()
         if state.status == "down" and incident is None:
-            return self._maybe_open(target, state, now, cause)
+            return await self._maybe_open(target, state, now, cause)
         if state.status == "up" and incident is not None:
-            return self._maybe_recover(target, state, incident, now, cause)
+            return await self._maybe_recover(target, state, incident, now, cause)
         return False
 
     def _parent_down(self, target: TargetConfig) -> str | None:
@@ -186,7 +214,7 @@ class IncidentManager:
                 return parent
         return None
 
-    def _maybe_open(
+    async def _maybe_open(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
     ) -> bool:
         if target.name not in self._fresh:
@@ -199,11 +227,11 @@ class IncidentManager:
             return False
         parent = self._parent_down(target)
         if parent is not None:
-            self._mark_affected(parent, target, state, now)
+            await self._mark_affected(parent, target, state, now)
             return False
-        return self._open_incident(target, state, now, cause)
+        return await self._open_incident(target, state, now, cause)
 
-    def _mark_affected(
+    async def _mark_affected(
         self, parent: str, child: TargetConfig, state: TargetState, now: float
     ) -> None:
         incident = self._open.get(parent)
@@ -214,7 +242,7 @@ class IncidentManager:
             f"Also affected: {child.name} ({child.where()}) is down too: {state.last_reason}. "
             f"It depends on {parent}, so it has no ticket of its own while {parent} is down."
         )
-        self.store.update_incident(
+        await self.store.update_incident(
             incident.id,
             {"affected": affected},
             [AddNote(body, public=True)],
@@ -224,51 +252,22 @@ class IncidentManager:
         log.info("%s is down behind %s: noted on incident %d", child.name, parent, incident.id)
         self.notify()
 
-    def _open_incident(
+    async def _open_incident(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
     ) -> bool:
-        customer = self.config.customers.get(target.customer) if target.customer else None
-        requester = customer.email if customer and customer.email else self._default_requester()
-        first_failure = state.first_failure_at or now
         failed = max(state.consecutive_failures, target.failure_threshold)
-        incident_fields = {
-            "target": target.name,
-            "status": "open",
-            "priority": target.priority,
-            "customer": target.customer,
-            "backend": self.config.ticketing.backend,
-            "opened_at": now,
-            "first_failure_at": first_failure,
-            "failed_checks": failed,
-            "last_reason": state.last_reason,
-            "last_update_at": now,
-        }
-        description = texts.ticket_description(
-            self.config, target, state, first_failure, failed, self._zone
+        incident_fields, build = opening.plan(
+            self.config, target, state, failed, now, self._zone, self.policy
         )
-
-        def build(incident_id: int) -> tuple[str, list[Action]]:
-            key = dedup_key(incident_id, target.name, now)
-            draft = TicketDraft(
-                dedup_key=key,
-                subject=f"[{target.priority.upper()}] {target.name} is down",
-                description=description,
-                priority=target.priority,
-                requester_email=requester,
-                target=target.name,
-                customer=target.customer,
-                tags=("watchdesk", key),
-            )
-            actions: list[Action] = [CreateTicket(draft)]
-            if self.policy is not None:
-                details = texts.page_details(target, state, first_failure, self._zone)
-                actions += self.policy.open_actions(target, details, key, now)
-            return key, actions
-
         row, transition = cause if cause is not None else (None, None)
-        incident = self.store.open_incident(incident_fields, build, row, transition)
+        incident = await self.store.open_incident(incident_fields, build, row, transition)
         crash_point("after_incident_row")
         if incident is None:
+            # The store holds an open incident _open did not know: it is the one of this outage.
+            for known in await self.store.incidents(open_only=True):
+                if known.target == target.name:
+                    self._open[target.name] = known
+                    self._failed_checks.setdefault(target.name, known.failed_checks)
             return cause is not None
         self._open[target.name] = incident
         self._failed_checks[target.name] = failed
@@ -292,10 +291,7 @@ class IncidentManager:
         self.notify()
         return cause is not None
 
-    def _default_requester(self) -> str | None:
-        return getattr(self.config.backend_settings, "requester_email", None)
-
-    def _maybe_recover(
+    async def _maybe_recover(
         self,
         target: TargetConfig,
         state: TargetState,
@@ -311,13 +307,13 @@ class IncidentManager:
             stable_for = now - (state.since or now)
             if stable_for < escalation.flap_stable_after:
                 if not incident.flapping:
-                    self._mark_flapping(target, incident, len(changes), now, cause)
+                    await self._mark_flapping(target, incident, len(changes), now, cause)
                     return cause is not None
                 return False
-        self._recover(target, state, incident, now, cause)
+        await self._recover(target, state, incident, now, cause)
         return cause is not None
 
-    def _mark_flapping(
+    async def _mark_flapping(
         self,
         target: TargetConfig,
         incident: Incident,
@@ -332,7 +328,7 @@ class IncidentManager:
             f"up for {format_duration(escalation.flap_stable_after)} without a break."
         )
         row, transition = cause if cause is not None else (None, None)
-        self.store.update_incident(
+        await self.store.update_incident(
             incident.id,
             {"flapping": 1},
             [AddNote(body, public=True)],
@@ -344,7 +340,7 @@ class IncidentManager:
         log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
         self.notify()
 
-    def _recover(
+    async def _recover(
         self,
         target: TargetConfig,
         state: TargetState,
@@ -369,12 +365,12 @@ class IncidentManager:
         actions: list[Action] = [AddNote(body, public=True)]
         if self.policy is not None:
             summary = f"{target.name} recovered after {format_duration(down_for)}"
-            actions += self.policy.recover_actions(incident, summary)
+            actions += await self.policy.recover_actions(incident, summary)
         on_recovery = self.config.ticketing.on_recovery
         if on_recovery in ("pending", "resolve"):
             actions.append(SetStatus("pending" if on_recovery == "pending" else "resolved"))
         row, transition = cause if cause is not None else (None, None)
-        self.store.update_incident(
+        await self.store.update_incident(
             incident.id,
             {"status": "resolved", "resolved_at": recovered_at, "failed_checks": failed},
             actions,

@@ -1,7 +1,23 @@
-"""The agent's memory (``sqlite.Store``): target state, incidents, the outbox, transitions."""
+"""The agent's memory: target state, incidents, the outbox, transitions.
 
+``Store`` is the interface the agent awaits (``base``); ``SqliteStore`` (``aio``) implements it
+over ``SqliteDatabase`` (``sqlite``), which the command-line commands use synchronously.
+"""
+
+from monitor.store.aio import SqliteStore
+from monitor.store.base import BuildActions, Store
 from monitor.store.records import Incident, OutboxAction, StoredTransition
 from monitor.store.schema import SCHEMA_VERSION, StateRow
-from monitor.store.sqlite import Store
+from monitor.store.sqlite import SqliteDatabase
 
-__all__ = ["SCHEMA_VERSION", "Incident", "OutboxAction", "StateRow", "Store", "StoredTransition"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BuildActions",
+    "Incident",
+    "OutboxAction",
+    "SqliteDatabase",
+    "SqliteStore",
+    "StateRow",
+    "Store",
+    "StoredTransition",
+]

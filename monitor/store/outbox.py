@@ -1,5 +1,5 @@
 """The outbox's queries: which actions are due, their attempts and outcomes, the sticky
-"may be out there" mark, and the release of a channel's backlog. Part of ``Store``."""
+"may be out there" mark, and the release of a channel's backlog. Part of ``SqliteDatabase``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from monitor.store.records import OUTBOX_COLUMNS, OutboxAction
 
 
 class OutboxQueries:
-    """Mixed into ``Store``, which provides the connection, its lock and transactions."""
+    """Mixed into ``SqliteDatabase``, which provides the connection, its lock and transactions."""
 
     _db: sqlite3.Connection
     _lock: threading.Lock

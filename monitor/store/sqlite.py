@@ -1,4 +1,9 @@
-"""The agent's memory: one SQLite file (WAL) under ``agent.state_dir``.
+"""The agent's memory in SQLite: one file (WAL) under ``agent.state_dir``.
+
+``SqliteDatabase`` is the synchronous access: the command-line commands (report, tickets,
+test-notify) use it directly; the agent reaches it only through ``monitor.store.aio.SqliteStore``,
+which runs every call in one writer thread, in the order the calls were made (so no SQLite call
+runs on the event loop, and a write never overtakes one made before it).
 
 It holds each target's state and counters, so that a target with 2 of 3 failures before a
 restart needs only 1 more after it, and every state transition with its time, which the uptime
@@ -52,16 +57,24 @@ from monitor.store.schema import (
     transition_values,
 )
 
+FILE_NAME = "watchdesk.sqlite3"
 
-class Store(OutboxQueries):
-    """Thread-safe access to the SQLite file; every method is one short transaction."""
 
-    def __init__(self, state_dir: str | Path) -> None:
+class SqliteDatabase(OutboxQueries):
+    """Thread-safe access to the SQLite file; every method is one short transaction.
+
+    ``check_same_thread=True`` makes the connection refuse any other thread than the one that
+    opened it (``SqliteStore`` opens it in its writer thread).
+    """
+
+    def __init__(self, state_dir: str | Path, check_same_thread: bool = False) -> None:
         directory = Path(state_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.path = directory / "watchdesk.sqlite3"
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.path = directory / FILE_NAME
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=check_same_thread, isolation_level=None
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
@@ -72,10 +85,10 @@ class Store(OutboxQueries):
         self._lock = threading.Lock()
 
     @classmethod
-    def existing(cls, state_dir: str | Path) -> Store:
+    def existing(cls, state_dir: str | Path) -> SqliteDatabase:
         """The store an agent already made in ``state_dir``; StoreError, creating nothing, when
         there is none (a mistyped ``agent.state_dir`` must not read as "all is well")."""
-        path = Path(state_dir) / "watchdesk.sqlite3"
+        path = Path(state_dir) / FILE_NAME
         if not path.is_file():
             raise StoreError(
                 f"no store in {state_dir}: no agent has run with this agent.state_dir "

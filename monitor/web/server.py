@@ -69,16 +69,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    agent = request.app[AGENT_KEY]
-    loop = asyncio.get_running_loop()
-    writable = await loop.run_in_executor(None, agent.store.writable)
-    problems = [] if writable else [f"store {agent.store.path} is not writable"]
-    for action in agent.store.failed_actions():
+    store = request.app[AGENT_KEY].store
+    writable = await store.writable()
+    problems = [] if writable else [f"store {store.location} is not writable"]
+    for action in await store.failed_actions():
         problems.append(
             f"{action.channel} {action.operation} of incident {action.incident_id} was refused: "
             f"{action.last_error}"
         )
-    for action in agent.store.pending_with_error(CHANNEL_REMOVED):
+    for action in await store.pending_with_error(CHANNEL_REMOVED):
         problems.append(
             f"{action.channel} {action.operation} of incident {action.incident_id} is kept: "
             f"{action.last_error}"
@@ -95,4 +94,4 @@ async def api_incidents(request: web.Request) -> web.Response:
     """Open incidents and recent resolved ones (``?open=1`` for open only)."""
     agent = request.app[AGENT_KEY]
     open_only = request.query.get("open") in ("1", "true")
-    return web.json_response(incident_rows(agent.store, include_resolved=not open_only))
+    return web.json_response(await incident_rows(agent.store, include_resolved=not open_only))

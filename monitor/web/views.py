@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from monitor.config import TargetConfig
 from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.state import TargetState
-from monitor.store import OutboxAction, Store
+from monitor.store import Incident, OutboxAction, Store
 
 
 class AgentView(Protocol):
@@ -30,23 +30,25 @@ class AgentView(Protocol):
     def status_view(self) -> list[dict[str, object]]: ...
 
 
-def incident_rows(
+async def incident_rows(
     store: Store, include_resolved: bool = True, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Incidents newest first, each with its ticket and where its outbox actions stand."""
-    rows: list[dict[str, Any]] = []
-    for incident in store.incidents(open_only=not include_resolved, limit=limit):
-        actions = store.actions_of(incident.id)
-        pending = [a for a in actions if a.state != "done"]
-        row = incident.as_json()
-        row["outbox"] = (
-            "delivered"
-            if not pending
-            else ", ".join(f"{a.channel} {a.operation}: {_where(a)}" for a in pending)
-        )
-        row["outbox_errors"] = [a.last_error for a in pending if a.last_error]
-        rows.append(row)
-    return rows
+    incidents = await store.incidents(open_only=not include_resolved, limit=limit)
+    return [incident_row(i, await store.actions_of(i.id)) for i in incidents]
+
+
+def incident_row(incident: Incident, actions: list[OutboxAction]) -> dict[str, Any]:
+    """One incident as /api/incidents and ``watchdesk tickets`` show it."""
+    pending = [a for a in actions if a.state != "done"]
+    row = incident.as_json()
+    row["outbox"] = (
+        "delivered"
+        if not pending
+        else ", ".join(f"{a.channel} {a.operation}: {_where(a)}" for a in pending)
+    )
+    row["outbox_errors"] = [a.last_error for a in pending if a.last_error]
+    return row
 
 
 def _where(action: OutboxAction) -> str:

@@ -3,6 +3,10 @@
 Statuses open / pending / resolved / closed; a ticket left pending for ``auto_close_after``
 closes by itself, as a helpdesk's auto-close would. ``watchdesk tickets`` and /api/incidents
 show them. The dedup key is unique in the table, so a repeated create finds the first ticket.
+
+The agent calls it from its event loop: every statement (the connection too, opened at the
+first one) runs in a worker thread (``asyncio.to_thread``). The synchronous ``assign``,
+``sweep``, ``tickets`` and ``notes`` are for tools and tests, or for a worker thread.
 """
 
 from __future__ import annotations
@@ -59,16 +63,24 @@ class LocalBackend:
 
     def __init__(self, db_path: str | Path, auto_close_after: float = 7 * 86400.0) -> None:
         self.auto_close_after = auto_close_after
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._path = str(db_path)
+        self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection, opened at the first statement (in the thread that runs it)."""
+        if self._db is None:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
 
     def _run(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._connection().execute(sql, params).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise PermanentError(f"local: {exc}") from None
             except sqlite3.Error as exc:
@@ -179,5 +191,10 @@ class LocalBackend:
         return [{"body": r[0], "public": bool(r[1]), "created_at": r[2]} for r in rows]
 
     async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None

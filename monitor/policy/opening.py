@@ -1,0 +1,74 @@
+"""What an incident opens with: its row and, once the store has given it an id, its dedup key
+and first actions (the ticket's create, the pages of ``page_on_open``)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from monitor.actions import Action, CreateTicket
+from monitor.config import Config, TargetConfig
+from monitor.policy import texts
+from monitor.state import TargetState
+from monitor.store import BuildActions
+from ticketing.base import TicketDraft
+
+if TYPE_CHECKING:
+    from monitor.policy.escalation import SupportPolicy
+
+
+def dedup_key(incident_id: int, target: str, opened_at: float) -> str:
+    """Stable per incident, unique across store resets, and valid as a tag or label anywhere."""
+    digest = hashlib.sha256(f"{incident_id}|{target}|{opened_at}".encode()).hexdigest()[:10]
+    return f"watchdesk-{incident_id}-{digest}"
+
+
+def plan(
+    config: Config,
+    target: TargetConfig,
+    state: TargetState,
+    failed: int,
+    now: float,
+    zone: ZoneInfo,
+    policy: SupportPolicy | None,
+) -> tuple[dict[str, Any], BuildActions]:
+    """The incident's fields and ``build(incident_id)``, which the store runs inside the
+    transaction (possibly in another thread): it only builds values."""
+    customer = config.customers.get(target.customer) if target.customer else None
+    default = getattr(config.backend_settings, "requester_email", None)
+    requester = customer.email if customer and customer.email else default
+    first_failure = state.first_failure_at or now
+    fields: dict[str, Any] = {
+        "target": target.name,
+        "status": "open",
+        "priority": target.priority,
+        "customer": target.customer,
+        "backend": config.ticketing.backend,
+        "opened_at": now,
+        "first_failure_at": first_failure,
+        "failed_checks": failed,
+        "last_reason": state.last_reason,
+        "last_update_at": now,
+    }
+    description = texts.ticket_description(config, target, state, first_failure, failed, zone)
+    details = texts.page_details(target, state, first_failure, zone)
+
+    def build(incident_id: int) -> tuple[str, list[Action]]:
+        key = dedup_key(incident_id, target.name, now)
+        draft = TicketDraft(
+            dedup_key=key,
+            subject=f"[{target.priority.upper()}] {target.name} is down",
+            description=description,
+            priority=target.priority,
+            requester_email=requester,
+            target=target.name,
+            customer=target.customer,
+            tags=("watchdesk", key),
+        )
+        actions: list[Action] = [CreateTicket(draft)]
+        if policy is not None:
+            actions += policy.open_actions(target, details, key, now)
+        return key, actions
+
+    return fields, build

@@ -1,0 +1,213 @@
+"""``SqliteStore``: the ``Store`` interface over ``SqliteDatabase``, for the agent's event loop.
+
+Every call runs in ONE dedicated writer thread (a single-worker executor), so:
+
+- no SQLite statement runs on the event loop (the connection is even opened in that thread,
+  with ``check_same_thread``: a statement from any other thread is refused);
+- calls run in the order they were submitted: a coroutine's call is submitted when the
+  coroutine reaches it, before its first await gives the loop away. The batched state flush
+  started after a transition's transaction therefore runs after it (``seq`` and the
+  transaction invariant of ``monitor.store.sqlite`` hold as before).
+
+A call whose awaiting task is cancelled runs anyway if the thread has started it, and not at
+all if it was still queued: like a crash, never half of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monitor.actions import Action
+from monitor.errors import StoreError
+from monitor.state import TargetState, Transition
+from monitor.store.base import BuildActions
+from monitor.store.records import Incident, OutboxAction, StoredTransition
+from monitor.store.schema import StateRow
+from monitor.store.sqlite import FILE_NAME, SqliteDatabase
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """The default ``Store``: a SQLite file under ``agent.state_dir``, one writer thread."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / FILE_NAME
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
+        self._db: SqliteDatabase | None = None
+        self._closed = False
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    async def _run(self, work: Callable[[SqliteDatabase], T]) -> T:
+        """Run ``work`` in the writer thread, after every call submitted before it."""
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._apply, work)
+        except RuntimeError as exc:  # the executor is shut down
+            raise StoreError(f"the store {self.path} is closed") from exc
+        return await future
+
+    def _apply(self, work: Callable[[SqliteDatabase], T]) -> T:
+        if self._db is None:
+            raise StoreError(f"the store {self.path} is not open")
+        return work(self._db)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+
+        def connect() -> None:
+            self._db = SqliteDatabase(self.state_dir, check_same_thread=True)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        except RuntimeError as exc:
+            raise StoreError(f"the store {self.path} is closed") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=False)
+
+    async def writable(self) -> bool:
+        try:
+            return await self._run(lambda db: db.writable())
+        except StoreError:
+            return False
+
+    # ---- target state and transitions -----------------------------------------------------
+
+    async def last_seq(self) -> int:
+        return await self._run(lambda db: db.last_seq())
+
+    async def last_resolved(self) -> dict[str, float]:
+        return await self._run(lambda db: db.last_resolved())
+
+    async def load_states(self) -> dict[str, tuple[str, TargetState]]:
+        return await self._run(lambda db: db.load_states())
+
+    async def save(
+        self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
+    ) -> None:
+        rows, changes = list(states), list(transitions)
+        await self._run(lambda db: db.save(rows, changes))
+
+    async def record(self, state: StateRow, transition: Transition | None = None) -> None:
+        await self._run(lambda db: db.record(state, transition))
+
+    async def mark_seen(self, targets: Iterable[str], at: float) -> None:
+        names = list(targets)
+        await self._run(lambda db: db.mark_seen(names, at))
+
+    async def forget(self, targets: Iterable[str], at: float) -> None:
+        names = list(targets)
+        await self._run(lambda db: db.forget(names, at))
+
+    async def targets_seen(self) -> dict[str, tuple[float, float]]:
+        return await self._run(lambda db: db.targets_seen())
+
+    async def transitions(
+        self, target: str | None = None, since: float = 0.0
+    ) -> list[StoredTransition]:
+        return await self._run(lambda db: db.transitions(target, since))
+
+    # ---- incidents ------------------------------------------------------------------------
+
+    async def open_incident(
+        self,
+        incident: dict[str, Any],
+        build: BuildActions,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Incident | None:
+        fields = dict(incident)
+        return await self._run(lambda db: db.open_incident(fields, build, state, transition))
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action] = (),
+        now: float = 0.0,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        fields, queued = dict(changes), list(actions)
+        await self._run(
+            lambda db: db.update_incident(incident_id, fields, queued, now, state, transition)
+        )
+
+    async def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
+        return await self._run(lambda db: db.incidents(open_only, limit))
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        return await self._run(lambda db: db.incident(incident_id))
+
+    # ---- the outbox -----------------------------------------------------------------------
+
+    async def actions_of(self, incident_id: int) -> list[OutboxAction]:
+        return await self._run(lambda db: db.actions_of(incident_id))
+
+    async def due_actions(
+        self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
+    ) -> list[OutboxAction]:
+        skipped = list(skip_channels)
+        return await self._run(lambda db: db.due_actions(now, limit, skipped))
+
+    async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
+        skipped = list(skip_channels)
+        return await self._run(lambda db: db.next_action_time(skipped))
+
+    async def begin_attempt(self, action_id: int, now: float) -> int:
+        return await self._run(lambda db: db.begin_attempt(action_id, now))
+
+    async def finish_action(
+        self,
+        action_id: int,
+        now: float,
+        incident_changes: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> None:
+        changes = None if incident_changes is None else dict(incident_changes)
+        await self._run(lambda db: db.finish_action(action_id, now, changes, note))
+
+    async def retry_action(self, action_id: int, at: float, error: str) -> None:
+        await self._run(lambda db: db.retry_action(action_id, at, error))
+
+    async def fail_action(self, action_id: int, error: str) -> None:
+        await self._run(lambda db: db.fail_action(action_id, error))
+
+    async def set_sent(self, action_id: int, sent_at: float | None) -> None:
+        await self._run(lambda db: db.set_sent(action_id, sent_at))
+
+    async def release_channel(self, channel: str, now: float) -> int:
+        return await self._run(lambda db: db.release_channel(channel, now))
+
+    async def requeue_failed(self, now: float) -> int:
+        return await self._run(lambda db: db.requeue_failed(now))
+
+    async def outbox_counts(self) -> dict[str, int]:
+        return await self._run(lambda db: db.outbox_counts())
+
+    async def failed_actions(self) -> list[OutboxAction]:
+        return await self._run(lambda db: db.failed_actions())
+
+    async def pending_with_error(self, prefix: str) -> list[OutboxAction]:
+        return await self._run(lambda db: db.pending_with_error(prefix))

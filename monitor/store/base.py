@@ -1,0 +1,138 @@
+"""The store as the agent sees it: an interface it awaits, whatever keeps the data.
+
+``SqliteStore`` (``monitor.store.aio``) is the default; a PostgreSQL store for a cluster
+implements the same methods. Incidents, the outbox, the support policy, the agent and the web
+views know only this interface.
+
+What an implementation must keep (the agent relies on it, see ``monitor.store.sqlite``):
+
+- **Calls take effect in the order they were made.** A write awaited after another, or merely
+  started after it (the batched state flush started after a transition's transaction), never
+  overtakes it.
+- **One call, one transaction.** ``open_incident`` and ``update_incident`` write the target's
+  state row and its transition with the incident and its actions, or nothing of them.
+- ``open_incident``'s ``build(incident_id)`` runs inside the transaction (wherever the
+  implementation runs it, e.g. another thread): it must only build values.
+- A state row is written only if its ``seq`` is newer than the stored one.
+- Errors of the database are ``monitor.errors.StoreError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from monitor.actions import Action
+from monitor.state import TargetState, Transition
+from monitor.store.records import Incident, OutboxAction, StoredTransition
+from monitor.store.schema import StateRow
+
+# build(incident_id) -> (dedup key, first actions); pure, runs inside the transaction.
+BuildActions = Callable[[int], tuple[str, list[Action]]]
+
+
+class Store(Protocol):
+    """The agent's memory: target state, incidents, the outbox of actions, transitions."""
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for messages (a path, a database name)."""
+        ...
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (and create or migrate the schema); StoreError when that fails."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def writable(self) -> bool:
+        """True when a write goes through: what /readyz reports."""
+        ...
+
+    # ---- target state and transitions -----------------------------------------------------
+
+    async def last_seq(self) -> int: ...
+
+    async def last_resolved(self) -> dict[str, float]: ...
+
+    async def load_states(self) -> dict[str, tuple[str, TargetState]]: ...
+
+    async def save(
+        self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
+    ) -> None: ...
+
+    async def record(self, state: StateRow, transition: Transition | None = None) -> None: ...
+
+    async def mark_seen(self, targets: Iterable[str], at: float) -> None: ...
+
+    async def forget(self, targets: Iterable[str], at: float) -> None: ...
+
+    async def targets_seen(self) -> dict[str, tuple[float, float]]: ...
+
+    async def transitions(
+        self, target: str | None = None, since: float = 0.0
+    ) -> list[StoredTransition]: ...
+
+    # ---- incidents ------------------------------------------------------------------------
+
+    async def open_incident(
+        self,
+        incident: dict[str, Any],
+        build: BuildActions,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Incident | None: ...
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action] = (),
+        now: float = 0.0,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None: ...
+
+    async def incidents(
+        self, open_only: bool = False, limit: int | None = None
+    ) -> list[Incident]: ...
+
+    async def incident(self, incident_id: int) -> Incident | None: ...
+
+    # ---- the outbox -----------------------------------------------------------------------
+
+    async def actions_of(self, incident_id: int) -> list[OutboxAction]: ...
+
+    async def due_actions(
+        self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
+    ) -> list[OutboxAction]: ...
+
+    async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None: ...
+
+    async def begin_attempt(self, action_id: int, now: float) -> int: ...
+
+    async def finish_action(
+        self,
+        action_id: int,
+        now: float,
+        incident_changes: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> None: ...
+
+    async def retry_action(self, action_id: int, at: float, error: str) -> None: ...
+
+    async def fail_action(self, action_id: int, error: str) -> None: ...
+
+    async def set_sent(self, action_id: int, sent_at: float | None) -> None: ...
+
+    async def release_channel(self, channel: str, now: float) -> int: ...
+
+    async def requeue_failed(self, now: float) -> int: ...
+
+    async def outbox_counts(self) -> dict[str, int]: ...
+
+    async def failed_actions(self) -> list[OutboxAction]: ...
+
+    async def pending_with_error(self, prefix: str) -> list[OutboxAction]: ...
