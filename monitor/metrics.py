@@ -84,7 +84,14 @@ class Metrics:
             registry=r,
         )
         self.outbox_pending = Gauge(
-            "watchdesk_outbox_pending", "Ticket and page actions not yet delivered", registry=r
+            "watchdesk_outbox_pending",
+            "Ticket and page actions not yet delivered (held pages not counted)",
+            registry=r,
+        )
+        self.outbox_held = Gauge(
+            "watchdesk_outbox_held",
+            "Pages held until business hours begin: waiting by design, not backlog",
+            registry=r,
         )
         self.tls_expiry = Gauge(
             "watchdesk_tls_cert_expiry_timestamp_seconds",

@@ -301,3 +301,15 @@ async def test_recovery_resolves_the_page(stand: Stand) -> None:
     await h.succeed("vip-web", 2)
     await run(h)
     assert stand.pagerduty.alerts[incident.dedup_key]["status"] == "resolved"
+
+
+async def test_a_page_held_for_business_hours_is_not_backlog(stand: Stand) -> None:
+    h = await stand.make()
+    await h.fail("shop", 3)
+    await run(h)
+    assert metric(h, "watchdesk_outbox_held") == 1
+    assert metric(h, "watchdesk_outbox_pending") == 0  # the backlog alert stays quiet at night
+    h.clock.set(toronto(8, 0))
+    await run(h)
+    assert metric(h, "watchdesk_outbox_held") == 0
+    assert metric(h, "watchdesk_outbox_pending") == 0

@@ -194,8 +194,10 @@ class Outbox:
         return tried
 
     async def _update_pending(self) -> None:
-        counts = await self.store.outbox_counts()
-        self.metrics.outbox_pending.set(counts.get("pending", 0) + counts.get("failed", 0))
+        counts = await self.store.outbox_counts(self.clock.now())
+        held = counts.get("held", 0)
+        self.metrics.outbox_held.set(held)
+        self.metrics.outbox_pending.set(counts.get("pending", 0) - held + counts.get("failed", 0))
 
     async def _attempt(self, action: OutboxAction) -> None:
         try:

@@ -203,8 +203,8 @@ class SqliteStore:
     async def requeue_failed(self, now: float) -> int:
         return await self._run(lambda db: db.requeue_failed(now))
 
-    async def outbox_counts(self) -> dict[str, int]:
-        return await self._run(lambda db: db.outbox_counts())
+    async def outbox_counts(self, now: float | None = None) -> dict[str, int]:
+        return await self._run(lambda db: db.outbox_counts(now))
 
     async def failed_actions(self) -> list[OutboxAction]:
         return await self._run(lambda db: db.failed_actions())

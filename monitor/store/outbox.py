@@ -74,10 +74,19 @@ class OutboxQueries:
         with self._transaction() as db:
             db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (sent_at, action_id))
 
-    def outbox_counts(self) -> dict[str, int]:
+    def outbox_counts(self, now: float | None = None) -> dict[str, int]:
+        """Actions per state; with ``now``, also "held": pending pages that wait for business
+        hours (not backlog: nothing is wrong with them)."""
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
-        return {state: count for state, count in rows}
+            counts = {state: count for state, count in rows}
+            if now is not None:
+                counts["held"] = self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+                    " AND json_extract(payload, '$.not_before') > ?",
+                    (now,),
+                ).fetchone()[0]
+        return counts
 
     def failed_actions(self) -> list[OutboxAction]:
         with self._lock:
