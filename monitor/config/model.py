@@ -71,6 +71,16 @@ def _duration_or_zero(value: Any) -> float:
 DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
 
 
+def _duration_or_off(value: Any) -> float:
+    if value == "off":
+        return 0.0
+    return duration(value)
+
+
+# A duration, or "off" (0.0): something that may not happen at all.
+DurationOrOff = Annotated[float, BeforeValidator(_duration_or_off)]
+
+
 def _duration_per_priority(value: Any) -> float | dict[str, float]:
     if not isinstance(value, dict):
         return duration(value)
@@ -206,8 +216,51 @@ class CustomerSection(Strict):
     templates: str | None = None
 
 
+class PriorityPolicy(Strict):
+    """What an SLA plan does for incidents of one priority; unset keys take the policy's
+    defaults (see ``Config.policy_for``)."""
+
+    page: bool | None = None
+    page_hours: Literal["always", "business"] | None = None
+    # Customer-visible status updates every so often; "off" for none.
+    update_interval: DurationOrOff | None = None
+    response: Duration | None = None
+    resolution: Duration | None = None
+    # Whether response and resolution targets count business hours or all hours.
+    clock: Literal["business", "calendar"] | None = None
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """The support policy in force for one incident: the plan's keys over the defaults."""
+
+    page: bool
+    page_hours: str
+    update_interval: float | None  # None: no status updates
+    response: float
+    resolution: float
+    clock: str
+    calendar: Calendar
+
+
+# The support policy's own defaults: only urgent issues page; status updates for urgent and
+# high; response 1h/4h/24h/48h, resolution 2h/4h/8h/24h; urgent on the calendar's every hour,
+# the rest in working hours.
+DEFAULT_PAGE: dict[str, bool] = {"urgent": True, "high": False, "medium": False, "low": False}
+DEFAULT_UPDATES: dict[str, bool] = {"urgent": True, "high": True, "medium": False, "low": False}
+DEFAULT_RESOLUTION = {
+    "urgent": 2 * 3600.0,
+    "high": 4 * 3600.0,
+    "medium": 8 * 3600.0,
+    "low": 86400.0,
+}
+DEFAULT_CLOCK = {"urgent": "calendar", "high": "business", "medium": "business", "low": "business"}
+
+
 class SlaSection(Strict):
     page_hours: Literal["always", "business"] = "always"
+    # [sla.NAME.priority.P]: this plan's policy for incidents of priority P.
+    priority: dict[Priority, PriorityPolicy] = {}
     response_time: DurationPerPriority | None = None
     # The [calendars.NAME] whose open hours this plan's "business" means; default: the
     # calendar of [business_hours].
@@ -296,6 +349,25 @@ class Config:
     raw_sections: frozenset[str] = field(default_factory=frozenset)
     # Every [calendars.NAME], and "default" from [business_hours] unless one is named so.
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
+
+    def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
+        """The support policy for an incident of ``priority`` for ``customer``."""
+        plan = self.customers.get(customer) if customer else None
+        sla = self.sla.get(plan.sla) if plan is not None and plan.sla else None
+        own = sla.priority.get(priority) if sla is not None else None
+        own = own or PriorityPolicy()
+        updates = self.escalation.status_update_interval if DEFAULT_UPDATES[priority] else 0.0
+        if own.update_interval is not None:
+            updates = own.update_interval
+        return EffectivePolicy(
+            page=DEFAULT_PAGE[priority] if own.page is None else own.page,
+            page_hours=own.page_hours or (sla.page_hours if sla is not None else "always"),
+            update_interval=updates or None,
+            response=own.response or self.escalation.ack_timeout_for(priority),
+            resolution=own.resolution or DEFAULT_RESOLUTION[priority],
+            clock=own.clock or DEFAULT_CLOCK[priority],
+            calendar=self.calendar_of(customer),
+        )
 
     def calendar_of(self, customer: str | None) -> Calendar:
         """The business calendar of a customer's SLA plan (the default one without a plan)."""

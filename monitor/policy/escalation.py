@@ -28,7 +28,6 @@ from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
-from monitor.policy import business_hours
 from monitor.store import Incident, Store
 from ticketing.base import TicketRef
 from ticketing.errors import DeliveryError
@@ -63,16 +62,15 @@ class SupportPolicy:
     # ---- pages, decided with the incident ---------------------------------------------------
 
     def page_hours(self, target: TargetConfig) -> str:
-        customer = self.config.customers.get(target.customer) if target.customer else None
-        if customer is None or customer.sla is None:
-            return "always"
-        return self.config.sla[customer.sla].page_hours
+        return self.config.policy_for(target.customer, target.priority).page_hours
 
     def _not_before(self, target: TargetConfig, now: float) -> float | None:
-        """When a page for this target may go: None for now, else the next business start."""
-        if self.page_hours(target) == "always":
+        """When a page for this target may go: None for now, else when the calendar of its
+        SLA next opens."""
+        policy = self.config.policy_for(target.customer, target.priority)
+        if policy.page_hours == "always":
             return None
-        start = business_hours.next_start(now, self.config.business_hours, self._zone)
+        start = policy.calendar.next_open(now)
         if start is None or start <= now:
             return None
         return start
@@ -102,6 +100,10 @@ class SupportPolicy:
     def open_actions(
         self, target: TargetConfig, details: str, key: str, now: float
     ) -> list[Action]:
+        """The pages of an incident that opens, if its SLA and priority page at all (by
+        default only urgent issues do)."""
+        if not self.config.policy_for(target.customer, target.priority).page:
+            return []
         return self.page_actions(
             target, self.config.escalation.page_on_open, "open", details, key, now
         )
@@ -125,8 +127,9 @@ class SupportPolicy:
             target = targets.get(incident.target)
             if target is None:
                 continue
-            if now - (incident.last_update_at or incident.opened_at) >= (
-                self.config.escalation.status_update_interval
+            interval = self._update_interval(incident)
+            if interval is not None and now - (incident.last_update_at or incident.opened_at) >= (
+                interval
             ):
                 async with self.decisions:
                     current = await self._still_open(incident.id)
@@ -142,10 +145,15 @@ class SupportPolicy:
         incident = await self.store.incident(incident_id)
         return incident if incident is not None and incident.status == "open" else None
 
+    def _update_interval(self, incident: Incident) -> float | None:
+        """How often this incident's requester hears from us; None: no status updates (by
+        default medium and low issues get none)."""
+        return self.config.policy_for(incident.customer, incident.priority).update_interval
+
     async def _status_update(self, incident: Incident, now: float) -> None:
-        interval = self.config.escalation.status_update_interval
+        interval = self._update_interval(incident)
         last = incident.last_update_at or incident.opened_at
-        if now - last < interval:
+        if interval is None or now - last < interval:
             return
         down_for = format_duration(now - incident.first_failure_at)
         body = (

@@ -1,0 +1,159 @@
+"""The support policy per SLA plan and priority: who is paged, when, and how often the requester
+hears from us. Defaults reproduce the policy documents (only urgent issues page; status
+updates for urgent and high only); ``[sla.NAME.priority.P]`` changes any of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.config import parse_config
+from tests.agent_harness import Harness
+from tests.fakes.opsgenie import OpsgenieFake
+from tests.fakes.pagerduty import PagerDutyFake
+from tests.test_policy import OG_KEY, PD_KEY, policy_config, run, toronto
+
+MORE_TARGETS = """
+[[targets]]
+name = "vip-report"
+kind = "http"
+url = "https://vip.example/report"
+customer = "bigco"
+priority = "low"
+
+[[targets]]
+name = "vip-api"
+kind = "http"
+url = "https://vip.example/api"
+customer = "bigco"
+priority = "high"
+
+[[targets]]
+name = "shop-blog"
+kind = "http"
+url = "https://shop.example/blog"
+customer = "smallco"
+priority = "medium"
+"""
+
+Make = Callable[[str], Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Make, PagerDutyFake]]:
+    monkeypatch.setenv("PD_TEST_KEY", PD_KEY)
+    monkeypatch.setenv("OG_TEST_KEY", OG_KEY)
+    made: list[Harness] = []
+    async with PagerDutyFake(routing_key=PD_KEY) as pd, OpsgenieFake(api_key=OG_KEY) as og:
+
+        async def build(extra: str = "") -> Harness:
+            text = policy_config(pd.enqueue_url, og.url) + MORE_TARGETS + extra
+            h = await Harness.create(tmp_path / "state", text)
+            made.append(h)
+            return h
+
+        yield build, pd
+        for h in made:
+            await h.close()
+
+
+def paged(pd: PagerDutyFake) -> set[str]:
+    return {
+        event["payload"]["summary"] for event in pd.events if event["event_action"] == "trigger"
+    }
+
+
+async def test_by_default_only_urgent_issues_page(make: tuple[Make, PagerDutyFake]) -> None:
+    build, pd = make
+    h = await build("")
+    for name in ("vip-web", "vip-report", "vip-api"):
+        await h.fail(name, 3)
+    await run(h)
+    assert len(h.tickets()) == 3  # every outage gets its ticket
+    assert paged(pd) == {"[URGENT] vip-web is down"}  # a VIP low ticket pages nobody
+
+
+async def test_a_plan_can_page_high_issues_in_business_hours_only(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    build, pd = make
+    h = await build('[sla.vip.priority.high]\npage = true\npage_hours = "business"\n')
+    await h.fail("vip-api", 3)  # 05:01 in Toronto
+    await run(h)
+    assert paged(pd) == set()
+    h.clock.set(toronto(8, 0))
+    await run(h)
+    assert paged(pd) == {"[HIGH] vip-api is down"}
+
+
+async def test_status_updates_go_to_urgent_and_high_issues_only_by_default(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    build, _ = make
+    h = await build("")
+    for name in ("vip-web", "vip-api", "vip-report", "shop-blog"):
+        await h.fail(name, 3)
+    await run(h)
+    h.clock.advance(3700)
+    await run(h)
+    updated = {
+        str(ticket["subject"]).split()[1]
+        for ticket in h.tickets()
+        if any("is still down" in note for note in h.notes(ticket["id"]))
+    }
+    assert updated == {"vip-web", "vip-api"}
+
+
+async def test_a_plan_can_give_medium_issues_updates_of_their_own_pace(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    build, _ = make
+    h = await build('[sla.essentials.priority.medium]\nupdate_interval = "2h"\n')
+    await h.fail("shop-blog", 3)
+    await run(h)
+    h.clock.advance(3700)
+    await run(h)
+    (ticket,) = h.tickets()
+    assert not any("is still down" in note for note in h.notes(ticket["id"]))
+    h.clock.advance(3600)
+    await run(h)
+    assert any("is still down" in note for note in h.notes(ticket["id"]))
+
+
+def test_the_defaults_are_the_policy_documents() -> None:
+    config = parse_config(
+        "[customers.x]\nsla = 'vip'\n[sla.vip]\npage_hours = 'always'\n"
+        "[sla.vip.priority.low]\nupdate_interval = 'off'\nresolution = '48h'\n"
+    )
+    urgent = config.policy_for("x", "urgent")
+    assert (urgent.page, urgent.response, urgent.resolution, urgent.clock) == (
+        True,
+        3600.0,
+        7200.0,
+        "calendar",
+    )
+    high = config.policy_for("x", "high")
+    assert (high.page, high.update_interval, high.response, high.resolution, high.clock) == (
+        False,
+        3600.0,
+        4 * 3600.0,
+        4 * 3600.0,
+        "business",
+    )
+    low = config.policy_for("x", "low")
+    assert (low.update_interval, low.response, low.resolution) == (None, 48 * 3600.0, 48 * 3600.0)
+    assert config.policy_for(None, "medium").update_interval is None
+
+
+def test_a_bad_priority_table_names_its_key() -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config("[sla.vip.priority.critical]\npage = true\n[sla.vip.priority.low]\npgae = 1\n")
+    paths = {problem.path for problem in raised.value.problems}
+    assert "sla.vip.priority.critical" in paths
+    assert "sla.vip.priority.low.pgae" in paths
