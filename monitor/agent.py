@@ -83,6 +83,7 @@ class Agent:
             self.integrations,
             self.outbox.notify,
             self.incidents.decisions,
+            self.metrics,
         )
         self.incidents.policy = self.policy
         self.housekeeping = Housekeeping(

@@ -26,6 +26,8 @@ from ticketing.base import PRIORITIES
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Response and resolution times: a minute to two days.
+TIMELINESS_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
 
 
 @dataclass
@@ -129,6 +131,38 @@ class Metrics:
             registry=r,
         )
         self.targets_configured = Gauge("watchdesk_targets", "Targets configured", registry=r)
+        self.incidents_resolved = Counter(
+            "watchdesk_incidents_resolved",
+            "Incidents resolved (closure rate)",
+            ["priority", "customer"],
+            registry=r,
+        )
+        self.incident_ack_seconds = Histogram(
+            "watchdesk_incident_ack_seconds",
+            "From an incident opening to someone working it",
+            ["priority", "customer"],
+            buckets=TIMELINESS_BUCKETS,
+            registry=r,
+        )
+        self.incident_resolve_seconds = Histogram(
+            "watchdesk_incident_resolve_seconds",
+            "From an incident opening to its resolution",
+            ["priority", "customer"],
+            buckets=TIMELINESS_BUCKETS,
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "watchdesk_sla_breaches",
+            "Incidents that missed their SLA response or resolution target",
+            ["kind", "priority", "customer"],
+            registry=r,
+        )
+        self.sla_breaching = Gauge(
+            "watchdesk_sla_breaching",
+            "Open incidents past their response (not worked yet) or resolution target now",
+            ["kind"],
+            registry=r,
+        )
         self.build_info.labels(version).set(1)
         for priority in PRIORITIES:
             self.incidents_open.labels(priority).set(0)

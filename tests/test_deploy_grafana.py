@@ -68,6 +68,7 @@ ALERTS_WITH_DATA = {
 ALERTS_EMPTY = {
     "WatchdeskDown": "the agent is up",
     "WatchdeskProbesStalled": "probes complete every 500 ms",
+    "WatchdeskSlaBreaching": "the only incident is seconds old, its targets hours away",
 }
 ALERTS_EITHER = {
     "WatchdeskScheduleLate": "p99 lateness over 1s depends on the machine's load",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from tests.agent_harness import Harness
@@ -52,7 +53,7 @@ async def make(
 
         async def build(extra: str = "") -> Harness:
             text = policy_config(pd.enqueue_url, og.url) + MORE_TARGETS + extra
-            h = await Harness.create(tmp_path / "state", text)
+            h = await Harness.create(tmp_path / f"state{len(made)}", text)
             made.append(h)
             return h
 
@@ -157,3 +158,57 @@ def test_a_bad_priority_table_names_its_key() -> None:
     paths = {problem.path for problem in raised.value.problems}
     assert "sla.vip.priority.critical" in paths
     assert "sla.vip.priority.low.pgae" in paths
+
+
+def series(h: Harness, name: str, **labels: str) -> float:
+    """The value of one series in /metrics, whatever the order of its labels (0 when absent)."""
+    for family in text_string_to_metric_families(h.agent.metrics.exposition().decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def test_closure_and_breaches_of_an_urgent_issue_count_every_hour(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    build, _ = make
+    h = await build("")
+    await h.fail("vip-web", 3)  # opens 05:01 in Toronto; nobody picks it up
+    await run(h)
+    h.clock.advance(2.5 * 3600)
+    await run(h)
+    assert series(h, "watchdesk_sla_breaching", kind="response") == 1
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 1
+    await h.succeed("vip-web", 2)
+    await run(h)
+    labels = {"priority": "urgent", "customer": "bigco"}
+    assert series(h, "watchdesk_incidents_resolved_total", **labels) == 1
+    assert series(h, "watchdesk_incident_resolve_seconds_count", **labels) == 1
+    assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1
+    assert series(h, "watchdesk_sla_breaches_total", kind="response", **labels) == 1
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 0
+
+
+async def test_a_high_issue_counts_working_hours_only(make: tuple[Make, PagerDutyFake]) -> None:
+    """Opened at 05:00 (before business hours), resolved at 11:00: six hours on the wall, three
+    working hours, within both 4-hour targets."""
+    build, _ = make
+    h = await build("")
+    await h.fail("vip-api", 3)
+    await run(h)
+    h.clock.set(toronto(11, 0))
+    await h.succeed("vip-api", 2)
+    await run(h)
+    labels = {"priority": "high", "customer": "bigco"}
+    assert series(h, "watchdesk_incidents_resolved_total", **labels) == 1
+    assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 0
+    assert series(h, "watchdesk_sla_breaches_total", kind="response", **labels) == 0
+    # The same issue on a calendar clock would have missed them.
+    h2 = await build('[sla.vip.priority.high]\nclock = "calendar"\n')
+    await h2.fail("vip-api", 3)
+    await run(h2)
+    h2.clock.set(toronto(11, 0))
+    await h2.succeed("vip-api", 2)
+    await run(h2)
+    assert series(h2, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1

@@ -28,6 +28,8 @@ from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
+from monitor.metrics import Metrics
+from monitor.policy.timeliness import Timeliness
 from monitor.store import Incident, Store
 from ticketing.base import TicketRef
 from ticketing.errors import DeliveryError
@@ -45,6 +47,7 @@ class SupportPolicy:
         integrations: IntegrationsSlot,
         notify: Any,
         decisions: asyncio.Lock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -54,6 +57,7 @@ class SupportPolicy:
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
         self.decisions = decisions or asyncio.Lock()
+        self.timeliness = Timeliness(lambda: self.config, metrics or Metrics("unknown"))
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -137,7 +141,9 @@ class SupportPolicy:
                         await self._status_update(current, now)
             if incident.worked_at is None and incident.escalated_at is None:
                 await self._check_worked_or_escalate(incident, target, now)
-        open_ids = {i.id for i in await self.store.incidents(open_only=True)}
+        still_open = await self.store.incidents(open_only=True)
+        self.timeliness.breaching(still_open, now)
+        open_ids = {i.id for i in still_open}
         self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}
 
     async def _still_open(self, incident_id: int) -> Incident | None:
@@ -185,6 +191,7 @@ class SupportPolicy:
                 async with self.decisions:
                     if await self._still_open(incident.id) is not None:
                         await self.store.update_incident(incident.id, {"worked_at": now})
+                        self.timeliness.worked(incident, now)
                 log.info("incident %d is being worked (%s): no escalation", incident.id, who)
                 return
         if now < deadline:

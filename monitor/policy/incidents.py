@@ -379,6 +379,9 @@ class IncidentManager:
             transition,
         )
         crash_point("after_recovery_committed")
+        if self.policy is not None:
+            done = await self.store.incident(incident.id)
+            self.policy.timeliness.resolved(done or incident, recovered_at)
         self._last_resolved[target.name] = recovered_at
         del self._open[target.name]
         self._failed_checks.pop(target.name, None)

@@ -1,0 +1,72 @@
+"""Response and resolution against the SLA in force: the Prometheus series of closure and
+timeliness (``watchdesk_incidents_resolved_total``, ``watchdesk_incident_ack_seconds``,
+``watchdesk_incident_resolve_seconds``, ``watchdesk_sla_breaches_total``,
+``watchdesk_sla_breaching``).
+
+A target counts business or calendar time as the plan says (``[sla.NAME.priority.P] clock``):
+a high issue opened on Friday evening with a 4-hour response target is due on Monday morning,
+not on Friday night.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from monitor.config import Config
+from monitor.config.model import EffectivePolicy
+from monitor.metrics import Metrics
+from monitor.store import Incident
+
+
+def deadline(policy: EffectivePolicy, start: float, seconds: float) -> float:
+    """When ``seconds`` of the policy's clock have passed since ``start``."""
+    if policy.clock == "calendar":
+        return start + seconds
+    due = policy.calendar.add_open_time(start, seconds)
+    return due if due is not None else float("inf")
+
+
+class Timeliness:
+    def __init__(self, config: Callable[[], Config], metrics: Metrics) -> None:
+        self._config = config
+        self.metrics = metrics
+
+    def _policy(self, incident: Incident) -> EffectivePolicy:
+        return self._config().policy_for(incident.customer, incident.priority)
+
+    def response_due(self, incident: Incident) -> float:
+        policy = self._policy(incident)
+        return deadline(policy, incident.opened_at, policy.response)
+
+    def resolution_due(self, incident: Incident) -> float:
+        policy = self._policy(incident)
+        return deadline(policy, incident.opened_at, policy.resolution)
+
+    def worked(self, incident: Incident, at: float) -> None:
+        """Someone is working the incident (assigned, status moved, acknowledged)."""
+        labels = (incident.priority, incident.customer or "")
+        self.metrics.incident_ack_seconds.labels(*labels).observe(max(0.0, at - incident.opened_at))
+        if at > self.response_due(incident):
+            self.metrics.sla_breaches.labels("response", *labels).inc()
+
+    def resolved(self, incident: Incident, at: float) -> None:
+        labels = (incident.priority, incident.customer or "")
+        self.metrics.incidents_resolved.labels(*labels).inc()
+        self.metrics.incident_resolve_seconds.labels(*labels).observe(
+            max(0.0, at - incident.opened_at)
+        )
+        if incident.worked_at is None and at > self.response_due(incident):
+            self.metrics.sla_breaches.labels("response", *labels).inc()
+        if at > self.resolution_due(incident):
+            self.metrics.sla_breaches.labels("resolution", *labels).inc()
+
+    def breaching(self, open_incidents: Iterable[Incident], now: float) -> None:
+        """How many open incidents are past their targets right now (for alerts)."""
+        response = resolution = 0
+        for incident in open_incidents:
+            if incident.worked_at is None and now > self.response_due(incident):
+                response += 1
+            if now > self.resolution_due(incident):
+                resolution += 1
+        self.metrics.sla_breaching.labels("response").set(response)
+        self.metrics.sla_breaching.labels("resolution").set(resolution)
