@@ -280,6 +280,7 @@ class Agent:
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config)
+        await self.incidents.follow_priorities(self.clock.now())
         self.housekeeping.resize(config)
         if await self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()

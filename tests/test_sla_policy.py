@@ -212,3 +212,26 @@ async def test_a_high_issue_counts_working_hours_only(make: tuple[Make, PagerDut
     await h2.succeed("vip-api", 2)
     await run(h2)
     assert series(h2, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1
+
+
+async def test_a_priority_change_by_reload_is_told_to_the_requester(
+    make: tuple[Make, PagerDutyFake], tmp_path: Path
+) -> None:
+    build, _ = make
+    h = await build("")
+    await h.fail("vip-api", 3)  # high
+    await run(h)
+    # The same config with vip-api raised to urgent, as a file the agent reloads.
+    raised = policy_config("http://127.0.0.1:9/v2/enqueue", "http://127.0.0.1:9") + (
+        MORE_TARGETS.replace('priority = "high"', 'priority = "urgent"')
+    )
+    state_dir = h.agent.config.agent.state_dir
+    config = tmp_path / "reloaded.toml"
+    config.write_text(raised.replace("[agent]\n", f'[agent]\nstate_dir = "{state_dir}"\n', 1))
+    h.agent.config_path = str(config)
+    assert await h.agent.reload()
+    await run(h)
+    (incident,) = await h.incidents()
+    assert incident.priority == "urgent"
+    (ticket,) = h.tickets()
+    assert any("from high to urgent" in note for note in h.notes(ticket["id"]))

@@ -98,6 +98,22 @@ class IncidentManager:
     def open_incident_of(self, target: str) -> Incident | None:
         return self._open.get(target)
 
+    async def follow_priorities(self, now: float) -> None:
+        """After a reload: an open incident takes its target's new priority and the requester
+        is told at once, as the policy says; pages, updates and SLA targets follow it."""
+        for target in self.config.targets:
+            incident = self._open.get(target.name)
+            if incident is None or incident.priority == target.priority:
+                continue
+            body = texts.priority_note(self.config, target, incident.priority)
+            async with self.decisions:
+                await self.store.update_incident(
+                    incident.id, {"priority": target.priority}, [AddNote(body, public=True)], now
+                )
+                self._open[target.name] = _replace(incident, priority=target.priority)
+            self._update_open_gauge()
+            self.notify()
+
     def settle(self, name: str, state: TargetState) -> TargetState | None:
         """The state a target should start from, given the store's incidents; None if ``state``
         stands. An open incident means down until fresh probes say otherwise; a stored down
@@ -238,10 +254,7 @@ class IncidentManager:
         if incident is None or child.name in incident.affected:
             return
         affected = (*incident.affected, child.name)
-        body = (
-            f"Also affected: {child.name} ({child.where()}) is down too: {state.last_reason}. "
-            f"It depends on {parent}, so it has no ticket of its own while {parent} is down."
-        )
+        body = texts.affected_note(child, parent, state.last_reason)
         await self.store.update_incident(
             incident.id,
             {"affected": affected},
@@ -322,10 +335,8 @@ class IncidentManager:
         cause: Cause | None,
     ) -> None:
         escalation = self.config.escalation
-        body = (
-            f"{target.name} is flapping: {changes} state changes in the last "
-            f"{format_duration(escalation.flap_window)}. This ticket stays open until it has been "
-            f"up for {format_duration(escalation.flap_stable_after)} without a break."
+        body = texts.flapping_note(
+            target.name, changes, escalation.flap_window, escalation.flap_stable_after
         )
         row, transition = cause if cause is not None else (None, None)
         await self.store.update_incident(

@@ -133,3 +133,30 @@ def recovery_note(
         successes=successes,
         resolution=resolution,
     )
+
+
+def priority_note(config: Config, target: TargetConfig, previous: str) -> str:
+    return render(
+        "priority_change",
+        templates_of(config, target.customer),
+        target=target.name,
+        customer_name=customer_name(config, target.customer),
+        previous=previous,
+        priority=target.priority,
+    )
+
+
+def affected_note(child: TargetConfig, parent: str, reason: str) -> str:
+    """On the parent's ticket: a target that depends on it is down too."""
+    return (
+        f"Also affected: {child.name} ({child.where()}) is down too: {reason}. "
+        f"It depends on {parent}, so it has no ticket of its own while {parent} is down."
+    )
+
+
+def flapping_note(target: str, changes: int, window: float, stable_after: float) -> str:
+    return (
+        f"{target} is flapping: {changes} state changes in the last "
+        f"{format_duration(window)}. This ticket stays open until it has been "
+        f"up for {format_duration(stable_after)} without a break."
+    )
