@@ -70,6 +70,14 @@ ALERTS_EMPTY = {
     "WatchdeskProbesStalled": "probes complete every 500 ms",
     "WatchdeskSlaBreaching": "the only incident is seconds old, its targets hours away",
 }
+# Panels whose series only appear once an incident is worked or resolved, which this run's
+# agent never sees; their queries still have to run.
+PANELS_WITHOUT_DATA_HERE = {
+    "Incidents resolved (closure)",
+    "SLA breaches",
+    "Time to acknowledge (MTTA, median over 7 days)",
+    "Time to resolve (MTTR, median over 7 days)",
+}
 ALERTS_EITHER = {
     "WatchdeskScheduleLate": "p99 lateness over 1s depends on the machine's load",
 }
@@ -204,6 +212,11 @@ def test_the_dashboard_shows_what_it_must() -> None:
         "watchdesk_outbox_pending",
         "watchdesk:schedule_lateness_seconds:p99_5m",
         "watchdesk_config_last_reload_successful",
+        "increase(watchdesk_incidents_resolved_total",
+        "increase(watchdesk_sla_breaches_total",
+        "watchdesk_incident_ack_seconds_bucket",
+        "watchdesk_incident_resolve_seconds_bucket",
+        "watchdesk_sla_breaching",
     ]:
         assert needed in queries, needed
     # Per-target series follow the target variable (which follows the customer one), per-customer
@@ -525,10 +538,12 @@ def test_every_dashboard_query_and_rule_works_against_a_real_agent_and_prometheu
         for name, rule in evaluated.items():
             assert rule["health"] == "ok", (name, rule.get("lastError"))
 
-        # Every dashboard query returns data.
+        # Every dashboard query runs, and returns data unless it needs what this run never
+        # does (an incident resolved or worked).
         for title, expr in panel_queries(dashboard()):
             result = check_query(prometheus, f"panel {title!r}", substitute(expr))
-            assert result, f"panel {title!r} has no data: {substitute(expr)}"
+            if title not in PANELS_WITHOUT_DATA_HERE:
+                assert result, f"panel {title!r} has no data: {substitute(expr)}"
 
         # The variables' label_values() lists.
         customers = prometheus.api("label/customer/values", **{"match[]": "watchdesk_target_info"})
