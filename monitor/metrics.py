@@ -157,6 +157,12 @@ class Metrics:
             ["kind", "priority", "customer"],
             registry=r,
         )
+        self.escalations = Counter(
+            "watchdesk_escalations",
+            "Escalation levels reached, per tier (L2, L3, ...) and priority",
+            ["tier", "priority"],
+            registry=r,
+        )
         self.sla_breaching = Gauge(
             "watchdesk_sla_breaching",
             "Open incidents past their response (not worked yet) or resolution target now",

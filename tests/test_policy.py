@@ -218,11 +218,20 @@ async def test_escalation_exactly_at_the_ack_timeout_and_never_twice(stand: Stan
     assert alert["alias"] == incident.dedup_key
     assert alert["priority"] == "P1"
     assert "nobody has picked it up" in alert["message"]
-    notes = h.notes(h.tickets()[0]["id"])
-    assert any(
-        n.startswith("Escalated: nobody has started working this ticket within 1h") for n in notes
-    )
-    assert h.local.notes(str(h.tickets()[0]["id"]))[-1]["public"] is False
+    notes = h.local.notes(str(h.tickets()[0]["id"]))
+    escalated = [n for n in notes if str(n["body"]).startswith("Escalated to L2")]
+    assert [str(n["body"]) for n in escalated] == [
+        "Escalated to L2 (on-call manager): nobody has started working this ticket within 1h;"
+        " paged manager."
+    ]
+    assert escalated[0]["public"] is False  # for the team
+    # ... and the requester is told, as the policy says every escalation must be.
+    told = [
+        n
+        for n in notes
+        if n["public"] and "has been escalated to our on-call manager" in str(n["body"])
+    ]
+    assert len(told) == 1
     for hours in (2, 3, 5):
         h.clock.set(deadline + hours * 3600)
         await run(h)
@@ -313,3 +322,55 @@ async def test_a_page_held_for_business_hours_is_not_backlog(stand: Stand) -> No
     await run(h)
     assert metric(h, "watchdesk_outbox_held") == 0
     assert metric(h, "watchdesk_outbox_pending") == 0
+
+
+CHAIN = """page_on_open = ["oncall"]
+chain = [
+  { tier = "L2", role = "senior engineer", after = "30m", page = ["manager"] },
+  { tier = "L3", role = "IT head", after = "1h", page = ["oncall"] },
+]
+repeat = 1"""
+
+
+async def test_the_escalation_chain_climbs_tier_by_tier_and_repeats(stand: Stand) -> None:
+    h = await stand.make(CHAIN)
+    await h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = await h.incidents()
+    start = incident.opened_at
+    for at, tiers in [
+        (start + 1799, []),
+        (start + 1800, ["L2"]),  # 30 minutes: the senior engineer
+        (start + 5399, ["L2"]),
+        (start + 5400, ["L2", "L3"]),  # an hour later: the IT head
+        (start + 7200, ["L2", "L3", "L2"]),  # repeat once from the first level
+        (start + 10800, ["L2", "L3", "L2", "L3"]),
+        (start + 86400, ["L2", "L3", "L2", "L3"]),  # and then no more
+    ]:
+        h.clock.set(at)
+        await run(h)
+        notes = h.local.notes(str(h.tickets()[0]["id"]))
+        private = [str(n["body"]) for n in notes if not n["public"]]
+        assert [body.split()[2] for body in private if body.startswith("Escalated")] == tiers
+    public = [str(n["body"]) for n in notes if n["public"]]
+    assert sum("escalated to our senior engineer" in body for body in public) == 2
+    assert sum("escalated to our IT head" in body for body in public) == 2
+    assert len(stand.opsgenie.alerts) == 1  # L2 pages the manager (one alert per incident)
+    assert metric(h, 'watchdesk_escalations_total{priority="urgent",tier="L2"}') == 2
+    assert metric(h, 'watchdesk_escalations_total{priority="urgent",tier="L3"}') == 2
+
+
+async def test_the_chain_stops_when_someone_works_the_ticket(stand: Stand) -> None:
+    h = await stand.make(CHAIN)
+    await h.fail("vip-web", 3)
+    await run(h)
+    (incident,) = await h.incidents()
+    h.clock.set(incident.opened_at + 1800)
+    await run(h)
+    h.local.assign(str(h.tickets()[0]["id"]), "bob")
+    h.clock.set(incident.opened_at + 5400)
+    await run(h)
+    notes = h.local.notes(str(h.tickets()[0]["id"]))
+    assert [str(n["body"]).split()[2] for n in notes if str(n["body"]).startswith("Escalated")] == [
+        "L2"
+    ]

@@ -4,16 +4,14 @@ here; what spans sections (references, cycles, secrets) is ``loader``'s."""
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -21,9 +19,15 @@ from pydantic import (
 
 from checks import ProbeSettings
 from monitor.calendar import Calendar
-from monitor.durations import parse_duration
+from monitor.config.types import (
+    ClockTime,
+    Duration,
+    DurationOrOff,
+    DurationOrZero,
+    DurationPerPriority,
+)
 from ticketing import IntegrationSettings
-from ticketing.base import PRIORITIES, Priority
+from ticketing.base import Priority
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -47,70 +51,6 @@ SECRET_KEYS = frozenset(
         "urls",
     }
 )
-
-
-def duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError('write durations as strings with a unit, like "30s", "5m" or "250ms"')
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f'"{value}" is not positive; a duration must be longer than 0')
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(duration)]
-
-
-def _duration_or_zero(value: Any) -> float:
-    if value in ("0", "0s", "0ms"):
-        return 0.0
-    return duration(value)
-
-
-# A duration where "0s" means "none at all" (a helpdesk whose search shows a ticket at once).
-DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
-
-
-def _duration_or_off(value: Any) -> float:
-    if value == "off":
-        return 0.0
-    return duration(value)
-
-
-# A duration, or "off" (0.0): something that may not happen at all.
-DurationOrOff = Annotated[float, BeforeValidator(_duration_or_off)]
-
-
-def _duration_per_priority(value: Any) -> float | dict[str, float]:
-    if not isinstance(value, dict):
-        return duration(value)
-    parsed: dict[str, float] = {}
-    for priority, text in value.items():
-        if priority not in PRIORITIES:
-            raise ValueError(f'unknown priority "{priority}"; one of: {", ".join(PRIORITIES)}')
-        try:
-            parsed[priority] = duration(text)
-        except ValueError as exc:
-            raise ValueError(f"{priority}: {exc}") from None
-    return parsed
-
-
-# One duration for every priority, or a table like { urgent = "1h", high = "4h" }.
-DurationPerPriority = Annotated[float | dict[str, float], BeforeValidator(_duration_per_priority)]
-
-
-def clock_time(value: Any) -> time:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
-        raise ValueError('write times of day as "HH:MM", like "08:00"')
-    hours, minutes = (int(part) for part in value.split(":"))
-    if hours == 24 and minutes == 0:
-        return time(23, 59, 59, 999999)
-    if hours > 23 or minutes > 59:
-        raise ValueError(f'"{value}" is not a time of day')
-    return time(hours, minutes)
-
-
-ClockTime = Annotated[time, BeforeValidator(clock_time)]
 
 
 class Strict(BaseModel):
@@ -290,10 +230,30 @@ class TicketingSection(BaseModel):
     search_lag: DurationOrZero | None = None
 
 
+class EscalationLevel(Strict):
+    """One level of the escalation chain, like a PagerDuty escalation policy's rule."""
+
+    tier: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # "L2": shown in tickets and metrics
+    role: str  # who this level reaches, as the requester is told ("senior engineer")
+    # How long after the level before it (the first: after the incident opened) nobody has
+    # worked the ticket; one duration, or one per priority.
+    after: DurationPerPriority
+    page: list[str] = []
+
+    def after_for(self, priority: str) -> float:
+        if isinstance(self.after, dict):
+            return self.after.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
+        return self.after
+
+
 class EscalationSection(Strict):
     page_on_open: list[str] = []
     ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
     page_on_escalation: list[str] = []
+    # Levels after the first page; unset: one level after ack_timeout paging page_on_escalation.
+    chain: list[EscalationLevel] = []
+    # How many more times the chain runs from its first level while nobody works the ticket.
+    repeat: int = Field(default=0, ge=0, le=10)
     status_update_interval: Duration = 3600.0
     poll_interval: Duration = 60.0
     flap_threshold: int = Field(default=5, ge=2)
@@ -304,6 +264,19 @@ class EscalationSection(Strict):
         if isinstance(self.ack_timeout, dict):
             return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
         return self.ack_timeout
+
+    def levels(self) -> list[EscalationLevel]:
+        """The chain in force, the one-level default included."""
+        if self.chain:
+            return list(self.chain)
+        return [
+            EscalationLevel.model_construct(
+                tier="L2",
+                role="on-call manager",
+                after=self.ack_timeout,
+                page=self.page_on_escalation,
+            )
+        ]
 
 
 class MaintenanceSection(Strict):

@@ -13,10 +13,10 @@ from monitor.config.model import (
     BusinessHoursSection,
     MaintenanceSection,
     MaintenanceWindow,
-    clock_time,
 )
 from monitor.config.sections import missing_ref
 from monitor.config.tomlpos import Path as KeyPath
+from monitor.config.types import clock_time
 
 
 def parse_maintenance(raw: Any, raw_targets: Any, problems: Collector) -> list[MaintenanceWindow]:

@@ -19,9 +19,9 @@ from monitor.config.model import (
     TargetCommon,
     TargetConfig,
     TicketingSection,
-    duration,
 )
 from monitor.config.tomlpos import Path as KeyPath
+from monitor.config.types import duration
 from monitor.durations import format_duration
 from ticketing import BACKEND_SETTINGS, PAGER_SETTINGS, IntegrationSettings
 

@@ -26,9 +26,11 @@ from zoneinfo import ZoneInfo
 from monitor.actions import Action, AddNote, ResolvePage, SendPage
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
+from monitor.config.model import EscalationLevel
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
+from monitor.policy import texts
 from monitor.policy.timeliness import Timeliness
 from monitor.store import Incident, Store
 from ticketing.base import TicketRef
@@ -57,7 +59,8 @@ class SupportPolicy:
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
         self.decisions = decisions or asyncio.Lock()
-        self.timeliness = Timeliness(lambda: self.config, metrics or Metrics("unknown"))
+        self.metrics = metrics or Metrics("unknown")
+        self.timeliness = Timeliness(lambda: self.config, self.metrics)
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -139,7 +142,7 @@ class SupportPolicy:
                     current = await self._still_open(incident.id)
                     if current is not None:
                         await self._status_update(current, now)
-            if incident.worked_at is None and incident.escalated_at is None:
+            if incident.worked_at is None and self._next_level(incident) is not None:
                 await self._check_worked_or_escalate(incident, target, now)
         still_open = await self.store.incidents(open_only=True)
         self.timeliness.breaching(still_open, now)
@@ -177,10 +180,24 @@ class SupportPolicy:
         )
         self.notify()
 
+    def _next_level(self, incident: Incident) -> tuple[EscalationLevel, float] | None:
+        """The chain's next level for this incident and when it is due; None when the chain
+        (with its repeats) has run out."""
+        levels = self.config.escalation.levels()
+        fired = incident.escalation_level
+        if fired >= len(levels) * (self.config.escalation.repeat + 1):
+            return None
+        level = levels[fired % len(levels)]
+        since = incident.escalated_at if fired and incident.escalated_at else incident.opened_at
+        return level, since + level.after_for(incident.priority)
+
     async def _check_worked_or_escalate(
         self, incident: Incident, target: TargetConfig, now: float
     ) -> None:
-        deadline = incident.opened_at + self.config.escalation.ack_timeout_for(incident.priority)
+        following = self._next_level(incident)
+        if following is None:
+            return
+        level, deadline = following
         due_poll = (
             now - self._last_poll.get(incident.id, 0.0) >= self.config.escalation.poll_interval
         )
@@ -198,30 +215,46 @@ class SupportPolicy:
             return
         async with self.decisions:
             current = await self._still_open(incident.id)
-            if current is not None and current.worked_at is None and current.escalated_at is None:
-                await self._escalate(current, target, now)
+            if (
+                current is not None
+                and current.worked_at is None
+                and current.escalation_level == incident.escalation_level
+            ):
+                await self._escalate(current, target, level, now)
 
-    async def _escalate(self, incident: Incident, target: TargetConfig, now: float) -> None:
-        timeout = format_duration(self.config.escalation.ack_timeout_for(incident.priority))
-        pagers = self.config.escalation.page_on_escalation
+    async def _escalate(
+        self, incident: Incident, target: TargetConfig, level: EscalationLevel, now: float
+    ) -> None:
+        """One level of the chain: its pagers, a private note for the team and a public one
+        for the requester (the policy says every escalation is communicated to them)."""
+        waited = format_duration(level.after_for(incident.priority))
+        pagers = level.page
         details = (
             f"{incident.target} has been down since {self._local(incident.first_failure_at)} and "
-            f"nobody has started working its ticket within {timeout}. "
+            f"nobody has started working its ticket: escalated to {level.tier} ({level.role}). "
             f"Last error: {incident.last_reason}."
         )
         note = (
-            f"Escalated: nobody has started working this ticket within {timeout} of it opening"
-            + (f"; paged {', '.join(pagers)}." if pagers else ".")
+            f"Escalated to {level.tier} ({level.role}): nobody has started working this ticket "
+            f"within {waited}" + (f"; paged {', '.join(pagers)}." if pagers else ".")
         )
         actions = self.page_actions(target, pagers, "escalation", details, incident.dedup_key, now)
         actions.append(AddNote(note, public=False))
-        await self.store.update_incident(incident.id, {"escalated_at": now}, actions, now)
+        actions.append(AddNote(texts.escalation_note(self.config, incident, level.role), True))
+        await self.store.update_incident(
+            incident.id,
+            {"escalated_at": now, "escalation_level": incident.escalation_level + 1},
+            actions,
+            now,
+        )
+        self.metrics.escalations.labels(level.tier, incident.priority).inc()
         log.warning(
-            "incident %d of %s escalated after %s without anyone on it",
+            "incident %d of %s escalated to %s after %s without anyone on it",
             incident.id,
             incident.target,
-            timeout,
-            extra={"fields": {"event": "escalated", "incident": incident.id}},
+            level.tier,
+            waited,
+            extra={"fields": {"event": "escalated", "incident": incident.id, "tier": level.tier}},
         )
         self.notify()
 

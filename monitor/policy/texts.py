@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from monitor.config import Config, TargetConfig
 from monitor.durations import format_duration, format_local
 from monitor.state import TargetState
+from monitor.store.records import Incident
 
 DEFAULTS = Path(__file__).parent / "templates"
 
@@ -159,4 +160,15 @@ def flapping_note(target: str, changes: int, window: float, stable_after: float)
         f"{target} is flapping: {changes} state changes in the last "
         f"{format_duration(window)}. This ticket stays open until it has been "
         f"up for {format_duration(stable_after)} without a break."
+    )
+
+
+def escalation_note(config: Config, incident: Incident, role: str) -> str:
+    """For the requester: their issue was escalated, and to whom (a role, never a person)."""
+    return render(
+        "escalation",
+        templates_of(config, incident.customer),
+        target=incident.target,
+        customer_name=customer_name(config, incident.customer),
+        role=role,
     )

@@ -30,6 +30,7 @@ INCIDENT_COLUMNS = (
     "worked_at",
     "escalated_at",
     "last_update_at",
+    "escalation_level",
 )
 OUTBOX_COLUMNS = (
     "id",
@@ -69,6 +70,8 @@ class Incident:
     worked_at: float | None
     escalated_at: float | None
     last_update_at: float | None
+    # How many levels of the escalation chain have fired (repeats counted).
+    escalation_level: int = 0
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Incident:

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     ticket_url TEXT,
     worked_at REAL,
     escalated_at REAL,
-    last_update_at REAL
+    last_update_at REAL,
+    escalation_level INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -130,6 +131,13 @@ def transition_values(name: str, t: Transition) -> tuple[object, ...]:
     return (name, t.previous, t.current, t.at, t.first_failure_at, t.consecutive_failures, t.reason)
 
 
+def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """A migration step that a table made by today's schema (CREATE IF NOT EXISTS) has already
+    taken is skipped."""
+    if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def stored_version(db: sqlite3.Connection) -> int | None:
     """The schema version of the file: ``PRAGMA user_version`` (from version 3 on), else the
     ``meta`` row versions 1 and 2 kept; None for a new file."""
@@ -156,14 +164,17 @@ def migrate(db: sqlite3.Connection) -> None:
         return
     db.execute("BEGIN IMMEDIATE")
     if version < 2:
-        db.execute("ALTER TABLE target_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-        db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+        _add_column(db, "target_state", "seq", "INTEGER NOT NULL DEFAULT 0")
+        _add_column(db, "outbox", "sent_at", "REAL")
         # Version 1 kept "maybe sent" in last_error only; carry it over as the sticky mark.
         db.execute(
             "UPDATE outbox SET sent_at = last_attempt_at WHERE state = 'pending'"
             " AND attempts > 0 AND (last_error LIKE 'in flight%'"
             " OR last_error LIKE 'outcome unknown%')"
         )
+    if version < 4:
+        _add_column(db, "incidents", "escalation_level", "INTEGER NOT NULL DEFAULT 0")
+        db.execute("UPDATE incidents SET escalation_level = 1 WHERE escalated_at IS NOT NULL")
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
