@@ -16,13 +16,14 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
-from monitor.config.secrets import read_secret
+from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import Integrations, IntegrationsSlot, integrations_changed
 from monitor.delivery.outbox import Outbox
 from monitor.errors import ConfigError, SecretError
 from monitor.faults import crash_point
 from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
+from monitor.policy.desk import Desk
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.incidents import IncidentManager
 from monitor.probing import identity_of, run_probe
@@ -86,6 +87,14 @@ class Agent:
             self.metrics,
         )
         self.incidents.policy = self.policy
+        self.desk = Desk(
+            self.store,
+            self.clock,
+            self.policy.timeliness,
+            self.incidents.decisions,
+            self.outbox.notify,
+        )
+        self.incidents.muted = self.desk.muted
         self.housekeeping = Housekeeping(
             self.integrations, self.clock, self.incidents.sweep, self.policy.sweep
         )
@@ -101,10 +110,11 @@ class Agent:
     async def prepare(self) -> None:
         """Open the store, load the stored state and the targets: everything but the network
         and the timers."""
-        self.api_token = self._read_api_token(self.config)
+        self.api_token = read_api_token(self.config)
         await self.store.open()
         await self.book.load()
         await self.incidents.reload_open()
+        await self.desk.load()
         stored = await self.store.load_states()
         await self._apply_targets(self.config, stored)
         await self._settle_states()
@@ -180,15 +190,6 @@ class Agent:
 
     # ---- config ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _read_api_token(config: Config) -> str | None:
-        agent = config.agent
-        if agent.api_token_env:
-            return read_secret(("env", agent.api_token_env))
-        if agent.api_token_file:
-            return read_secret(("file", agent.api_token_file))
-        return None
-
     async def _settle_states(self) -> None:
         """Start from what the store's incidents say, never from a guess: see
         ``IncidentManager.settle``. Written through at once."""
@@ -248,7 +249,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         try:
             config = await loop.run_in_executor(None, load_config, self.config_path)
-            api_token = self._read_api_token(config)
+            api_token = read_api_token(config)
         except ConfigError as error:
             self.metrics.config_reload_success.set(0)
             for problem in error.problems:
@@ -397,6 +398,10 @@ class Agent:
 
     def seconds_since_beat(self) -> float:
         return self.scheduler.seconds_since_beat()
+
+    @property
+    def listen_host(self) -> str:
+        return self.config.agent.host
 
     def metrics_text(self) -> bytes:
         return self.metrics.exposition()

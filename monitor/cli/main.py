@@ -23,9 +23,11 @@ from zoneinfo import ZoneInfo
 from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.agent import Agent
+from monitor.cli import desk
 from monitor.cli.report import as_csv, as_json, as_table, build_report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
+from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import secret_problems
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets = command("tickets", "list incidents and their tickets from the agent's store")
     tickets.add_argument("--all", action="store_true", help="resolved incidents too")
     tickets.add_argument("--json", action="store_true", help="print one JSON array")
+    desk.add_commands(command)
     probe_once = command("probe-once", "probe each target once and print the results")
     probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
     probe_once.add_argument("--json", action="store_true", help="print one JSON array")
@@ -93,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(str(problem), file=sys.stderr)
         return EXIT_CONFIG
+    if args.command in ("ack", "mute", "unmute"):
+        return desk.run(config, args)
     handlers = {
         "run": _run,
         "check-config": _check_config,
@@ -108,7 +113,7 @@ def _check_config(config: Config, path: str, args: argparse.Namespace) -> int:
     if not args.no_secrets:
         problems = secret_problems(config)
         try:
-            Agent._read_api_token(config)
+            read_api_token(config)
         except SecretError as error:
             problems.insert(0, f"agent.api_token: {error}")
         if problems:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from monitor.config.model import Config
 from monitor.errors import SecretError
 
 
@@ -26,3 +27,13 @@ def read_secret(source: tuple[str, str]) -> str:
     if not value:
         raise SecretError(f"secret file {where} is empty")
     return value
+
+
+def read_api_token(config: Config) -> str | None:
+    """The bearer token /api/* asks for, if ``agent.api_token_env``/``_file`` sets one."""
+    agent = config.agent
+    if agent.api_token_env:
+        return read_secret(("env", agent.api_token_env))
+    if agent.api_token_file:
+        return read_secret(("file", agent.api_token_file))
+    return None

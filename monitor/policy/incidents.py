@@ -74,6 +74,7 @@ class IncidentManager:
         self._last_resolved: dict[str, float] = {}
         # Set by the agent: adds the pages (and their resolves) to what an incident queues.
         self.policy: SupportPolicy | None = None
+        self.muted: Callable[[str], bool] = lambda target: False  # set by the operator desk
         self.decisions = asyncio.Lock()
         # target -> transitions of it on their way to ``on_transition``.
         self._expected: dict[str, int] = {}
@@ -238,8 +239,7 @@ class IncidentManager:
         resolved = self._last_resolved.get(target.name)
         if resolved is not None and (state.since or 0.0) <= resolved:
             return False  # a down that an incident already resolved covers
-        window = window_for(target, self.config.maintenance, now, self._zone)
-        if window is not None:
+        if window_for(target, self.config.maintenance, now, self._zone) or self.muted(target.name):
             return False
         parent = self._parent_down(target)
         if parent is not None:

@@ -112,6 +112,14 @@ class SqliteStore:
     async def record(self, state: StateRow, transition: Transition | None = None) -> None:
         await self._run(lambda db: db.record(state, transition))
 
+    async def set_mute(
+        self, target: str, until: float | None, reason: str, by: str, at: float
+    ) -> None:
+        await self._run(lambda db: db.set_mute(target, until, reason, by, at))
+
+    async def mutes(self) -> dict[str, tuple[float, str, str]]:
+        return await self._run(lambda db: db.mutes())
+
     async def mark_seen(self, targets: Iterable[str], at: float) -> None:
         names = list(targets)
         await self._run(lambda db: db.mark_seen(names, at))

@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS mutes (
+    target TEXT PRIMARY KEY,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    muted_by TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,

@@ -196,6 +196,24 @@ class SqliteDatabase(OutboxQueries):
             if transition is not None:
                 db.execute(INSERT_TRANSITION, transition_values(state[0], transition))
 
+    def set_mute(self, target: str, until: float | None, reason: str, by: str, at: float) -> None:
+        """Mute ``target`` until ``until`` (None: unmute)."""
+        with self._transaction() as db:
+            if until is None:
+                db.execute("DELETE FROM mutes WHERE target = ?", (target,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO mutes (target, until, reason, muted_by, at)"
+                    " VALUES (?,?,?,?,?)",
+                    (target, until, reason, by, at),
+                )
+
+    def mutes(self) -> dict[str, tuple[float, str, str]]:
+        """target -> (until, reason, by)."""
+        with self._lock:
+            rows = self._db.execute("SELECT target, until, reason, muted_by FROM mutes").fetchall()
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
     def mark_seen(self, targets: Iterable[str], at: float) -> None:
         """Remember when each target was first and last configured (reports need the span)."""
         rows = [(name, at, at) for name in targets]

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.web import desk
 from monitor.web.views import AgentView, incident_rows
 
 AGENT_KEY: web.AppKey[AgentView] = web.AppKey("agent")
@@ -27,6 +28,7 @@ def make_app(agent: AgentView) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/incidents", api_incidents)
+    desk.add_routes(app, AGENT_KEY)
     return app
 
 

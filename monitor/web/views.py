@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from monitor.config import TargetConfig
 from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.policy.desk import Desk
 from monitor.state import TargetState
 from monitor.store import Incident, OutboxAction, Store
 
@@ -28,6 +29,15 @@ class AgentView(Protocol):
     def metrics_text(self) -> bytes: ...
 
     def status_view(self) -> list[dict[str, object]]: ...
+
+    @property
+    def desk(self) -> Desk: ...
+
+    @property
+    def listen_host(self) -> str: ...
+
+    @property
+    def targets(self) -> Mapping[str, TargetConfig]: ...
 
 
 async def incident_rows(

@@ -1,0 +1,154 @@
+"""Acknowledge and mute from watchdesk: the CLI talks to a real running agent over its API with
+the bearer token; every act lands on the ticket as a note; a muted target opens nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.agent_harness import Harness
+from tests.helpers import AgentProcess, free_port, http_get, run_cli
+
+TOKEN = "desk-test-token-123"
+
+
+def config_text(
+    port: int, state: Path, down_port: int, up_port: int, host: str = "127.0.0.1"
+) -> str:
+    return f"""
+[agent]
+listen = "{host}:{port}"
+state_dir = "{state}"
+api_token_env = "WD_DESK_TOKEN"
+
+[defaults]
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = 2
+
+[[targets]]
+name = "api"
+kind = "tcp"
+host = "127.0.0.1"
+port = {down_port}
+
+[[targets]]
+name = "db"
+kind = "tcp"
+host = "127.0.0.1"
+port = {up_port}
+"""
+
+
+@pytest.mark.slow
+def test_ack_mute_and_unmute_from_the_command_line(
+    write_config: Callable[..., Path], tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    up = socket.socket()
+    up.bind(("127.0.0.1", 0))
+    up.listen(64)
+    port = free_port()
+    config = write_config(config_text(port, tmp_path / "state", free_port(), up.getsockname()[1]))
+    env = {"WD_DESK_TOKEN": TOKEN}
+    try:
+        agent = AgentProcess(config, port, env=env)
+        agents.append(agent)
+        agent.wait_ready()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        deadline = time.monotonic() + 15
+        incidents: list[dict[str, object]] = []
+        while not incidents and time.monotonic() < deadline:
+            incidents = json.loads(http_get(agent.base + "/api/incidents", headers=auth)[1])
+            time.sleep(0.1)
+        (incident,) = incidents
+
+        acked = run_cli("ack", str(incident["id"]), "--by", "alice", "-c", str(config), env=env)
+        assert acked.returncode == 0, acked.stderr
+        assert json.loads(acked.stdout)["worked_at"] is not None
+        muted = run_cli(
+            "mute", "db", "--for", "2h", "--reason", "disk swap", "--by", "bob",
+            "-c", str(config), env=env,
+        )  # fmt: skip
+        assert muted.returncode == 0, muted.stderr
+        mutes = json.loads(http_get(agent.base + "/api/mutes", headers=auth)[1])
+        assert mutes["db"]["reason"] == "disk swap"
+        assert mutes["db"]["by"] == "bob"
+        up.close()  # db goes down while muted: no incident
+        time.sleep(1.5)
+        assert len(json.loads(http_get(agent.base + "/api/incidents", headers=auth)[1])) == 1
+
+        refused = run_cli(
+            "ack", str(incident["id"]), "-c", str(config), env={"WD_DESK_TOKEN": "wrong"}
+        )
+        assert refused.returncode == 1
+        assert "refused (401)" in refused.stderr
+        unmuted = run_cli("unmute", "db", "--by", "bob", "-c", str(config), env=env)
+        assert unmuted.returncode == 0, unmuted.stderr
+        assert json.loads(unmuted.stdout)["was_muted"] is True
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = json.loads(http_get(agent.base + "/api/incidents", headers=auth)[1])
+            if len(rows) == 2:
+                break
+            time.sleep(0.1)
+        assert len(rows) == 2  # unmuted and still down: its incident opens now
+        tickets = run_cli("tickets", "--json", "-c", str(config))
+        (api_row,) = [r for r in json.loads(tickets.stdout) if r["target"] == "api"]
+        assert api_row["worked_at"] is not None
+    finally:
+        up.close()
+    assert "acknowledged by alice" in agent.log()
+    assert "db muted by bob for 2h: disk swap" in agent.log()
+
+
+def test_the_cli_says_when_the_agent_is_not_running(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = write_config(config_text(free_port(), tmp_path / "state", free_port(), free_port()))
+    result = run_cli("mute", "db", "--for", "1h", "--reason", "x", "-c", str(config),
+                     env={"WD_DESK_TOKEN": TOKEN})  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot reach the agent" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_no_ack_or_mute_on_an_open_address_without_a_token(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from monitor.web.server import make_app
+
+    text = config_text(9, tmp_path / "state", 9, 9, host="0.0.0.0")
+    text = text.replace('api_token_env = "WD_DESK_TOKEN"\n', "").replace(
+        f'state_dir = "{tmp_path / "state"}"\n', ""
+    )
+    h = await Harness.create(tmp_path / "state", text)
+    try:
+        async with TestClient(TestServer(make_app(h.agent))) as client:
+            answer = await client.post("/api/targets/db/mute?for=1h&reason=x")
+            assert answer.status == 403
+            assert "api_token" in await answer.text()
+            assert (await client.get("/api/mutes")).status == 200  # reading stays open
+    finally:
+        await h.close()
+
+
+async def test_a_muted_target_opens_no_incident_until_the_mute_ends(tmp_path: Path) -> None:
+    text = config_text(9, tmp_path / "state", 9, 9).split("[defaults]", 1)[1]
+    h = await Harness.create(tmp_path / "state", "[defaults]" + text)
+    try:
+        await h.agent.desk.mute("db", 3600, "planned work", "carol")
+        await h.fail("db", 5)
+        await h.sweep()
+        assert await h.incidents() == []
+        h.clock.advance(3600)
+        await h.fail("db")
+        await h.sweep()
+        (incident,) = await h.incidents()
+        assert incident.target == "db"
+    finally:
+        await h.close()
