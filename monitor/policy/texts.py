@@ -136,12 +136,22 @@ def recovery_note(
     )
 
 
-def priority_note(config: Config, target: TargetConfig, previous: str) -> str:
+def for_customer(name: str, config: Config, customer: str | None, **values: object) -> str:
+    """A template rendered for one customer: their templates, their name in the greeting."""
     return render(
+        name,
+        templates_of(config, customer),
+        customer_name=customer_name(config, customer),
+        **values,
+    )
+
+
+def priority_note(config: Config, target: TargetConfig, previous: str) -> str:
+    return for_customer(
         "priority_change",
-        templates_of(config, target.customer),
+        config,
+        target.customer,
         target=target.name,
-        customer_name=customer_name(config, target.customer),
         previous=previous,
         priority=target.priority,
     )
@@ -165,10 +175,4 @@ def flapping_note(target: str, changes: int, window: float, stable_after: float)
 
 def escalation_note(config: Config, incident: Incident, role: str) -> str:
     """For the requester: their issue was escalated, and to whom (a role, never a person)."""
-    return render(
-        "escalation",
-        templates_of(config, incident.customer),
-        target=incident.target,
-        customer_name=customer_name(config, incident.customer),
-        role=role,
-    )
+    return for_customer("escalation", config, incident.customer, target=incident.target, role=role)
