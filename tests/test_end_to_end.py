@@ -144,7 +144,7 @@ poll_interval = "1s"
     assert mail["Subject"] == "[URGENT] api is still down and nobody has picked it up"
     assert mail["To"] == "ops-manager@example.com"
     state = freshdesk.state()
-    updates = [n for n in state["notes"][notes_of] if n["body"].startswith("Update:")]
+    updates = [n for n in state["notes"][notes_of] if "it is still down" in n["body"]]
     assert updates
     assert all(n["private"] is False for n in updates)
 

@@ -276,7 +276,7 @@ async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
     ticket = h.tickets()[0]["id"]
 
     def updates() -> list[str]:
-        return [n for n in h.notes(ticket) if n.startswith("Update:")]
+        return [n for n in h.notes(ticket) if "it is still down" in n]
 
     h.clock.set(incident.opened_at + 3599)
     await run(h)
@@ -284,8 +284,12 @@ async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
     h.clock.set(incident.opened_at + 3600)
     await run(h)
     (first,) = updates()
-    assert "vip-web is still down, for 1h1m now" in first
+    assert "An update on vip-web: it is still down, for 1h1m now" in first
     assert "Last error: status 502" in first
+    assert first.startswith("Hello")  # the policy's correspondence: a polite opening,
+    assert "our operations team has been notified" in first  # what happens next (not worked),
+    assert "just reply to this ticket" in first  # an offer of help,
+    assert "Thank you" in first  # and thanks
     h.clock.set(incident.opened_at + 5400)
     await run(h)
     assert len(updates()) == 1
@@ -298,7 +302,9 @@ async def test_hourly_customer_updates_until_recovery(stand: Stand) -> None:
     await run(h)
     assert len(updates()) == 2
     assert all(
-        note["public"] for note in h.local.notes(str(ticket)) if note["body"].startswith("Update:")
+        note["public"]
+        for note in h.local.notes(str(ticket))
+        if "it is still down" in str(note["body"])
     )
 
 

@@ -164,13 +164,17 @@ class SupportPolicy:
         last = incident.last_update_at or incident.opened_at
         if interval is None or now - last < interval:
             return
-        down_for = format_duration(now - incident.first_failure_at)
-        body = (
-            f"Update: {incident.target} is still down, for {down_for} now "
-            f"(since {self._local(incident.first_failure_at)}). "
-            f"Last error: {incident.last_reason}. {incident.failed_checks} checks have failed. "
-            f"Work on it goes on; the next update follows within "
-            f"{format_duration(interval)}."
+        body = texts.for_customer(
+            "status_update",
+            self.config,
+            incident.customer,
+            target=incident.target,
+            down_for=format_duration(now - incident.first_failure_at),
+            since=self._local(incident.first_failure_at),
+            last_error=incident.last_reason,
+            failed=incident.failed_checks,
+            worked=incident.worked_at is not None,
+            every=format_duration(interval),
         )
         await self.store.update_incident(
             incident.id,
