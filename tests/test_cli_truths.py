@@ -127,3 +127,28 @@ async def test_a_target_never_observed_has_no_data_not_100_percent(
     uptime = {row["target"]: row["uptime_percent"] for row in data["targets"]}
     assert uptime["new"] is None
     assert uptime["web"] == 100.0
+
+
+async def test_tickets_notes_shows_what_was_written_on_a_ticket(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    h = await Harness.create(state, TWO_TARGETS + "[defaults]\nfailure_threshold = 1\n")
+    await h.fail("web")
+    await h.succeed("web", 2)
+    await h.deliver()
+    (incident,) = await h.incidents()
+    await h.close()
+    config = write_config(f'[agent]\nstate_dir = "{state}"\n' + TWO_TARGETS)
+    text = run_cli("tickets", "--notes", str(incident.id), "-c", str(config))
+    assert text.returncode == 0, text.stderr
+    assert "customer-visible" in text.stdout
+    assert "web has recovered at" in text.stdout
+    data = json.loads(
+        run_cli("tickets", "--notes", str(incident.id), "--json", "-c", str(config)).stdout
+    )
+    assert [note["public"] for note in data] == [True]
+    assert data[0]["delivered"] is True
+    missing = run_cli("tickets", "--notes", "999", "-c", str(config))
+    assert missing.returncode == 1
+    assert "no incident 999" in missing.stderr

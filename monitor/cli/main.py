@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from checks import HttpClients, ProbeResult
 from monitor import __version__
+from monitor.actions import AddNote
 from monitor.agent import Agent
 from monitor.cli import desk
 from monitor.cli.report import as_csv, as_json, as_table, build_report
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     tickets = command("tickets", "list incidents and their tickets from the agent's store")
     tickets.add_argument("--all", action="store_true", help="resolved incidents too")
     tickets.add_argument("--json", action="store_true", help="print one JSON array")
+    tickets.add_argument(
+        "--notes", type=int, metavar="ID", help="the notes on incident ID's ticket, oldest first"
+    )
     desk.add_commands(command)
     probe_once = command("probe-once", "probe each target once and print the results")
     probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
@@ -266,6 +270,11 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
     store = _existing_store(config)
     if store is None:
         return EXIT_CONFIG
+    if args.notes is not None:
+        try:
+            return _notes(store, args.notes, config.agent.timezone, args.json)
+        finally:
+            store.close()
     try:
         rows = [
             incident_row(incident, store.actions_of(incident.id))
@@ -293,6 +302,34 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         for row in rows
     ]
     print(_columns(table))
+    return EXIT_OK
+
+
+def _notes(store: SqliteDatabase, incident_id: int, zone: str, as_json: bool) -> int:
+    """Every note watchdesk wrote (or will write) on an incident's ticket, oldest first."""
+    if store.incident(incident_id) is None:
+        print(f"no incident {incident_id}", file=sys.stderr)
+        return EXIT_FAILED
+    notes = []
+    for action in store.actions_of(incident_id):
+        typed = action.action()
+        if isinstance(typed, AddNote):
+            notes.append(
+                {
+                    "written_at": action.created_at,
+                    "public": typed.public,
+                    "delivered": action.state == "done",
+                    "body": typed.body,
+                }
+            )
+    if as_json:
+        print(json.dumps(notes, indent=2))
+        return EXIT_OK
+    for note in notes:
+        who = "customer-visible" if note["public"] else "internal"
+        state = "" if note["delivered"] else " (not delivered yet)"
+        print(f"--- {_when(note['written_at'], zone)}, {who}{state}")
+        print(note["body"])
     return EXIT_OK
 
 
