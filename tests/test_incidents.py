@@ -149,7 +149,8 @@ async def test_a_child_behind_a_down_parent_is_named_on_the_parent_ticket(
     assert incident.affected == ("web",)
     (ticket,) = h.tickets()
     (note,) = h.notes(ticket["id"])
-    assert note.startswith("Also affected: web (https://www.acme.example/health) is down too")
+    assert "Also affected: web (https://www.acme.example/health) is down too" in note
+    assert note.startswith("Hello")
 
     # The router comes back while web is still down: web gets its own incident then.
     await h.succeed("router", 2)

@@ -25,7 +25,6 @@ import dataclasses
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, AddNote, SetStatus
@@ -111,7 +110,7 @@ class IncidentManager:
                 await self.store.update_incident(
                     incident.id, {"priority": target.priority}, [AddNote(body, public=True)], now
                 )
-                self._open[target.name] = _replace(incident, priority=target.priority)
+                self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()
             self.notify()
 
@@ -201,7 +200,7 @@ class IncidentManager:
             count = self._failed_checks.get(name, incident.failed_checks)
             if count != incident.failed_checks:
                 await self.store.update_incident(incident.id, {"failed_checks": count})
-                self._open[name] = _replace(incident, failed_checks=count)
+                self._open[name] = dataclasses.replace(incident, failed_checks=count)
 
     # ---- the rule --------------------------------------------------------------------------
 
@@ -254,14 +253,14 @@ class IncidentManager:
         if incident is None or child.name in incident.affected:
             return
         affected = (*incident.affected, child.name)
-        body = texts.affected_note(child, parent, state.last_reason)
+        body = texts.affected_note(self.config, incident.customer, child, parent, state.last_reason)
         await self.store.update_incident(
             incident.id,
             {"affected": affected},
             [AddNote(body, public=True)],
             now,
         )
-        self._open[parent] = _replace(incident, affected=affected)
+        self._open[parent] = dataclasses.replace(incident, affected=affected)
         log.info("%s is down behind %s: noted on incident %d", child.name, parent, incident.id)
         self.notify()
 
@@ -336,7 +335,7 @@ class IncidentManager:
     ) -> None:
         escalation = self.config.escalation
         body = texts.flapping_note(
-            target.name, changes, escalation.flap_window, escalation.flap_stable_after
+            self.config, incident, changes, escalation.flap_window, escalation.flap_stable_after
         )
         row, transition = cause if cause is not None else (None, None)
         await self.store.update_incident(
@@ -347,7 +346,7 @@ class IncidentManager:
             row,
             transition,
         )
-        self._open[target.name] = _replace(incident, flapping=True)
+        self._open[target.name] = dataclasses.replace(incident, flapping=True)
         log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
         self.notify()
 
@@ -414,7 +413,3 @@ class IncidentManager:
 
     def _local(self, timestamp: float) -> str:
         return format_local(timestamp, self._zone)
-
-
-def _replace(incident: Incident, **changes: Any) -> Incident:
-    return dataclasses.replace(incident, **changes)

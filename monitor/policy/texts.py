@@ -157,19 +157,32 @@ def priority_note(config: Config, target: TargetConfig, previous: str) -> str:
     )
 
 
-def affected_note(child: TargetConfig, parent: str, reason: str) -> str:
+def affected_note(
+    config: Config, customer: str | None, child: TargetConfig, parent: str, reason: str
+) -> str:
     """On the parent's ticket: a target that depends on it is down too."""
-    return (
-        f"Also affected: {child.name} ({child.where()}) is down too: {reason}. "
-        f"It depends on {parent}, so it has no ticket of its own while {parent} is down."
+    return for_customer(
+        "affected",
+        config,
+        customer,
+        child=child.name,
+        where=child.where(),
+        reason=reason,
+        parent=parent,
     )
 
 
-def flapping_note(target: str, changes: int, window: float, stable_after: float) -> str:
-    return (
-        f"{target} is flapping: {changes} state changes in the last "
-        f"{format_duration(window)}. This ticket stays open until it has been "
-        f"up for {format_duration(stable_after)} without a break."
+def flapping_note(
+    config: Config, incident: Incident, changes: int, window: float, stable_after: float
+) -> str:
+    return for_customer(
+        "flapping",
+        config,
+        incident.customer,
+        target=incident.target,
+        changes=changes,
+        window=format_duration(window),
+        stable_after=format_duration(stable_after),
     )
 
 
