@@ -152,3 +152,84 @@ async def test_a_muted_target_opens_no_incident_until_the_mute_ends(tmp_path: Pa
         assert incident.target == "db"
     finally:
         await h.close()
+
+
+WEBHOOK_SECRET = "pd-webhook-signing-secret"
+
+
+def pd_event(event_type: str, key: str) -> bytes:
+    """A PagerDuty v3 webhook as the developer docs show it (trimmed to what we read)."""
+    return json.dumps(
+        {
+            "event": {
+                "id": "5ac64822-4adc-4fda-ade0-410becf0de4f",
+                "event_type": event_type,
+                "resource_type": "incident",
+                "occurred_at": "2026-11-24T10:05:00.000Z",
+                "agent": {"id": "PLH1HKV", "summary": "Tenex Engineer", "type": "user_reference"},
+                "data": {"id": "PGR0VU2", "type": "incident", "incident_key": key},
+            }
+        }
+    ).encode()
+
+
+def signature(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    import hashlib
+    import hmac
+
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def test_a_pagerduty_acknowledgement_counts_as_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from monitor.web.server import make_app
+
+    monkeypatch.setenv("WD_PD_KEY", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("WD_PD_WEBHOOK", WEBHOOK_SECRET)
+    text = config_text(9, tmp_path / "state", 9, 9).split("[defaults]", 1)[1]
+    text = (
+        "[defaults]"
+        + text
+        + (
+            '\n[pagers.oncall]\ntype = "pagerduty"\nrouting_key_env = "WD_PD_KEY"\n'
+            'url = "http://127.0.0.1:9/v2/enqueue"\nwebhook_secret_env = "WD_PD_WEBHOOK"\n'
+            '[escalation]\npage_on_open = ["oncall"]\n'
+        )
+    )
+    h = await Harness.create(tmp_path / "state", text)
+    try:
+        await h.fail("api", 2)
+        (incident,) = await h.incidents()
+        async with TestClient(TestServer(make_app(h.agent))) as client:
+            body = pd_event("incident.acknowledged", incident.dedup_key)
+            forged = await client.post(
+                "/api/webhooks/pagerduty",
+                data=body,
+                headers={"X-PagerDuty-Signature": signature(body, "not-the-secret")},
+            )
+            assert forged.status == 401
+            assert (await h.incidents())[0].worked_at is None
+            other = pd_event("incident.acknowledged", "someone-elses-key")
+            ignored = await client.post(
+                "/api/webhooks/pagerduty",
+                data=other,
+                headers={"X-PagerDuty-Signature": signature(other)},
+            )
+            assert (await ignored.json()) == {"acknowledged": None}
+            # A rotation sends two signatures; one good one is enough.
+            both = f"{signature(body, 'old-secret')},{signature(body)}"
+            answer = await client.post(
+                "/api/webhooks/pagerduty", data=body, headers={"X-PagerDuty-Signature": both}
+            )
+            assert answer.status == 202
+            assert (await answer.json()) == {"acknowledged": incident.id}
+        (acked,) = await h.incidents()
+        assert acked.worked_at is not None
+        await h.deliver()
+        notes = h.notes(h.tickets()[0]["id"])
+        assert any("Acknowledged by Tenex Engineer in PagerDuty" in note for note in notes)
+    finally:
+        await h.close()

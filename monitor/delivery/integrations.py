@@ -43,11 +43,11 @@ def secret_problems(config: Config) -> list[str]:
     except SecretError as error:
         problems.append(f"ticketing.{backend}.{BACKENDS[backend].secret}: {error}")
     for name, settings in config.pagers.items():
-        entry = PAGERS[config.pager_types[name]]
-        try:
-            _secret(settings, entry.secret)
-        except SecretError as error:
-            problems.append(f"pagers.{name}.{entry.secret}: {error}")
+        for secret in dict.fromkeys((PAGERS[config.pager_types[name]].secret, *settings.SECRETS)):
+            try:
+                _secret(settings, secret)
+            except SecretError as error:
+                problems.append(f"pagers.{name}.{secret}: {error}")
     return problems
 
 
@@ -71,6 +71,17 @@ def build_pager(config: Config, name: str) -> Pager:
     return entry.factory(settings, _context(config, _secret(settings, entry.secret)))
 
 
+def webhook_secrets(config: Config) -> list[str]:
+    """The signing secrets of the pagers that send us webhooks (PagerDuty v3)."""
+    secrets = []
+    for settings in config.pagers.values():
+        if "webhook_secret" in settings.SECRETS:
+            secret = _secret(settings, "webhook_secret")
+            if secret:
+                secrets.append(secret)
+    return secrets
+
+
 @dataclass(frozen=True)
 class Integrations:
     backend: TicketBackend
@@ -78,6 +89,8 @@ class Integrations:
     # How long the helpdesk's search may lag a create: ``ticketing.search_lag``, else the
     # backend's documented lag.
     search_lag: float
+    # Signing secrets of incoming pager webhooks (PagerDuty v3 acks).
+    webhook_secrets: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, config: Config) -> Integrations:
@@ -88,7 +101,7 @@ class Integrations:
         pagers = {name: build_pager(config, name) for name in config.pagers}
         lag = config.ticketing.search_lag
         search_lag = BACKENDS[config.ticketing.backend].search_lag if lag is None else lag
-        return cls(build_backend(config), pagers, search_lag)
+        return cls(build_backend(config), pagers, search_lag, tuple(webhook_secrets(config)))
 
     async def aclose(self) -> None:
         await self.backend.aclose()

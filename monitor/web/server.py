@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.delivery.outbox import CHANNEL_REMOVED
-from monitor.web import desk
+from monitor.web import desk, webhooks
 from monitor.web.views import AgentView, incident_rows
 
 AGENT_KEY: web.AppKey[AgentView] = web.AppKey("agent")
@@ -29,6 +29,7 @@ def make_app(agent: AgentView) -> web.Application:
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/incidents", api_incidents)
     desk.add_routes(app, AGENT_KEY)
+    webhooks.add_routes(app, AGENT_KEY)
     return app
 
 
@@ -36,7 +37,8 @@ def make_app(agent: AgentView) -> web.Application:
 async def _api_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    # Pager webhooks carry a signature of their own instead of our token.
+    if request.path.startswith("/api/") and not request.path.startswith("/api/webhooks/"):
         token = request.app[AGENT_KEY].api_token
         if token is not None:
             offered = request.headers.get("Authorization", "")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from monitor.config import TargetConfig
+from monitor.delivery.integrations import IntegrationsSlot
 from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.policy.desk import Desk
 from monitor.state import TargetState
@@ -35,6 +36,9 @@ class AgentView(Protocol):
 
     @property
     def listen_host(self) -> str: ...
+
+    @property
+    def integrations(self) -> IntegrationsSlot: ...
 
     @property
     def targets(self) -> Mapping[str, TargetConfig]: ...

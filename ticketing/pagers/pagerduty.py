@@ -45,12 +45,16 @@ MAX_DEDUP_KEY: Final = 255
 
 
 class PagerDutySettings(IntegrationSettings):
-    SECRETS: ClassVar[tuple[str, ...]] = ("routing_key",)
+    SECRETS: ClassVar[tuple[str, ...]] = ("routing_key", "webhook_secret")
     REQUIRED_SECRETS: ClassVar[tuple[str, ...]] = ("routing_key",)
 
     routing_key_env: str | None = None
     routing_key_file: str | None = None
     url: HttpUrl = HttpUrl("https://events.pagerduty.com/v2/enqueue")
+    # The signing secret of a v3 webhook subscription that sends this service's
+    # incident.acknowledged events to POST /api/webhooks/pagerduty (acks then count as work).
+    webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
 
 
 # --- pure payload building -----------------------------------------------------------------
