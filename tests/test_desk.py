@@ -233,3 +233,38 @@ async def test_a_pagerduty_acknowledgement_counts_as_work(
         assert any("Acknowledged by Tenex Engineer in PagerDuty" in note for note in notes)
     finally:
         await h.close()
+
+
+async def test_a_person_resolves_an_incident_and_the_requester_hears_who(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from monitor.web.server import make_app
+
+    text = config_text(9, tmp_path / "state", 9, 9).split("[defaults]", 1)[1]
+    h = await Harness.create(tmp_path / "state", "[defaults]" + text)
+    try:
+        await h.fail("api", 2)
+        (incident,) = await h.incidents()
+        async with TestClient(TestServer(make_app(h.agent))) as client:
+            answer = await client.post(
+                f"/api/incidents/{incident.id}/resolve?by=dave&note=rebooted the switch"
+            )
+            assert answer.status == 200
+            assert (await answer.json())["status"] == "resolved"
+            again = await client.post(f"/api/incidents/{incident.id}/resolve?by=dave")
+            assert again.status == 404
+        await h.deliver()
+        (ticket,) = h.tickets()
+        assert ticket["status"] == "pending"
+        (note,) = h.notes(ticket["id"])
+        assert "How it was resolved: resolved by dave: rebooted the switch" in note
+        # Still failing: the down it covered opens no second incident ...
+        await h.fail("api", 3)
+        await h.sweep()
+        assert len(await h.incidents()) == 1
+        # ... until the target recovers and fails again: a new outage, a new incident.
+        await h.succeed("api", 3)
+        await h.fail("api", 2)
+        assert len(await h.incidents()) == 2
+    finally:
+        await h.close()

@@ -3,6 +3,9 @@ while, unmute it. Every act is written to the incident's ticket as a (private) n
 with who did it, as PagerDuty and Alertmanager users expect.
 
 - Acknowledge: the incident counts as worked (no escalation, the response clock stops).
+- Resolve: a person says the incident is over (the target may still fail: it opens no new
+  incident until it has recovered and failed again). The requester gets the recovery note with
+  who resolved it and their words; pagers get their resolve.
 - Mute: the target opens no incident until the mute ends (probes and metrics go on), like a
   maintenance window decided on the spot. Mutes are kept in the store across restarts.
 """
@@ -11,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from zoneinfo import ZoneInfo
 
-from monitor.actions import AddNote
+from monitor.actions import Action, AddNote, SetStatus
 from monitor.clock import Clock
+from monitor.config import Config
 from monitor.durations import format_duration
+from monitor.policy import texts
+from monitor.policy.incidents import IncidentManager
 from monitor.policy.timeliness import Timeliness
 from monitor.store import Incident
 from monitor.store.base import Store
@@ -81,6 +88,47 @@ class Desk:
             incident.target,
             by,
             extra={"fields": {"event": "acknowledged", "incident": incident.id, "by": by}},
+        )
+        self._wake()
+        done = await self.store.incident(incident_id)
+        return done or incident
+
+    async def resolve(
+        self, incident_id: int, by: str, note: str, config: Config, incidents: IncidentManager
+    ) -> Incident:
+        now = self.clock.now()
+        async with self.decisions:
+            incident = await self.store.incident(incident_id)
+            if incident is None or incident.status != "open":
+                raise DeskError(f"no open incident {incident_id}")
+            body = texts.recovery_note(
+                incident.target,
+                now,
+                incident.first_failure_at,
+                incident.failed_checks,
+                0,
+                ZoneInfo(config.agent.timezone),
+                customer_name=texts.customer_name(config, incident.customer),
+                customer_dir=texts.templates_of(config, incident.customer),
+                resolution=f"resolved by {by}" + (f": {note}" if note else "."),
+            )
+            actions: list[Action] = [AddNote(body, public=True)]
+            if incidents.policy is not None:
+                actions += await incidents.policy.recover_actions(incident, f"resolved by {by}")
+            if config.ticketing.on_recovery in ("pending", "resolve"):
+                pending = config.ticketing.on_recovery == "pending"
+                actions.append(SetStatus("pending" if pending else "resolved"))
+            await self.store.update_incident(
+                incident.id, {"status": "resolved", "resolved_at": now}, actions, now
+            )
+            incidents.closed_by_hand(incident.target, now)
+        self.timeliness.resolved(incident, now)
+        log.warning(
+            "incident %d of %s resolved by %s",
+            incident.id,
+            incident.target,
+            by,
+            extra={"fields": {"event": "resolved_by_hand", "incident": incident.id, "by": by}},
         )
         self._wake()
         done = await self.store.incident(incident_id)

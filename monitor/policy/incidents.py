@@ -98,9 +98,14 @@ class IncidentManager:
     def open_incident_of(self, target: str) -> Incident | None:
         return self._open.get(target)
 
+    def closed_by_hand(self, target: str, at: float) -> None:
+        """A person resolved the target's incident: the down it covers opens no other."""
+        self._open.pop(target, None)
+        self._last_resolved[target] = at
+        self._update_open_gauge()
+
     async def follow_priorities(self, now: float) -> None:
-        """After a reload: an open incident takes its target's new priority and the requester
-        is told at once, as the policy says; pages, updates and SLA targets follow it."""
+        """After a reload: open incidents take their target's new priority; requesters are told."""
         for target in self.config.targets:
             incident = self._open.get(target.name)
             if incident is None or incident.priority == target.priority:

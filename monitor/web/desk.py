@@ -1,6 +1,7 @@
 """The operator's endpoints: acknowledge an incident, mute and unmute a target.
 
 ``POST /api/incidents/{id}/ack`` (``?by=NAME`` or JSON ``{"by": NAME}``),
+``POST /api/incidents/{id}/resolve?by=NAME&note=TEXT``,
 ``POST /api/targets/{name}/mute?for=2h&reason=TEXT&by=NAME``,
 ``DELETE /api/targets/{name}/mute?by=NAME``, ``GET /api/mutes``.
 
@@ -32,6 +33,18 @@ def add_routes(app: web.Application, agent_key: web.AppKey[AgentView]) -> None:
             raise web.HTTPNotFound(text=str(error)) from None
         return web.json_response(incident.as_json())
 
+    async def resolve(request: web.Request) -> web.Response:
+        agent = _allowed(request, agent_key)
+        by = await _by(request)
+        note = request.query.get("note", "").strip()[:1000]
+        try:
+            incident = await agent.desk.resolve(
+                int(request.match_info["id"]), by, note, agent.config, agent.incidents
+            )
+        except (DeskError, ValueError) as error:
+            raise web.HTTPNotFound(text=str(error)) from None
+        return web.json_response(incident.as_json())
+
     async def mute(request: web.Request) -> web.Response:
         agent = _allowed(request, agent_key)
         target = _target(agent, request)
@@ -57,6 +70,7 @@ def add_routes(app: web.Application, agent_key: web.AppKey[AgentView]) -> None:
         return web.json_response(request.app[agent_key].desk.mutes())
 
     app.router.add_post("/api/incidents/{id}/ack", ack)
+    app.router.add_post("/api/incidents/{id}/resolve", resolve)
     app.router.add_post("/api/targets/{name}/mute", mute)
     app.router.add_delete("/api/targets/{name}/mute", unmute)
     app.router.add_get("/api/mutes", mutes)

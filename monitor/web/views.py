@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from monitor.config import TargetConfig
+from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.policy.desk import Desk
+from monitor.policy.incidents import IncidentManager
 from monitor.state import TargetState
 from monitor.store import Incident, OutboxAction, Store
 
@@ -39,6 +40,12 @@ class AgentView(Protocol):
 
     @property
     def integrations(self) -> IntegrationsSlot: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def incidents(self) -> IncidentManager: ...
 
     @property
     def targets(self) -> Mapping[str, TargetConfig]: ...
