@@ -380,3 +380,23 @@ async def test_the_chain_stops_when_someone_works_the_ticket(stand: Stand) -> No
     assert [str(n["body"]).split()[2] for n in notes if str(n["body"]).startswith("Escalated")] == [
         "L2"
     ]
+
+
+async def test_a_held_page_is_not_followed_by_its_escalation_in_the_same_minute(
+    stand: Stand,
+) -> None:
+    """Opened at 05:00 for a business-hours customer: the page goes at 08:00, and the one-hour
+    escalation counts from then (09:00), not from the night."""
+    h = await stand.make()
+    await h.fail("shop", 3)
+    await run(h)
+    h.clock.set(toronto(8, 0))
+    await run(h)
+    assert len(stand.pagerduty.events) == 1  # the open page
+    assert stand.opsgenie.alerts == {}  # no escalation yet
+    h.clock.set(toronto(8, 59))
+    await run(h)
+    assert stand.opsgenie.alerts == {}
+    h.clock.set(toronto(9, 0))
+    await run(h)
+    assert len(stand.opsgenie.alerts) == 1

@@ -192,8 +192,20 @@ class SupportPolicy:
         if fired >= len(levels) * (self.config.escalation.repeat + 1):
             return None
         level = levels[fired % len(levels)]
-        since = incident.escalated_at if fired and incident.escalated_at else incident.opened_at
+        since = (
+            incident.escalated_at if fired and incident.escalated_at else self._paged_at(incident)
+        )
         return level, since + level.after_for(incident.priority)
+
+    def _paged_at(self, incident: Incident) -> float:
+        """When the people on call were first paged: the open page held for business hours
+        goes out when the plan's calendar opens, and nobody can have missed it before then (so
+        the first escalation does not follow at the same minute)."""
+        policy = self.config.policy_for(incident.customer, incident.priority)
+        if policy.page_hours == "always":
+            return incident.opened_at
+        start = policy.calendar.next_open(incident.opened_at)
+        return max(incident.opened_at, start) if start is not None else incident.opened_at
 
     async def _check_worked_or_escalate(
         self, incident: Incident, target: TargetConfig, now: float
