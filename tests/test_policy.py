@@ -191,16 +191,16 @@ async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
 
 
 async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: Stand) -> None:
-    from monitor.policy import business_hours
+    import dataclasses
 
     h = await stand.make()
-    hours = h.config.business_hours
+    hours = h.config.calendar_of("smallco")  # [business_hours], the plan's calendar
     friday_evening = toronto(18, 0, day=27)
-    assert business_hours.next_start(friday_evening, hours, TORONTO) == toronto(8, 0, day=30)
+    assert hours.next_open(friday_evening) == toronto(8, 0, day=30)
     christmas_eve = datetime(2026, 12, 24, 18, 0, tzinfo=TORONTO).timestamp()
-    holidays = hours.model_copy(update={"holidays": [datetime(2026, 12, 25).date()]})
+    holidays = dataclasses.replace(hours, holidays=frozenset({datetime(2026, 12, 25).date()}))
     expected = datetime(2026, 12, 28, 8, 0, tzinfo=TORONTO).timestamp()  # Fri 25th off, then Mon
-    assert business_hours.next_start(christmas_eve, holidays, TORONTO) == expected
+    assert holidays.next_open(christmas_eve) == expected
 
 
 async def test_escalation_exactly_at_the_ack_timeout_and_never_twice(stand: Stand) -> None:

@@ -53,7 +53,6 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 # A channel that does not answer is probed again at least this often.
 CHANNEL_BACKOFF_CAP = 15.0
-IN_FLIGHT = "in flight"
 UNKNOWN = "outcome unknown"
 CHANNEL_REMOVED = "channel removed"
 METRIC_OPERATION = {"create": "create", "note": "note", "status": "update", "find": "get"}

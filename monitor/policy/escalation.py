@@ -68,9 +68,6 @@ class SupportPolicy:
 
     # ---- pages, decided with the incident ---------------------------------------------------
 
-    def page_hours(self, target: TargetConfig) -> str:
-        return self.config.policy_for(target.customer, target.priority).page_hours
-
     def _not_before(self, target: TargetConfig, now: float) -> float | None:
         """When a page for this target may go: None for now, else when the calendar of its
         SLA next opens."""
