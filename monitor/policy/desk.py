@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, AddNote, SetStatus
 from monitor.clock import Clock
@@ -102,14 +101,13 @@ class Desk:
             if incident is None or incident.status != "open":
                 raise DeskError(f"no open incident {incident_id}")
             body = texts.recovery_note(
+                config,
+                incident.customer,
                 incident.target,
                 now,
                 incident.first_failure_at,
                 incident.failed_checks,
                 0,
-                ZoneInfo(config.agent.timezone),
-                customer_name=texts.customer_name(config, incident.customer),
-                customer_dir=texts.templates_of(config, incident.customer),
                 resolution=f"resolved by {by}" + (f": {note}" if note else "."),
             )
             actions: list[Action] = [AddNote(body, public=True)]

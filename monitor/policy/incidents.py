@@ -368,14 +368,13 @@ class IncidentManager:
         failed = self._failed_checks.get(target.name, incident.failed_checks)
         down_for = max(0.0, recovered_at - incident.first_failure_at)
         body = texts.recovery_note(
+            self.config,
+            target.customer,
             target.name,
             recovered_at,
             incident.first_failure_at,
             failed,
             state.consecutive_successes,
-            self._zone,
-            customer_name=texts.customer_name(self.config, target.customer),
-            customer_dir=texts.templates_of(self.config, target.customer),
         )
         actions: list[Action] = [AddNote(body, public=True)]
         if self.policy is not None:

@@ -93,11 +93,11 @@ def ticket_description(
     who = "none"
     if target.customer:
         who = target.customer + (f" ({customer.email})" if customer and customer.email else "")
-    return render(
+    return for_customer(
         "ticket_description",
-        templates_of(config, target.customer),
+        config,
+        target.customer,
         target=target.name,
-        customer_name=customer.name if customer else None,
         what=_what(target),
         last_error=state.last_reason,
         since=format_local(first_failure, zone),
@@ -111,22 +111,22 @@ def ticket_description(
 
 
 def recovery_note(
+    config: Config,
+    customer: str | None,
     target: str,
     recovered_at: float,
     first_failure: float,
     failed: int,
     successes: int,
-    zone: ZoneInfo,
     *,
-    customer_name: str | None = None,
-    customer_dir: str | None = None,
     resolution: str = RECOVERED_BY_ITSELF,
 ) -> str:
-    return render(
+    zone = ZoneInfo(config.agent.timezone)
+    return for_customer(
         "recovery_note",
-        customer_dir,
+        config,
+        customer,
         target=target,
-        customer_name=customer_name,
         recovered_at=format_local(recovered_at, zone),
         down_for=format_duration(max(0.0, recovered_at - first_failure)),
         since=format_local(first_failure, zone),
@@ -136,7 +136,7 @@ def recovery_note(
     )
 
 
-def for_customer(name: str, config: Config, customer: str | None, **values: object) -> str:
+def for_customer(name: str, config: Config, customer: str | None, /, **values: object) -> str:
     """A template rendered for one customer: their templates, their name in the greeting."""
     return render(
         name,
