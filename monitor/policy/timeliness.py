@@ -30,17 +30,28 @@ class Timeliness:
     def __init__(self, config: Callable[[], Config], metrics: Metrics) -> None:
         self._config = config
         self.metrics = metrics
+        # Deadlines of open incidents, worked out once per config: the policy sweep asks for
+        # them every few seconds, and a business-hours one walks the calendar.
+        self._due: dict[tuple[int, str, str, str | None], float] = {}
+        self._due_under: Config | None = None
 
-    def _policy(self, incident: Incident) -> EffectivePolicy:
-        return self._config().policy_for(incident.customer, incident.priority)
+    def _deadline(self, incident: Incident, kind: str) -> float:
+        config = self._config()
+        if config is not self._due_under:
+            self._due, self._due_under = {}, config
+        key = (incident.id, kind, incident.priority, incident.customer)
+        due = self._due.get(key)
+        if due is None:
+            policy = config.policy_for(incident.customer, incident.priority)
+            target = policy.response if kind == "response" else policy.resolution
+            due = self._due[key] = deadline(policy, incident.opened_at, target)
+        return due
 
     def response_due(self, incident: Incident) -> float:
-        policy = self._policy(incident)
-        return deadline(policy, incident.opened_at, policy.response)
+        return self._deadline(incident, "response")
 
     def resolution_due(self, incident: Incident) -> float:
-        policy = self._policy(incident)
-        return deadline(policy, incident.opened_at, policy.resolution)
+        return self._deadline(incident, "resolution")
 
     def worked(self, incident: Incident, at: float) -> None:
         """Someone is working the incident (assigned, status moved, acknowledged)."""
@@ -63,10 +74,13 @@ class Timeliness:
     def breaching(self, open_incidents: Iterable[Incident], now: float) -> None:
         """How many open incidents are past their targets right now (for alerts)."""
         response = resolution = 0
+        still_open = set()
         for incident in open_incidents:
+            still_open.add(incident.id)
             if incident.worked_at is None and now > self.response_due(incident):
                 response += 1
             if now > self.resolution_due(incident):
                 resolution += 1
+        self._due = {key: due for key, due in self._due.items() if key[0] in still_open}
         self.metrics.sla_breaching.labels("response").set(response)
         self.metrics.sla_breaching.labels("resolution").set(resolution)
