@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from monitor.actions import Action, AddNote, SetStatus
 from monitor.clock import Clock
@@ -44,7 +45,7 @@ class Desk:
         clock: Clock,
         timeliness: Timeliness,
         decisions: asyncio.Lock,
-        notify: object,
+        notify: Callable[[], None],
     ) -> None:
         self.store = store
         self.clock = clock
@@ -88,7 +89,7 @@ class Desk:
             by,
             extra={"fields": {"event": "acknowledged", "incident": incident.id, "by": by}},
         )
-        self._wake()
+        self.notify()
         done = await self.store.incident(incident_id)
         return done or incident
 
@@ -128,7 +129,7 @@ class Desk:
             by,
             extra={"fields": {"event": "resolved_by_hand", "incident": incident.id, "by": by}},
         )
-        self._wake()
+        self.notify()
         done = await self.store.incident(incident_id)
         return done or incident
 
@@ -169,8 +170,4 @@ class Desk:
                 await self.store.update_incident(
                     incident.id, {}, [AddNote(body, public=False)], now
                 )
-                self._wake()
-
-    def _wake(self) -> None:
-        if callable(self.notify):
-            self.notify()
+                self.notify()

@@ -48,8 +48,8 @@ class SupportPolicy:
         config: Config,
         integrations: IntegrationsSlot,
         notify: Any,
-        decisions: asyncio.Lock | None = None,
-        metrics: Metrics | None = None,
+        decisions: asyncio.Lock,
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -58,8 +58,8 @@ class SupportPolicy:
         self.notify = notify
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
-        self.decisions = decisions or asyncio.Lock()
-        self.metrics = metrics or Metrics("unknown")
+        self.decisions = decisions
+        self.metrics = metrics
         self.timeliness = Timeliness(lambda: self.config, self.metrics)
 
     def set_config(self, config: Config) -> None:
