@@ -105,8 +105,7 @@ def _mean(values: list[float]) -> float | None:
 
 def response_time(config: Config, customer: str | None, priority: str) -> float:
     """The policy's response time: the customer's SLA ``response_time``, else ``ack_timeout``."""
-    plan = config.customers.get(customer) if customer else None
-    sla = config.sla.get(plan.sla) if plan and plan.sla else None
+    sla = config.plan_of(customer)
     if sla is not None and sla.response_time is not None:
         if isinstance(sla.response_time, dict):
             if priority in sla.response_time:

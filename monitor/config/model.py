@@ -325,8 +325,7 @@ class Config:
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""
-        plan = self.customers.get(customer) if customer else None
-        sla = self.sla.get(plan.sla) if plan is not None and plan.sla else None
+        sla = self.plan_of(customer)
         own = sla.priority.get(priority) if sla is not None else None
         own = own or PriorityPolicy()
         updates = self.escalation.status_update_interval if DEFAULT_UPDATES[priority] else 0.0
@@ -342,10 +341,14 @@ class Config:
             calendar=self.calendar_of(customer),
         )
 
+    def plan_of(self, customer: str | None) -> SlaSection | None:
+        """The ``[sla.NAME]`` plan of a customer, if it has one."""
+        entry = self.customers.get(customer) if customer else None
+        return self.sla.get(entry.sla) if entry is not None and entry.sla else None
+
     def calendar_of(self, customer: str | None) -> Calendar:
         """The business calendar of a customer's SLA plan (the default one without a plan)."""
-        plan = self.customers.get(customer) if customer else None
-        sla = self.sla.get(plan.sla) if plan is not None and plan.sla else None
+        sla = self.plan_of(customer)
         name = sla.calendar if sla is not None and sla.calendar else DEFAULT_CALENDAR
         return self.calendars[name]
 
