@@ -131,3 +131,23 @@ type = "log"
 [escalation]
 page_on_open = ["oncall"]
 """
+
+
+async def test_a_page_no_watchdesk_can_read_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    """A queued page from a newer watchdesk: refused once, kept, and the outbox goes on."""
+    h = await Harness.create(tmp_path / "state", DATA_CONFIG)
+    try:
+        await h.fail("web", 2)
+        with sqlite3.connect(tmp_path / "state" / "watchdesk.sqlite3") as db:
+            db.execute(
+                "UPDATE outbox SET payload = ? WHERE channel = 'pager:oncall'",
+                ('{"v": 99, "page": {}}',),
+            )
+        await h.deliver()
+        (incident,) = await h.incidents()
+        states = {a.channel: a for a in await h.agent.store.actions_of(incident.id)}
+        assert states["ticket"].state == "done"
+        assert states["pager:oncall"].state == "failed"
+        assert "cannot read the stored action" in str(states["pager:oncall"].last_error)
+    finally:
+        await h.close()

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.actions import AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
+from monitor.actions import Action, AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
 from monitor.clock import Clock
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
@@ -202,7 +202,9 @@ class Outbox:
         try:
             typed = action.action()
         except (ValueError, KeyError, TypeError) as error:
-            await self._refused(action, f"this watchdesk cannot read the stored action: {error!r}")
+            await self._refused(
+                action, None, f"this watchdesk cannot read the stored action: {error!r}"
+            )
             return
         async with self._limit:
             attempts = await self.store.begin_attempt(action.id, self.clock.now())
@@ -216,9 +218,9 @@ class Outbox:
                 await self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
             except PermanentError as error:
                 await self._answered(action.channel)
-                await self._refused(action, error.message)
+                await self._refused(action, typed, error.message)
             except RetryableError as error:
-                await self._retry(action, attempts, error)
+                await self._retry(action, typed, attempts, error)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -229,7 +231,7 @@ class Outbox:
                     self.clock.now() + backoff(attempts, None),
                     f"{type(error).__name__}: {error}",
                 )
-                self._count(action, "retry")
+                self._count(action, typed, "retry")
             else:
                 await self.store.finish_action(
                     action.id, self.clock.now(), outcome.changes, outcome.skipped
@@ -237,9 +239,11 @@ class Outbox:
                 if action.operation == "create":
                     crash_point("after_answer_stored")
                 await self._answered(action.channel)
-                self._count(action, "skipped" if outcome.skipped else "success")
+                self._count(action, typed, "skipped" if outcome.skipped else "success")
 
-    async def _retry(self, action: OutboxAction, attempts: int, error: RetryableError) -> None:
+    async def _retry(
+        self, action: OutboxAction, typed: Action, attempts: int, error: RetryableError
+    ) -> None:
         now = self.clock.now()
         channel_until = self._channel_failed(action.channel, error.retry_after, now)
         delay = backoff(attempts, error.retry_after)
@@ -247,7 +251,7 @@ class Outbox:
         await self.store.retry_action(
             action.id, max(now + delay, channel_until), marker + error.message
         )
-        self._count(action, "retry")
+        self._count(action, typed, "retry")
         if attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th... attempt: not every one
             log.warning(
                 "%s %s for incident %d not delivered (attempt %d), retrying in %.0fs: %s",
@@ -286,9 +290,9 @@ class Outbox:
         if health is not None:
             health.probing = False
 
-    async def _refused(self, action: OutboxAction, message: str) -> None:
+    async def _refused(self, action: OutboxAction, typed: Action | None, message: str) -> None:
         await self.store.fail_action(action.id, message)
-        self._count(action, "error")
+        self._count(action, typed, "error")
         if action.id not in self._refused_logged:
             self._refused_logged.add(action.id)
             log.error(
@@ -300,14 +304,13 @@ class Outbox:
                 extra={"fields": {"event": "delivery_refused", "incident": action.incident_id}},
             )
 
-    def _count(self, action: OutboxAction, result: str) -> None:
+    def _count(self, action: OutboxAction, typed: Action | None, result: str) -> None:
+        """``typed`` is the action read from the row (None: unreadable, so no page reason)."""
         if action.channel == "ticket":
             operation = METRIC_OPERATION.get(action.operation, action.operation)
             self.metrics.ticket_operations.labels(self.backend.name, operation, result).inc()
-        elif action.operation == "page":
-            typed = action.action()
-            if isinstance(typed, SendPage):
-                self.metrics.pages.labels(typed.pager, typed.page.reason, result).inc()
+        elif isinstance(typed, SendPage):
+            self.metrics.pages.labels(typed.pager, typed.page.reason, result).inc()
 
     # ---- ticket channel --------------------------------------------------------------------
 
