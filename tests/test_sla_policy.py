@@ -150,6 +150,22 @@ def test_the_defaults_are_the_policy_documents() -> None:
     assert config.policy_for(None, "medium").update_interval is None
 
 
+def test_a_plan_that_pages_in_business_hours_counts_working_hours_even_for_urgent() -> None:
+    """Nobody is paged at night for such a plan, so the night cannot count against it: its
+    urgent issue opened at 02:00 is due an hour after the office opens, not at 03:00."""
+    config = parse_config(
+        "[customers.x]\nsla = 'office'\n[customers.y]\nsla = 'oncall'\n"
+        "[sla.office]\npage_hours = 'business'\n"
+        "[sla.oncall]\npage_hours = 'business'\n[sla.oncall.priority.urgent]\n"
+        "page_hours = 'always'\n"
+    )
+    assert config.policy_for("x", "urgent").clock == "business"
+    assert config.policy_for("x", "medium").clock == "business"
+    # Where the plan pages an urgent issue 24/7, its targets count every hour again.
+    assert config.policy_for("y", "urgent").clock == "calendar"
+    assert config.policy_for(None, "urgent").clock == "calendar"
+
+
 def test_a_bad_priority_table_names_its_key() -> None:
     from monitor.errors import ConfigError
 

@@ -331,13 +331,17 @@ class Config:
         updates = self.escalation.status_update_interval if DEFAULT_UPDATES[priority] else 0.0
         if own.update_interval is not None:
             updates = own.update_interval
+        page_hours = own.page_hours or (sla.page_hours if sla is not None else "always")
+        # Where nobody is paged outside business hours, the night is nobody's time to answer
+        # in: the targets count the plan's open hours whatever the priority.
+        clock = "business" if page_hours == "business" else DEFAULT_CLOCK[priority]
         return EffectivePolicy(
             page=DEFAULT_PAGE[priority] if own.page is None else own.page,
-            page_hours=own.page_hours or (sla.page_hours if sla is not None else "always"),
+            page_hours=page_hours,
             update_interval=updates or None,
             response=own.response or self.escalation.ack_timeout_for(priority),
             resolution=own.resolution or DEFAULT_RESOLUTION[priority],
-            clock=own.clock or DEFAULT_CLOCK[priority],
+            clock=own.clock or clock,
             calendar=self.calendar_of(customer),
         )
 
