@@ -5,8 +5,9 @@
   (dropped if the incident ended meanwhile).
 - Working the ticket = assigned to someone, or its status left open, or a pager acknowledged.
   The helpdesk is polled every ``poll_interval``, and once more when the deadline comes.
-- Past ``ack_timeout`` (per priority) with nobody on it: every pager in
-  ``page_on_escalation``, once per incident, and an internal note on the ticket.
+- Past ``ack_timeout`` (per priority, counted on the SLA's clock: business hours where the
+  plan says so) with nobody on it: each level of the chain, its pagers, an internal note for
+  the team and a public one for the requester.
 - Every ``status_update_interval`` while open: a customer-visible update on the ticket.
 - On recovery: pagers that can resolve get a resolve.
 
@@ -31,7 +32,7 @@ from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
 from monitor.policy import texts
-from monitor.policy.timeliness import Timeliness
+from monitor.policy.timeliness import Timeliness, deadline
 from monitor.store import Incident, Store
 from ticketing.base import TicketRef
 from ticketing.errors import DeliveryError
@@ -58,12 +59,15 @@ class SupportPolicy:
         self.notify = notify
         self._zone = ZoneInfo(config.agent.timezone)
         self._last_poll: dict[int, float] = {}
+        # (incident, level, escalated at, priority, customer) -> due: see _escalation_due.
+        self._escalation_dues: dict[tuple[int, int, float | None, str, str | None], float] = {}
         self.decisions = decisions
         self.metrics = metrics
         self.timeliness = Timeliness(lambda: self.config, self.metrics)
 
     def set_config(self, config: Config) -> None:
         self.config = config
+        self._escalation_dues = {}
         self._zone = ZoneInfo(config.agent.timezone)
 
     # ---- pages, decided with the incident ---------------------------------------------------
@@ -145,6 +149,7 @@ class SupportPolicy:
         self.timeliness.breaching(still_open, now)
         open_ids = {i.id for i in still_open}
         self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}
+        self._escalation_dues = {k: v for k, v in self._escalation_dues.items() if k[0] in open_ids}
 
     async def _still_open(self, incident_id: int) -> Incident | None:
         """The incident as stored now, if it is still open (call with ``decisions`` held)."""
@@ -189,10 +194,33 @@ class SupportPolicy:
         if fired >= len(levels) * (self.config.escalation.repeat + 1):
             return None
         level = levels[fired % len(levels)]
-        since = (
-            incident.escalated_at if fired and incident.escalated_at else self._paged_at(incident)
+        return level, self._escalation_due(incident, level)
+
+    def _escalation_due(self, incident: Incident, level: EscalationLevel) -> float:
+        """When ``level`` is due: its delay counted on the incident's SLA clock, from the level
+        before (the first: from the page). A business-hours issue climbs the chain in working
+        time (a high issue at 16:55 reaches L2 the next working day, not at 20:55), a 24/7 one
+        in every hour. Kept per incident and level: the sweep asks every few seconds, and a
+        business clock walks the calendar."""
+        key = (
+            incident.id,
+            incident.escalation_level,
+            incident.escalated_at,
+            incident.priority,
+            incident.customer,
         )
-        return level, since + level.after_for(incident.priority)
+        due = self._escalation_dues.get(key)
+        if due is None:
+            fired = incident.escalation_level
+            since = (
+                incident.escalated_at
+                if fired and incident.escalated_at
+                else self._paged_at(incident)
+            )
+            policy = self.config.policy_for(incident.customer, incident.priority)
+            due = deadline(policy, since, level.after_for(incident.priority))
+            self._escalation_dues[key] = due
+        return due
 
     def _paged_at(self, incident: Incident) -> float:
         """When the people on call were first paged: the open page held for business hours
