@@ -17,6 +17,7 @@ from typing import Any
 
 from monitor.config import DEFAULT_ACK_TIMEOUTS, Config
 from monitor.durations import format_duration
+from monitor.policy.timeliness import deadline
 from monitor.store import Incident, SqliteDatabase, StoredTransition
 from ticketing.base import PRIORITIES
 
@@ -165,10 +166,14 @@ def build_report(store: SqliteDatabase, config: Config, since: float, until: flo
             answered = (
                 incident.worked_at if incident.worked_at is not None else incident.resolved_at
             )
-            if answered is None and until - incident.opened_at < allowed:
+            # On the plan's clock: a business-hours issue opened at night is due in the
+            # morning, as the agent's own breach counters judge it.
+            policy = config.policy_for(incident.customer, incident.priority)
+            due = deadline(policy, incident.opened_at, allowed)
+            if answered is None and until < due:
                 continue  # still within its response time: not yet judged
             entry.incidents += 1
-            if answered is not None and answered - incident.opened_at <= allowed:
+            if answered is not None and answered <= due:
                 entry.within += 1
     report.sla = [entry for entry in sla.values() if entry.incidents]
     by_customer: dict[str, list[TargetReport]] = {}
