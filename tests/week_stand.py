@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from tests.agent_harness import Harness
+from tests.helpers import free_port
 
 NEW_YORK = ZoneInfo("America/New_York")
 # The replayed week: Monday 2026-11-23 .. Sunday 2026-11-29 (Thanksgiving is Thursday the 26th).
@@ -69,11 +70,8 @@ class PagerReceiver:
         app.router.add_post("/{pager}", self._handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
