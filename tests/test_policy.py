@@ -182,12 +182,17 @@ async def test_a_page_waiting_for_business_hours_is_dropped_if_the_outage_ended(
 ) -> None:
     h = await stand.make()
     await h.fail("shop", 3)
+    await run(h)
+    assert metric(h, "watchdesk_outbox_held") == 1
     await h.succeed("shop", 2)
     await run(h)
+    # Dropped when the outage ends, in the night: not held until the office opens.
+    assert metric(h, 'watchdesk_pages_total{pager="oncall",reason="open",result="skipped"}') == 1
+    assert metric(h, "watchdesk_outbox_held") == 0
+    assert metric(h, "watchdesk_outbox_pending") == 0
     h.clock.set(toronto(8, 0))
     await run(h)
     assert stand.pagerduty.events == []
-    assert metric(h, 'watchdesk_pages_total{pager="oncall",reason="open",result="skipped"}') == 1
 
 
 async def test_friday_evening_waits_for_monday_and_holidays_are_skipped(stand: Stand) -> None:

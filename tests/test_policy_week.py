@@ -147,6 +147,7 @@ OUTAGES = [
 ]
 
 BY_ITSELF = "it recovered by itself; nobody had to act on this ticket."
+WHILE_WORKED = "it recovered while our team was working on it."
 L2_1H = "private: Escalated to L2 (senior engineer): nobody has started working this ticket within 1h; paged senior."  # noqa: E501
 L3_1H = "private: Escalated to L3 (IT head): nobody has started working this ticket within 1h; paged ithead."  # noqa: E501
 L2_4H = "private: Escalated to L2 (senior engineer): nobody has started working this ticket within 4h; paged senior."  # noqa: E501
@@ -231,7 +232,7 @@ Fri 09:20  biz-web     private: Acknowledged by alice in watchdesk: the escalati
 Fri 09:20  biz-web     SLA response breached
 Fri 09:20  -           breaching response = 0
 Fri 10:01  -           breaching resolution = 1
-Fri 10:40  biz-web     recovery after 1d41m: {BY_ITSELF}
+Fri 10:40  biz-web     recovery after 1d41m: {WHILE_WORKED}
 Fri 10:40  biz-web     status pending
 Fri 10:40  biz-web     resolve engineer
 Fri 10:40  biz-web     resolve senior
@@ -317,6 +318,14 @@ async def test_a_week_of_the_support_policy_to_the_minute(
     (update,) = week.texts[("Fri 10:00", "biz-web")]
     assert "it is still down, for 1d1m now (since 2026-11-26 09:59:00 EST)" in update
     assert "our team is working on it" in update
+    # At night the business customer's page waits for the office: the update says so, and when
+    # the team starts, instead of "the operations team has been notified".
+    (night,) = [t for t in week.texts[("Tue 03:10", "biz-web")] if "An update on" in t]
+    assert "outside our support hours; our team picks it up when they start, at" in night
+    assert "2026-11-24 08:00:00 EST" in night
+    assert "has been notified" not in night
+    (vip_night,) = [t for t in week.texts[("Tue 03:10", "vip-web")] if "An update on" in t]
+    assert "our operations team has been notified and will pick it up" in vip_night
 
     # The report's verdicts on the week: response compliance per priority, each incident
     # judged on its plan's clock (urgent: 1 of 5 in time, the Saturday business issue, which
@@ -345,12 +354,12 @@ async def test_a_week_of_the_support_policy_to_the_minute(
         "vip-web": 2,
     }
 
-    # Saturday's business page still waits for the office to open; on Monday at 08:00 the
-    # outage it was for is long over, and it is dropped, not sent.
-    assert week.sample("watchdesk_outbox_held") == 1
+    # Saturday's business page was held for the office to open; the outage it was for ended on
+    # Saturday, and the page was dropped then, not held over the weekend nor sent on Monday.
+    skipped = {"pager": "engineer", "reason": "open", "result": "skipped"}
+    assert week.sample("watchdesk_outbox_held") == 0
+    assert week.sample("watchdesk_pages_total", **skipped) == 1
     seen = len(week.rows)
     await week.minute(WEEK_END + 8 * 3600)
     assert week.rows[seen:] == []  # no page
-    assert week.sample("watchdesk_outbox_held") == 0
-    skipped = {"pager": "engineer", "reason": "open", "result": "skipped"}
     assert week.sample("watchdesk_pages_total", **skipped) == 1

@@ -142,7 +142,7 @@ class SupportPolicy:
                 async with self.decisions:
                     current = await self._still_open(incident.id)
                     if current is not None:
-                        await self._status_update(current, now)
+                        await self._status_update(current, target, now)
             if incident.worked_at is None and self._next_level(incident) is not None:
                 await self._check_worked_or_escalate(incident, target, now)
         still_open = await self.store.incidents(open_only=True)
@@ -161,7 +161,7 @@ class SupportPolicy:
         default medium and low issues get none)."""
         return self.config.policy_for(incident.customer, incident.priority).update_interval
 
-    async def _status_update(self, incident: Incident, now: float) -> None:
+    async def _status_update(self, incident: Incident, target: TargetConfig, now: float) -> None:
         interval = self._update_interval(incident)
         last = incident.last_update_at or incident.opened_at
         if interval is None or now - last < interval:
@@ -176,6 +176,7 @@ class SupportPolicy:
             last_error=incident.last_reason,
             failed=incident.failed_checks,
             worked=incident.worked_at is not None,
+            team_starts=self._team_starts(target, incident, now),
             every=format_duration(interval),
         )
         await self.store.update_incident(
@@ -185,6 +186,14 @@ class SupportPolicy:
             now,
         )
         self.notify()
+
+    def _team_starts(self, target: TargetConfig, incident: Incident, now: float) -> str | None:
+        """When the team's working hours next begin, if this incident's page waits for them:
+        the requester is not told "the team has been notified" while the page is held."""
+        if incident.worked_at is not None:
+            return None
+        start = self._not_before(target, now)
+        return None if start is None else self._local(start)
 
     def _next_level(self, incident: Incident) -> tuple[EscalationLevel, float] | None:
         """The chain's next level for this incident and when it is due; None when the chain

@@ -375,6 +375,7 @@ class IncidentManager:
             incident.first_failure_at,
             failed,
             state.consecutive_successes,
+            resolution=texts.resolution_of(await self.store.incident(incident.id) or incident),
         )
         actions: list[Action] = [AddNote(body, public=True)]
         if self.policy is not None:

@@ -32,6 +32,7 @@ KIND_WORDS = {
     "tls": "TLS certificate check",
 }
 RECOVERED_BY_ITSELF = "it recovered by itself; nobody had to act on this ticket."
+RECOVERED_WHILE_WORKED = "it recovered while our team was working on it."
 
 
 @lru_cache(maxsize=64)
@@ -189,3 +190,9 @@ def flapping_note(
 def escalation_note(config: Config, incident: Incident, role: str) -> str:
     """For the requester: their issue was escalated, and to whom (a role, never a person)."""
     return for_customer("escalation", config, incident.customer, target=incident.target, role=role)
+
+
+def resolution_of(incident: Incident) -> str:
+    """How an outage that ended by itself ended, for its recovery note (``incident`` as stored:
+    an ack is written to the store, not to the incident manager's copy)."""
+    return RECOVERED_BY_ITSELF if incident.worked_at is None else RECOVERED_WHILE_WORKED

@@ -83,8 +83,8 @@ class OutboxQueries:
             if now is not None:
                 counts["held"] = self._db.execute(
                     "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
-                    " AND json_extract(payload, '$.not_before') > ?",
-                    (now,),
+                    " AND json_extract(payload, '$.not_before') > ? AND next_attempt_at > ?",
+                    (now, now),
                 ).fetchone()[0]
         return counts
 

@@ -342,6 +342,15 @@ class SqliteDatabase(OutboxQueries):
                     f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
                     (*values, incident_id),
                 )
+            if changes.get("status") == "resolved":
+                # A page held for business hours has nothing left to wait for: it is due now, to
+                # be dropped at once instead of counting as held until the office opens.
+                db.execute(
+                    "UPDATE outbox SET next_attempt_at = ? WHERE incident_id = ?"
+                    " AND state = 'pending' AND next_attempt_at > ?"
+                    " AND json_extract(payload, '$.not_before') > ?",
+                    (now, incident_id, now, now),
+                )
             if actions:
                 self._enqueue(db, incident_id, list(actions), now)
 
