@@ -8,7 +8,9 @@ more customers, its own customer counted too; the support policy says "major pro
 affecting multiple clients" raise priority. While one is down (has an open incident):
 
 - its incident is raised to urgent, and the requester is told with the priority-change note
-  a reload sends, with the reason;
+  a reload sends, with the reason; if it opened at a priority that pages nobody, the pages an
+  urgent issue gets on open go out now (the policy: "as soon as a ticket is marked urgent, the
+  Operations Manager is paged");
 - every customer whose targets depend on it, other than the component's own customer (whose
   ticket the incident's is), is told once: a ticket of their own (their requester, their
   templates), linked to the incident by its id and dedup key in the text and a
@@ -36,6 +38,8 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.config import Config, TargetConfig
@@ -44,6 +48,9 @@ from monitor.policy.opening import requester
 from monitor.state import TargetState
 from monitor.store import Incident, Store
 from ticketing.base import TicketDraft
+
+if TYPE_CHECKING:
+    from monitor.policy.escalation import SupportPolicy
 
 log = logging.getLogger("watchdesk.incidents")
 
@@ -93,6 +100,8 @@ class SharedOutages:
         self._told: dict[int, set[str]] = {}
         # Incidents with notices not yet closed; None until read from the store.
         self._unclosed: set[int] | None = None
+        # Set by the agent: the pages an incident raised to urgent gets.
+        self.policy: SupportPolicy | None = None
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -201,9 +210,9 @@ class SharedOutages:
         body = texts.priority_note(
             self.config, target, incident.priority, priority="urgent", reason=reason
         )
-        await self.store.update_incident(
-            incident.id, {"priority": "urgent"}, [AddNote(body, public=True)], now
-        )
+        actions: list[Action] = [AddNote(body, public=True)]
+        actions += await self._urgent_pages(target, incident, now)
+        await self.store.update_incident(incident.id, {"priority": "urgent"}, actions, now)
         log.warning(
             "incident %d of %s raised from %s to urgent: %s",
             incident.id,
@@ -214,6 +223,21 @@ class SharedOutages:
         )
         self.notify()
         return dataclasses.replace(incident, priority="urgent")
+
+    async def _urgent_pages(
+        self, target: TargetConfig, incident: Incident, now: float
+    ) -> list[Action]:
+        """The pages of an urgent issue's open, unless the incident has paged already."""
+        if self.policy is None:
+            return []
+        for action in await self.store.actions_of(incident.id):
+            if action.channel.startswith("pager:"):
+                return []
+        urgent = dataclasses.replace(target, priority="urgent")
+        state = TargetState(status="down", last_reason=incident.last_reason)
+        zone = ZoneInfo(self.config.agent.timezone)
+        details = texts.page_details(urgent, state, incident.first_failure_at, zone)
+        return self.policy.open_actions(urgent, details, incident.dedup_key, now)
 
     async def _tell(
         self,
