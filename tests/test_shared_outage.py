@@ -196,6 +196,23 @@ async def test_a_customer_with_an_open_ticket_gets_a_note_and_recovery_reaches_e
     assert [i.status for i in await h.incidents()] == ["open", "resolved"]
 
 
+async def test_a_resolve_by_hand_reaches_every_customer_ticket_with_who_and_how(
+    make: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make()
+    await h.fail("core-db", 3)
+    await settle(h)
+    (incident,) = await h.incidents()
+    agent = h.agent
+    await agent.desk.resolve(incident.id, "dana", "failed over", agent.config, agent.incidents)
+    await settle(h)
+    for customer in ("alpha", "beta", "delta"):
+        ticket = by_customer(h)[customer]
+        (note,) = h.notes(ticket["id"])
+        assert "How it was resolved: resolved by dana: failed over" in note
+        assert ticket["status"] == "pending"
+
+
 async def test_a_parent_whose_dependents_are_one_customers_is_not_raised(
     make: Callable[..., Awaitable[Harness]],
 ) -> None:

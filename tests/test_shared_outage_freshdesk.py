@@ -101,7 +101,9 @@ def recovered_everywhere(fd: FakeProcess) -> bool:
     return len(tickets) == 3 and all(t["status"] == PENDING for t in tickets)
 
 
-@pytest.mark.parametrize("point", ["after_incident_row", "after_create_sent:2"])
+@pytest.mark.parametrize(
+    "point", ["after_incident_row", "after_create_sent:2", "after_recovery_committed"]
+)
 def test_a_crash_on_the_way_leaves_one_ticket_per_customer_and_one_raise(
     point: str,
     write_config: Callable[..., Path],
@@ -117,6 +119,11 @@ def test_a_crash_on_the_way_leaves_one_ticket_per_customer_and_one_raise(
     try:
         doomed = AgentProcess(config, port, env={**STAND_IN_ENV, ENV: point})
         agents.append(doomed)
+        if point == "after_recovery_committed":
+            # Dies once core's recovery is committed, before its customers were told of it.
+            wait_until(lambda: told_everyone(freshdesk), "the tickets before the recovery")
+            listener.bind(("127.0.0.1", core_port))
+            listener.listen(64)
         assert doomed.proc.wait(timeout=30) == -9, doomed.log()
         assert f"crash point {point.split(':')[0]} reached" in doomed.log()
 
@@ -124,8 +131,9 @@ def test_a_crash_on_the_way_leaves_one_ticket_per_customer_and_one_raise(
         agents.append(survivor)
         survivor.wait_ready()
         wait_until(lambda: told_everyone(freshdesk), "a ticket for the core and each customer")
-        listener.bind(("127.0.0.1", core_port))  # core is back
-        listener.listen(64)
+        if point != "after_recovery_committed":
+            listener.bind(("127.0.0.1", core_port))  # core is back
+            listener.listen(64)
         wait_until(lambda: recovered_everywhere(freshdesk), "the recovery on every ticket")
         time.sleep(1.0)  # anything still queued would arrive now
     finally:
