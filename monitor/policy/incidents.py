@@ -242,8 +242,11 @@ class IncidentManager:
         ``shared_outage``; a failure is logged and left to the next sweep)."""
         if (incident := self._open.get(target.name)) is not None:
             now = self.clock.now()
-            self._open[target.name] = await self.shared.reconcile(target, incident, self._open, now)
-            self._update_open_gauge()
+            self._open[target.name] = current = await self.shared.reconcile(
+                target, incident, self._open, now
+            )
+            if current.priority != incident.priority:
+                self._update_open_gauge()
 
     async def _open_incident(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None

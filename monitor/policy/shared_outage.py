@@ -86,7 +86,10 @@ def dependents_of(children: Mapping[str, list[TargetConfig]], name: str) -> list
 
 
 def _summary(names: list[str]) -> str:
-    return ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:3])} and more"
+    """Names for a subject line: the first three, and how many more."""
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])} and {len(names) - 3} more"
 
 
 class SharedOutages:
