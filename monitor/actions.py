@@ -4,6 +4,11 @@ The policy decides them, the store keeps them in its outbox, the delivery sends 
 stored is ``{"v": VERSION, ...}``; ``from_json`` reads every version ever written (the first
 had no "v") and maps fields by name, so a renamed field in ``TicketDraft`` or ``Page`` never
 breaks rows already queued: add a step to ``_upgrade`` instead.
+
+A ticket action with ``notice`` set is for a customer's notice ticket of the incident (a shared
+component is down, see ``monitor.policy.shared_outage``), not the incident's own ticket. Version
+2 added it: a watchdesk that knows only version 1 refuses such a row rather than putting one
+customer's note on another customer's ticket.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from typing import Any, Literal
 from ticketing.base import PRIORITIES, Priority, TicketDraft
 from ticketing.pagers.base import Page, PageReason
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
 class CreateTicket:
     draft: TicketDraft
+    notice: str | None = None
     channel: str = field(default="ticket", init=False)
     operation: str = field(default="create", init=False)
 
@@ -28,6 +34,7 @@ class CreateTicket:
 class AddNote:
     body: str
     public: bool
+    notice: str | None = None
     channel: str = field(default="ticket", init=False)
     operation: str = field(default="note", init=False)
 
@@ -35,6 +42,7 @@ class AddNote:
 @dataclass(frozen=True)
 class SetStatus:
     status: Literal["pending", "resolved"]
+    notice: str | None = None
     channel: str = field(default="ticket", init=False)
     operation: str = field(default="status", init=False)
 
@@ -68,6 +76,13 @@ Action = CreateTicket | AddNote | SetStatus | SendPage | ResolvePage
 
 def to_json(action: Action) -> dict[str, Any]:
     """The stored form (without channel and operation, which have columns of their own)."""
+    data = _to_json(action)
+    if isinstance(action, CreateTicket | AddNote | SetStatus) and action.notice is not None:
+        data["notice"] = action.notice
+    return data
+
+
+def _to_json(action: Action) -> dict[str, Any]:
     if isinstance(action, CreateTicket):
         draft = action.draft
         return {
@@ -111,6 +126,7 @@ def from_json(channel: str, operation: str, data: dict[str, Any]) -> Action:
     """The action a stored row holds, whatever version wrote it; ValueError if it is none."""
     data = _upgrade(dict(data))
     pager = channel.split(":", 1)[1] if channel.startswith("pager:") else None
+    notice = None if data.get("notice") is None else str(data["notice"])
     if channel == "ticket" and operation == "create":
         draft = data["draft"]
         return CreateTicket(
@@ -123,15 +139,16 @@ def from_json(channel: str, operation: str, data: dict[str, Any]) -> Action:
                 target=str(draft["target"]),
                 customer=draft.get("customer"),
                 tags=tuple(str(tag) for tag in draft.get("tags", ())),
-            )
+            ),
+            notice,
         )
     if channel == "ticket" and operation == "note":
-        return AddNote(str(data["body"]), bool(data["public"]))
+        return AddNote(str(data["body"]), bool(data["public"]), notice)
     if channel == "ticket" and operation == "status":
         status = data["status"]
         if status not in ("pending", "resolved"):
             raise ValueError(f"unknown ticket status {status!r}")
-        return SetStatus(status)
+        return SetStatus(status, notice)
     if pager is not None and operation == "page":
         page = data["page"]
         reason: PageReason = page.get("reason", "open")
@@ -158,7 +175,8 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     version = int(data.pop("v", 0))
     if version > VERSION:
         raise ValueError(f"action written by a newer watchdesk (version {version})")
-    # Version 0 (watchdesk 0.1, no "v") has the same fields as version 1.
+    # Version 0 (watchdesk 0.1, no "v") has the same fields as version 1; version 2 added the
+    # optional "notice", absent (the incident's own ticket) in every older row.
     return data
 
 

@@ -86,7 +86,7 @@ class Agent:
             self.incidents.decisions,
             self.metrics,
         )
-        self.incidents.policy = self.policy
+        self.incidents.policy = self.incidents.shared.policy = self.policy
         self.desk = Desk(
             self.store,
             self.clock,

@@ -1,5 +1,5 @@
-"""Typed, versioned outbox actions, and a store made by watchdesk 0.1 (schema 1, actions without
-a version) opened and drained by this one."""
+"""Typed, versioned outbox actions, and stores made by older watchdesks (0.1: schema 1, actions
+without a version; schema 4, before customer notices) opened and drained by this one."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from ticketing.base import TicketDraft
 from ticketing.pagers.base import Page
 
 DATA = Path(__file__).parent / "data" / "store-v1.sqlite3"
+# Made by watchdesk at commit 505f57f (schema 4) with DATA_CONFIG: web and db down, their
+# tickets and pages queued, nothing delivered.
+DATA_V4 = Path(__file__).parent / "data" / "store-v4.sqlite3"
 
 DRAFT = TicketDraft(
     dedup_key="watchdesk-7-abc",
@@ -45,10 +48,17 @@ EVERY_KIND: list[actions.Action] = [
     SendPage("oncall", PAGE),
     SendPage("ops", PAGE, not_before=1_800_000_000.0),
     ResolvePage("oncall", "web recovered after 5m"),
+    CreateTicket(DRAFT, notice="globex"),
+    AddNote("the shared component is back", public=True, notice="globex"),
+    SetStatus("resolved", notice="globex"),
 ]
 
 
-@pytest.mark.parametrize("action", EVERY_KIND, ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize(
+    "action",
+    EVERY_KIND,
+    ids=lambda a: type(a).__name__ + ("-notice" if getattr(a, "notice", None) else ""),
+)
 def test_every_action_survives_its_stored_form(action: actions.Action) -> None:
     stored = actions.to_json(action)
     assert stored["v"] == actions.VERSION
@@ -61,6 +71,12 @@ def test_a_payload_of_the_first_release_reads_as_the_same_action() -> None:
     assert actions.from_json("pager:oncall", "resolve", {"summary": "over"}) == ResolvePage(
         "oncall", "over"
     )
+
+
+def test_a_note_of_version_1_is_for_the_incidents_own_ticket() -> None:
+    note = actions.from_json("ticket", "note", {"v": 1, "body": "x", "public": True})
+    assert note == AddNote("x", public=True)
+    assert note.notice is None
 
 
 def test_unknown_fields_in_a_stored_action_do_not_break_it() -> None:
@@ -102,7 +118,34 @@ async def test_a_store_of_the_first_release_is_migrated_and_its_queue_delivered(
         await h.close()
 
 
-# The config the file in tests/data was made with (watchdesk 0.1, commit 497a8ba).
+async def test_a_store_of_schema_4_is_migrated_and_its_queue_delivered(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(DATA_V4, state / "watchdesk.sqlite3")
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        assert "notice" not in columns
+
+    h = await Harness.create(state, DATA_CONFIG)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            assert "notice" in columns
+        assert await h.agent.store.notices() == []
+        h.clock.advance(600)
+        await h.deliver()
+        assert sorted(str(t["subject"]) for t in h.tickets()) == [
+            "[URGENT] db is down",
+            "[URGENT] web is down",
+        ]
+        assert await h.agent.store.outbox_counts() == {"done": 4}
+    finally:
+        await h.close()
+
+
+# The config the files in tests/data were made with (watchdesk 0.1, commit 497a8ba).
 DATA_CONFIG = """
 [defaults]
 interval = "30s"

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from checks import HttpClients, ProbeResult
@@ -277,7 +278,7 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             store.close()
     try:
         rows = [
-            incident_row(incident, store.actions_of(incident.id))
+            incident_row(incident, store.actions_of(incident.id), store.notices(incident.id))
             for incident in store.incidents(open_only=not args.all, limit=200)
         ]
     finally:
@@ -301,8 +302,21 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         }
         for row in rows
     ]
-    print(_columns(table))
+    header, *lines = _columns(table).split("\n")
+    print(header)
+    for row, line in zip(rows, lines, strict=True):
+        print(line)
+        for notice in row["customer_tickets"]:  # a shared component's: what each customer got
+            print(f"  -> customer {_customer_ticket(row, notice)}")
     return EXIT_OK
+
+
+def _customer_ticket(row: dict[str, Any], notice: dict[str, Any]) -> str:
+    """What a customer behind a shared component got: their ticket, or a note on their own."""
+    if notice["via_incident"] is not None:
+        return f"{notice['customer']}: note on incident {notice['via_incident']}"
+    ticket = f"{row['backend']}#{notice['ticket_id']}" if notice["ticket_id"] else "(pending)"
+    return f"{notice['customer']}: ticket {ticket}, outbox {notice['outbox']}"
 
 
 def _notes(store: SqliteDatabase, incident_id: int, zone: str, as_json: bool) -> int:
@@ -320,6 +334,8 @@ def _notes(store: SqliteDatabase, incident_id: int, zone: str, as_json: bool) ->
                     "public": typed.public,
                     "delivered": action.state == "done",
                     "body": typed.body,
+                    # Set on a note for a customer's ticket of a shared component's outage.
+                    "customer_ticket": typed.notice,
                 }
             )
     if as_json:
@@ -328,6 +344,8 @@ def _notes(store: SqliteDatabase, incident_id: int, zone: str, as_json: bool) ->
     for note in notes:
         who = "customer-visible" if note["public"] else "internal"
         state = "" if note["delivered"] else " (not delivered yet)"
+        if note["customer_ticket"]:
+            who += f", on the ticket of customer {note['customer_ticket']}"
         print(f"--- {_when(note['written_at'], zone)}, {who}{state}")
         print(note["body"])
     return EXIT_OK

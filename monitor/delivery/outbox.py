@@ -41,7 +41,7 @@ from monitor.clock import Clock
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.store import OutboxAction, Store
+from monitor.store import CustomerNotice, Incident, OutboxAction, Store
 from ticketing.base import TicketBackend, TicketRef
 from ticketing.errors import DeliveryError, OutcomeUnknown, PermanentError, RetryableError
 from ticketing.pagers.base import Pager
@@ -317,15 +317,13 @@ class Outbox:
     async def _deliver_ticket(
         self, action: OutboxAction, typed: CreateTicket | AddNote | SetStatus
     ) -> Outcome:
-        incident = await self.store.incident(action.incident_id)
-        if incident is None:
-            raise PermanentError(f"incident {action.incident_id} is not in the store")
+        ticket = await self._ticket_of(action, typed.notice)
         if isinstance(typed, CreateTicket):
-            return await self._create(action, typed, incident.dedup_key)
-        if incident.ticket_id is None:
+            return await self._create(action, typed, ticket.dedup_key)
+        if ticket.ticket_id is None:
             # The create before it was refused: wait behind it rather than fail.
             raise NotYet("the ticket has not been created yet", 5.0)
-        ref = TicketRef(incident.ticket_id, incident.ticket_url)
+        ref = TicketRef(ticket.ticket_id, ticket.ticket_url)
         if isinstance(typed, AddNote):
             await self.backend.add_note(ref, typed.body, typed.public)
             crash_point("after_note_sent")
@@ -333,6 +331,20 @@ class Outbox:
             await self.backend.set_status(ref, typed.status)
             crash_point("after_status_sent")
         return Outcome()
+
+    async def _ticket_of(
+        self, action: OutboxAction, notice: str | None
+    ) -> Incident | CustomerNotice:
+        """What the action's ticket is known by: the incident's own, or a customer's notice."""
+        if notice is None:
+            incident = await self.store.incident(action.incident_id)
+            if incident is None:
+                raise PermanentError(f"incident {action.incident_id} is not in the store")
+            return incident
+        found = await self.store.notice(action.incident_id, notice)
+        if found is None:
+            raise PermanentError(f"no notice to {notice} of incident {action.incident_id}")
+        return found
 
     async def _create(self, action: OutboxAction, typed: CreateTicket, dedup_key: str) -> Outcome:
         if action.sent_at is not None:

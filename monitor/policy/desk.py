@@ -101,6 +101,7 @@ class Desk:
             incident = await self.store.incident(incident_id)
             if incident is None or incident.status != "open":
                 raise DeskError(f"no open incident {incident_id}")
+            resolution = f"resolved by {by}" + (f": {note}" if note else ".")
             body = texts.recovery_note(
                 config,
                 incident.customer,
@@ -109,7 +110,7 @@ class Desk:
                 incident.first_failure_at,
                 incident.failed_checks,
                 0,
-                resolution=f"resolved by {by}" + (f": {note}" if note else "."),
+                resolution=resolution,
             )
             actions: list[Action] = [AddNote(body, public=True)]
             if incidents.policy is not None:
@@ -121,6 +122,9 @@ class Desk:
                 incident.id, {"status": "resolved", "resolved_at": now}, actions, now
             )
             incidents.closed_by_hand(incident.target, now)
+            await incidents.shared.close(
+                incident, now, incident.failed_checks, 0, now, resolution=resolution
+            )
         self.timeliness.resolved(incident, now)
         log.warning(
             "incident %d of %s resolved by %s",

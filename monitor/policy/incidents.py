@@ -36,6 +36,8 @@ from monitor.metrics import Metrics
 from monitor.policy import opening, texts
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
+from monitor.policy.settling import settled
+from monitor.policy.shared_outage import SharedOutages
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
 from ticketing.base import PRIORITIES
@@ -77,10 +79,12 @@ class IncidentManager:
         self.decisions = asyncio.Lock()
         # target -> transitions of it on their way to ``on_transition``.
         self._expected: dict[str, int] = {}
+        self.shared = SharedOutages(store, config, notify)
 
     def set_config(self, config: Config) -> None:
         self.config = config
         self._zone = ZoneInfo(config.agent.timezone)
+        self.shared.set_config(config)
 
     async def reload_open(self) -> None:
         self._open = {i.target: i for i in await self.store.incidents(open_only=True)}
@@ -105,10 +109,13 @@ class IncidentManager:
         self._update_open_gauge()
 
     async def follow_priorities(self, now: float) -> None:
-        """After a reload: open incidents take their target's new priority; requesters are told."""
+        """After a reload: open incidents take their target's new priority; requesters are told.
+        A shared component's stays urgent (the sweep raises one that became shared)."""
         for target in self.config.targets:
             incident = self._open.get(target.name)
             if incident is None or incident.priority == target.priority:
+                continue
+            if self.shared.is_shared(target):
                 continue
             body = texts.priority_note(self.config, target, incident.priority)
             async with self.decisions:
@@ -120,29 +127,11 @@ class IncidentManager:
             self.notify()
 
     def settle(self, name: str, state: TargetState) -> TargetState | None:
-        """The state a target should start from, given the store's incidents; None if ``state``
-        stands. An open incident means down until fresh probes say otherwise; a stored down
-        that a resolved incident already covers is stale, and fresh probes decide afresh."""
+        """The state a target starts from (``settling.settled``); None if ``state`` stands, or
+        while a transition of it is on its way (that decides)."""
         if self._expected.get(name):
-            return None  # a transition of it is on its way: it decides
-        incident = self._open.get(name)
-        if incident is not None and state.status != "down":
-            return dataclasses.replace(
-                state,
-                status="down",
-                since=incident.opened_at,
-                first_failure_at=incident.first_failure_at,
-                consecutive_successes=0,
-            )
-        resolved = self._last_resolved.get(name)
-        if (
-            incident is None
-            and state.status == "down"
-            and resolved is not None
-            and (state.since or 0.0) <= resolved
-        ):
-            return TargetState()
-        return None
+            return None
+        return settled(state, self._open.get(name), self._last_resolved.get(name))
 
     # ---- inputs ----------------------------------------------------------------------------
 
@@ -192,6 +181,8 @@ class IncidentManager:
         async with self.decisions:
             for target in self.config.targets:
                 await self._reconcile(target)
+                await self._share(target)
+            await self.shared.close_leftovers(self._open, self.states, self.clock.now())
             for name in list(self._open):
                 if name not in {t.name for t in self.config.targets}:
                     log.info(
@@ -228,13 +219,6 @@ class IncidentManager:
             return await self._maybe_recover(target, state, incident, now, cause)
         return False
 
-    def _parent_down(self, target: TargetConfig) -> str | None:
-        for parent in target.depends_on:
-            parent_state = self.states.get(parent)
-            if parent_state is not None and parent_state.status == "down":
-                return parent
-        return None
-
     async def _maybe_open(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
     ) -> bool:
@@ -245,29 +229,24 @@ class IncidentManager:
             return False  # a down that an incident already resolved covers
         if window_for(target, self.config.maintenance, now, self._zone) or self.muted(target.name):
             return False
-        parent = self._parent_down(target)
+        parent = self.shared.parent_down(target, self.states)
         if parent is not None:
-            await self._mark_affected(parent, target, state, now)
+            noted = await self.shared.note_affected(self._open.get(parent), target, state, now)
+            if noted is not None:
+                self._open[parent] = noted
             return False
         return await self._open_incident(target, state, now, cause)
 
-    async def _mark_affected(
-        self, parent: str, child: TargetConfig, state: TargetState, now: float
-    ) -> None:
-        incident = self._open.get(parent)
-        if incident is None or child.name in incident.affected:
-            return
-        affected = (*incident.affected, child.name)
-        body = texts.affected_note(self.config, incident.customer, child, parent, state.last_reason)
-        await self.store.update_incident(
-            incident.id,
-            {"affected": affected},
-            [AddNote(body, public=True)],
-            now,
-        )
-        self._open[parent] = dataclasses.replace(incident, affected=affected)
-        log.info("%s is down behind %s: noted on incident %d", child.name, parent, incident.id)
-        self.notify()
+    async def _share(self, target: TargetConfig) -> None:
+        """A shared component's incident is raised and told to the customers behind it (see
+        ``shared_outage``; a failure is logged and left to the next sweep)."""
+        if (incident := self._open.get(target.name)) is not None:
+            now = self.clock.now()
+            self._open[target.name] = current = await self.shared.reconcile(
+                target, incident, self._open, now
+            )
+            if current.priority != incident.priority:
+                self._update_open_gauge()
 
     async def _open_incident(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
@@ -306,6 +285,7 @@ class IncidentManager:
             },
         )
         self.notify()
+        await self._share(target)
         return cause is not None
 
     async def _maybe_recover(
@@ -394,6 +374,7 @@ class IncidentManager:
             transition,
         )
         crash_point("after_recovery_committed")
+        await self.shared.close(incident, recovered_at, failed, state.consecutive_successes, now)
         if self.policy is not None:
             done = await self.store.incident(incident.id)
             self.policy.timeliness.resolved(done or incident, recovered_at)

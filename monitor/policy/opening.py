@@ -24,6 +24,13 @@ def dedup_key(incident_id: int, target: str, opened_at: float) -> str:
     return f"watchdesk-{incident_id}-{digest}"
 
 
+def requester(config: Config, customer: str | None) -> str | None:
+    """Who a ticket is from: the customer's email, else the backend's ``requester_email``."""
+    entry = config.customers.get(customer) if customer else None
+    default = getattr(config.backend_settings, "requester_email", None)
+    return entry.email if entry is not None and entry.email else default
+
+
 def plan(
     config: Config,
     target: TargetConfig,
@@ -35,9 +42,6 @@ def plan(
 ) -> tuple[dict[str, Any], BuildActions]:
     """The incident's fields and ``build(incident_id)``, which the store runs inside the
     transaction (possibly in another thread): it only builds values."""
-    customer = config.customers.get(target.customer) if target.customer else None
-    default = getattr(config.backend_settings, "requester_email", None)
-    requester = customer.email if customer and customer.email else default
     first_failure = state.first_failure_at or now
     fields: dict[str, Any] = {
         "target": target.name,
@@ -61,7 +65,7 @@ def plan(
             subject=f"[{target.priority.upper()}] {target.name} is down",
             description=description,
             priority=target.priority,
-            requester_email=requester,
+            requester_email=requester(config, target.customer),
             target=target.name,
             customer=target.customer,
             tags=("watchdesk", key),

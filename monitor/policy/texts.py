@@ -10,6 +10,7 @@ recovered at ...") keep their wording in the defaults.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -147,14 +148,50 @@ def for_customer(name: str, config: Config, customer: str | None, /, **values: o
     )
 
 
-def priority_note(config: Config, target: TargetConfig, previous: str) -> str:
+def priority_note(
+    config: Config,
+    target: TargetConfig,
+    previous: str,
+    *,
+    priority: str | None = None,
+    reason: str = "",
+) -> str:
+    """For the requester: their ticket's priority changed (to the target's, unless told)."""
     return for_customer(
         "priority_change",
         config,
         target.customer,
         target=target.name,
         previous=previous,
-        priority=target.priority,
+        priority=priority or target.priority,
+        reason=reason,
+    )
+
+
+def shared_outage(
+    kind: str,
+    config: Config,
+    customer: str,
+    component: TargetConfig,
+    incident: Incident,
+    dependents: Sequence[str],
+) -> str:
+    """For a customer whose services depend on a shared component that is down: the
+    description of their own ticket (``shared_outage``) or the note on their open ticket
+    (``shared_outage_note``). Other customers are never named."""
+    zone = ZoneInfo(config.agent.timezone)
+    return for_customer(
+        kind,
+        config,
+        customer,
+        component=component.name,
+        what=_what(component),
+        last_error=incident.last_reason,
+        since=format_local(incident.first_failure_at, zone),
+        dependents=list(dependents),
+        incident_id=incident.id,
+        reference=incident.dedup_key,
+        parent_ticket=incident.ticket_id,
     )
 
 

@@ -6,13 +6,14 @@ over ``SqliteDatabase`` (``sqlite``), which the command-line commands use synchr
 
 from monitor.store.aio import SqliteStore
 from monitor.store.base import BuildActions, Store
-from monitor.store.records import Incident, OutboxAction, StoredTransition
+from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
 from monitor.store.schema import SCHEMA_VERSION, StateRow
 from monitor.store.sqlite import SqliteDatabase
 
 __all__ = [
     "SCHEMA_VERSION",
     "BuildActions",
+    "CustomerNotice",
     "Incident",
     "OutboxAction",
     "SqliteDatabase",

@@ -25,7 +25,7 @@ from monitor.actions import Action
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
-from monitor.store.records import Incident, OutboxAction, StoredTransition
+from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
 from monitor.store.schema import StateRow
 from monitor.store.sqlite import FILE_NAME, SqliteDatabase
 
@@ -167,6 +167,39 @@ class SqliteStore:
 
     async def incident(self, incident_id: int) -> Incident | None:
         return await self._run(lambda db: db.incident(incident_id))
+
+    # ---- customer notices of shared outages ------------------------------------------------
+
+    async def open_notice(
+        self,
+        incident_id: int,
+        customer: str,
+        dedup_key: str,
+        dependents: Sequence[str],
+        via_incident: int | None,
+        actions: Sequence[Action],
+        now: float,
+    ) -> bool:
+        names, queued = list(dependents), list(actions)
+        return await self._run(
+            lambda db: db.open_notice(
+                incident_id, customer, dedup_key, names, via_incident, queued, now
+            )
+        )
+
+    async def close_notice(
+        self, notice_id: int, actions: Sequence[Action], queue_on: int, now: float
+    ) -> bool:
+        queued = list(actions)
+        return await self._run(lambda db: db.close_notice(notice_id, queued, queue_on, now))
+
+    async def notices(
+        self, incident_id: int | None = None, open_only: bool = False
+    ) -> list[CustomerNotice]:
+        return await self._run(lambda db: db.notices(incident_id, open_only))
+
+    async def notice(self, incident_id: int, customer: str) -> CustomerNotice | None:
+        return await self._run(lambda db: db.notice(incident_id, customer))
 
     # ---- the outbox -----------------------------------------------------------------------
 

@@ -14,6 +14,11 @@ What an implementation must keep (the agent relies on it, see ``monitor.store.sq
 - ``open_incident``'s ``build(incident_id)`` runs inside the transaction (wherever the
   implementation runs it, e.g. another thread): it must only build values.
 - A state row is written only if its ``seq`` is newer than the stored one.
+- ``open_notice`` and ``close_notice`` write the notice with its actions, or neither; a notice
+  is opened at most once per (incident, customer) and closed at most once.
+- An outbox action's ``notice`` (the customer whose notice ticket it is for) is kept with it:
+  ``due_actions`` orders per incident, channel and notice, and ``finish_action``'s changes go
+  to that notice's row.
 - Errors of the database are ``monitor.errors.StoreError``.
 """
 
@@ -24,7 +29,7 @@ from typing import Any, Protocol
 
 from monitor.actions import Action
 from monitor.state import TargetState, Transition
-from monitor.store.records import Incident, OutboxAction, StoredTransition
+from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
 from monitor.store.schema import StateRow
 
 # build(incident_id) -> (dedup key, first actions); pure, runs inside the transaction.
@@ -106,6 +111,36 @@ class Store(Protocol):
     ) -> list[Incident]: ...
 
     async def incident(self, incident_id: int) -> Incident | None: ...
+
+    # ---- customer notices of shared outages (monitor.policy.shared_outage) ----------------
+
+    async def open_notice(
+        self,
+        incident_id: int,
+        customer: str,
+        dedup_key: str,
+        dependents: Sequence[str],
+        via_incident: int | None,
+        actions: Sequence[Action],
+        now: float,
+    ) -> bool:
+        """Insert the notice of (incident, customer) and queue its actions (on
+        ``via_incident``'s queue when set), in one transaction; False, queuing nothing, when
+        that notice exists already."""
+        ...
+
+    async def close_notice(
+        self, notice_id: int, actions: Sequence[Action], queue_on: int, now: float
+    ) -> bool:
+        """Close an open notice and queue its actions on ``queue_on``, in one transaction;
+        False when it was closed already."""
+        ...
+
+    async def notices(
+        self, incident_id: int | None = None, open_only: bool = False
+    ) -> list[CustomerNotice]: ...
+
+    async def notice(self, incident_id: int, customer: str) -> CustomerNotice | None: ...
 
     # ---- the outbox -----------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ class OutboxQueries:
         self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
     ) -> list[OutboxAction]:
         """Pending actions that may go now, oldest first, none of ``skip_channels`` (those
-        backing off): per incident and channel, only the oldest undelivered one (a note never
-        overtakes the create of its ticket, a resolve never its page)."""
+        backing off): per incident and channel (and customer notice ticket), only the oldest
+        undelivered one (a note never overtakes the create of its ticket, a resolve never its
+        page; a customer's notice ticket never waits behind the incident's own)."""
         skipped = list(skip_channels)
         exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
         with self._lock:
@@ -34,8 +35,8 @@ class OutboxQueries:
                 f"SELECT {', '.join('o.' + c for c in OUTBOX_COLUMNS)} FROM outbox o"
                 " WHERE o.state = 'pending' AND o.next_attempt_at <= ?" + exclude + ""
                 " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
-                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)"
-                " ORDER BY o.id LIMIT ?",
+                " AND p.channel = o.channel AND p.notice IS o.notice AND p.state != 'done'"
+                " AND p.id < o.id) ORDER BY o.id LIMIT ?",
                 (now, *skipped, limit),
             ).fetchall()
         return [OutboxAction.from_row(row) for row in rows]
@@ -51,7 +52,8 @@ class OutboxQueries:
                 "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending'"
                 + exclude
                 + " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
-                " AND p.channel = o.channel AND p.state != 'done' AND p.id < o.id)",
+                " AND p.channel = o.channel AND p.notice IS o.notice AND p.state != 'done'"
+                " AND p.id < o.id)",
                 skipped,
             ).fetchone()
         return row[0] if row and row[0] is not None else None
@@ -131,21 +133,30 @@ class OutboxQueries:
         incident_changes: dict[str, Any] | None = None,
         note: str | None = None,
     ) -> None:
-        """Mark delivered (``note`` says why when it was skipped instead, e.g. incident over)."""
+        """Mark delivered (``note`` says why when it was skipped instead, e.g. incident over);
+        ``incident_changes`` (a created ticket's id and URL) go to the ticket the action was
+        for: the incident's own, or the customer notice's."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET state = 'done', done_at = ?, last_error = ? WHERE id = ?",
                 (now, note, action_id),
             )
             if incident_changes:
-                incident_id = db.execute(
-                    "SELECT incident_id FROM outbox WHERE id = ?", (action_id,)
-                ).fetchone()[0]
-                db.execute(
-                    f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in incident_changes)}"
-                    " WHERE id = ?",
-                    (*incident_changes.values(), incident_id),
-                )
+                incident_id, notice = db.execute(
+                    "SELECT incident_id, notice FROM outbox WHERE id = ?", (action_id,)
+                ).fetchone()
+                assignments = ", ".join(f"{k} = ?" for k in incident_changes)
+                if notice is None:
+                    db.execute(
+                        f"UPDATE incidents SET {assignments} WHERE id = ?",
+                        (*incident_changes.values(), incident_id),
+                    )
+                else:  # the action was for a customer's notice ticket: the changes are its own
+                    db.execute(
+                        f"UPDATE customer_notices SET {assignments}"
+                        " WHERE incident_id = ? AND customer = ?",
+                        (*incident_changes.values(), incident_id, notice),
+                    )
 
     def retry_action(self, action_id: int, at: float, error: str) -> None:
         with self._transaction() as db:

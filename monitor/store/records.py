@@ -46,6 +46,20 @@ OUTBOX_COLUMNS = (
     "created_at",
     "done_at",
     "sent_at",
+    "notice",
+)
+NOTICE_COLUMNS = (
+    "id",
+    "incident_id",
+    "customer",
+    "dedup_key",
+    "via_incident",
+    "dependents",
+    "status",
+    "opened_at",
+    "closed_at",
+    "ticket_id",
+    "ticket_url",
 )
 
 
@@ -102,6 +116,8 @@ class OutboxAction:
     done_at: float | None
     # Set while a send may have reached the service without its answer reaching us.
     sent_at: float | None = None
+    # The customer whose notice ticket of this incident the action is for (None: its own).
+    notice: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:
@@ -112,6 +128,36 @@ class OutboxAction:
     def action(self) -> Action:
         """The typed action this row holds (ValueError when no watchdesk can read it)."""
         return from_json(self.channel, self.operation, self.payload)
+
+
+@dataclass(frozen=True)
+class CustomerNotice:
+    """What one customer was told about a shared component's outage (an incident whose
+    target's dependents belong to several customers): a ticket of its own, or a note on the
+    customer's open incident ``via_incident``. One per (incident, customer), ever."""
+
+    id: int
+    incident_id: int
+    customer: str
+    dedup_key: str
+    via_incident: int | None
+    dependents: tuple[str, ...]
+    status: str  # open | closed (the shared component's recovery was sent)
+    opened_at: float
+    closed_at: float | None
+    ticket_id: str | None
+    ticket_url: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> CustomerNotice:
+        values = dict(zip(NOTICE_COLUMNS, row, strict=True))
+        values["dependents"] = tuple(json.loads(values["dependents"]))
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in NOTICE_COLUMNS}
+        data["dependents"] = list(self.dependents)
+        return data
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT,
     created_at REAL NOT NULL,
     done_at REAL,
-    sent_at REAL
+    sent_at REAL,
+    notice TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS mutes (
@@ -83,6 +84,20 @@ CREATE TABLE IF NOT EXISTS mutes (
     reason TEXT NOT NULL,
     muted_by TEXT NOT NULL,
     at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS customer_notices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    customer TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE,
+    via_incident INTEGER REFERENCES incidents(id),
+    dependents TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    closed_at REAL,
+    ticket_id TEXT,
+    ticket_url TEXT,
+    UNIQUE (incident_id, customer)
 );
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
@@ -182,6 +197,10 @@ def migrate(db: sqlite3.Connection) -> None:
     if version < 4:
         _add_column(db, "incidents", "escalation_level", "INTEGER NOT NULL DEFAULT 0")
         db.execute("UPDATE incidents SET escalation_level = 1 WHERE escalated_at IS NOT NULL")
+    if version < 6:
+        # Customer notices of a shared outage (the table is made by SCHEMA above); an outbox
+        # action names the customer whose notice ticket it is for (NULL: the incident's own).
+        _add_column(db, "outbox", "notice", "TEXT")
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")

@@ -41,6 +41,7 @@ from monitor.actions import Action, to_json
 from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
+from monitor.store.notices import NoticeQueries
 from monitor.store.outbox import OutboxQueries
 from monitor.store.records import (
     INCIDENT_COLUMNS,
@@ -60,7 +61,7 @@ from monitor.store.schema import (
 FILE_NAME = "watchdesk.sqlite3"
 
 
-class SqliteDatabase(OutboxQueries):
+class SqliteDatabase(OutboxQueries, NoticeQueries):
     """Thread-safe access to the SQLite file; every method is one short transaction.
 
     ``check_same_thread=True`` makes the connection refuse any other thread than the one that
@@ -309,7 +310,7 @@ class SqliteDatabase(OutboxQueries):
     ) -> None:
         db.executemany(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state, next_attempt_at,"
-            " created_at) VALUES (?,?,?,?,'pending',?,?)",
+            " created_at, notice) VALUES (?,?,?,?,'pending',?,?,?)",
             [
                 (
                     incident_id,
@@ -318,6 +319,7 @@ class SqliteDatabase(OutboxQueries):
                     json.dumps(to_json(action)),
                     max(now, getattr(action, "not_before", None) or now),
                     now,
+                    getattr(action, "notice", None),
                 )
                 for action in actions
             ],

@@ -3,7 +3,7 @@ agent they read it through (so that ``web`` never imports the agent)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from monitor.config import Config, TargetConfig
@@ -12,7 +12,7 @@ from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.policy.desk import Desk
 from monitor.policy.incidents import IncidentManager
 from monitor.state import TargetState
-from monitor.store import Incident, OutboxAction, Store
+from monitor.store import CustomerNotice, Incident, OutboxAction, Store
 
 
 class AgentView(Protocol):
@@ -54,22 +54,43 @@ class AgentView(Protocol):
 async def incident_rows(
     store: Store, include_resolved: bool = True, limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Incidents newest first, each with its ticket and where its outbox actions stand."""
+    """Incidents newest first, each with its ticket, its customer tickets (a shared component's
+    outage) and where its outbox actions stand."""
     incidents = await store.incidents(open_only=not include_resolved, limit=limit)
-    return [incident_row(i, await store.actions_of(i.id)) for i in incidents]
+    return [
+        incident_row(i, await store.actions_of(i.id), await store.notices(i.id)) for i in incidents
+    ]
 
 
-def incident_row(incident: Incident, actions: list[OutboxAction]) -> dict[str, Any]:
-    """One incident as /api/incidents and ``watchdesk tickets`` show it."""
-    pending = [a for a in actions if a.state != "done"]
+def incident_row(
+    incident: Incident, actions: list[OutboxAction], notices: Sequence[CustomerNotice] = ()
+) -> dict[str, Any]:
+    """One incident as /api/incidents and ``watchdesk tickets`` show it: with
+    ``customer_tickets``, what each customer behind a shared component was told (their own
+    ticket, or ``via_incident``: a note on the ticket of their open incident)."""
     row = incident.as_json()
-    row["outbox"] = (
-        "delivered"
-        if not pending
-        else ", ".join(f"{a.channel} {a.operation}: {_where(a)}" for a in pending)
-    )
-    row["outbox_errors"] = [a.last_error for a in pending if a.last_error]
+    row.update(_outbox([a for a in actions if a.state != "done"]))
+    row["customer_tickets"] = [
+        {
+            **notice.as_json(),
+            **_outbox([a for a in actions if a.notice == notice.customer and a.state != "done"]),
+        }
+        for notice in notices
+    ]
     return row
+
+
+def _outbox(pending: list[OutboxAction]) -> dict[str, Any]:
+    return {
+        "outbox": "delivered"
+        if not pending
+        else ", ".join(f"{_channel(a)} {a.operation}: {_where(a)}" for a in pending),
+        "outbox_errors": [a.last_error for a in pending if a.last_error],
+    }
+
+
+def _channel(action: OutboxAction) -> str:
+    return f"{action.channel}({action.notice})" if action.notice else action.channel
 
 
 def _where(action: OutboxAction) -> str:
