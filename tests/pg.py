@@ -13,6 +13,7 @@ reason.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -106,10 +107,8 @@ class PostgresServer:
             migrate.apply(conn)
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str) -> str:

@@ -9,7 +9,7 @@ order over a pool of connections."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,8 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
         ("web", "http:a", DOWN, 6),
         TO_DOWN,
     )
-    assert opened is not None and opened.dedup_key == f"watchdesk-{opened.id}-parity"
+    assert opened is not None
+    assert opened.dedup_key == f"watchdesk-{opened.id}-parity"
     again = await both(
         "open_incident",
         incident_fields("web", now + 1),
