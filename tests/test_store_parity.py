@@ -237,6 +237,32 @@ async def test_calls_keep_their_order_over_the_pool(pg_url: str) -> None:
         await store.close()
 
 
+async def test_a_cancelled_call_runs_whole_or_not_at_all(pg_url: str) -> None:
+    """Stopping cancels callers: a call already running still commits whole, one still
+    waiting for its turn never runs (as with SQLite's writer thread)."""
+    store = PostgresStore(pg_url, "test")
+    await store.open()
+    await store.record(("web", "id", TargetState(), 1))
+    with psycopg.connect(pg_url) as blocker:
+        blocker.execute("SELECT * FROM target_state FOR UPDATE")  # holds the row
+        running = asyncio.ensure_future(store.record(("web", "id", DOWN, 2), TO_DOWN))
+        later = replace(DOWN, consecutive_failures=9)
+        waiting = asyncio.ensure_future(store.record(("web", "id", later, 3)))
+        await asyncio.sleep(0.3)
+        running.cancel()
+        waiting.cancel()
+        blocker.rollback()
+    for task in (running, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await store.close()
+    reopened = PostgresStore(pg_url, "test")
+    await reopened.open()
+    assert (await reopened.load_states())["web"][1] == DOWN
+    assert [t.current for t in await reopened.transitions()] == ["down"]
+    await reopened.close()
+
+
 async def test_a_transition_its_incident_and_its_actions_commit_together(pg_url: str) -> None:
     """Another connection sees none of them while ``build`` runs inside the transaction, all of
     them after it; when ``build`` fails, none of them ever."""

@@ -1,5 +1,8 @@
 """``watchdesk db migrate`` and ``watchdesk db import``: the cluster's PostgreSQL database.
 
+The PostgreSQL modules are imported by the functions that use them: psycopg costs every other
+command a third of a second at start, for nothing.
+
 Both need a ``[cluster]`` section (its URL is read from where ``database_url_env``/``_file``
 point, and never printed). ``migrate`` is safe to run from every agent at once; ``import``
 copies an agent's SQLite store into an empty database (``monitor.store.postgres.importer``).
@@ -15,8 +18,6 @@ from pathlib import Path
 from monitor.config import Config
 from monitor.config.secrets import read_database_url
 from monitor.errors import SecretError, StoreError
-from monitor.store.postgres import importer, migrate
-from monitor.store.postgres.connect import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -46,6 +47,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if found is None or config.cluster is None:
         return EXIT_CONFIG
     url, where = found
+    from monitor.store.postgres import importer
+
     try:
         counts = importer.import_store(
             Path(args.sqlite), url, config.cluster.vantage, force=args.force
@@ -65,6 +68,8 @@ def migrate_now(config: Config) -> int:
     if found is None:
         return EXIT_CONFIG
     url, where = found
+    from monitor.store.postgres import migrate
+
     try:
         applied = migrate.apply_to(url)
     except StoreError as error:
@@ -78,6 +83,23 @@ def migrate_now(config: Config) -> int:
     return EXIT_OK
 
 
+def url_problems(config: Config) -> list[str]:
+    """What ``check-config`` says about the database URL: unreadable, or not a URL."""
+    try:
+        _url_of(config)
+    except (SecretError, StoreError) as error:
+        return [f"cluster.database_url: {error}"]
+    return []
+
+
+def _url_of(config: Config) -> tuple[str, str]:
+    """The database URL and its description (which never holds the URL)."""
+    from monitor.store.postgres.connect import describe
+
+    url = read_database_url(config) or ""
+    return url, describe(url)
+
+
 def _database(config: Config) -> tuple[str, str] | None:
     """The database URL and its description, or None (said on stderr)."""
     if config.cluster is None:
@@ -88,8 +110,7 @@ def _database(config: Config) -> tuple[str, str] | None:
         )
         return None
     try:
-        url = read_database_url(config) or ""
-        return url, describe(url)
+        return _url_of(config)
     except (SecretError, StoreError) as error:
         print(f"cluster.database_url: {error}", file=sys.stderr)
         return None

@@ -28,14 +28,13 @@ from monitor.cli import db, desk
 from monitor.cli.report import as_csv, as_json, as_table, build_report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
-from monitor.config.secrets import read_api_token, read_database_url
+from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import secret_problems
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
 from monitor.store.factory import StoreReader, open_reader, store_key
-from monitor.store.postgres.connect import describe
 from monitor.web.views import incident_row
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -129,10 +128,8 @@ def _check_config(config: Config, path: str, args: argparse.Namespace) -> int:
             read_api_token(config)
         except SecretError as error:
             problems.insert(0, f"agent.api_token: {error}")
-        try:
-            describe(read_database_url(config) or "")
-        except (SecretError, StoreError) as error:
-            problems.insert(0, f"cluster.database_url: {error}")
+        if config.cluster is not None:
+            problems[:0] = db.url_problems(config)
         if problems:
             print(f"{path}: {len(problems)} secret(s) cannot be read:", file=sys.stderr)
             for problem in problems:
