@@ -274,8 +274,11 @@ def _existing_store(config: Config) -> StoreReader | None:
     on stderr) when there is none."""
     try:
         return open_reader(config)
-    except (StoreError, SecretError) as error:
+    except StoreError as error:
         print(f"{store_key(config)}: {error}", file=sys.stderr)
+        return None
+    except SecretError as error:
+        print(error, file=sys.stderr)
         return None
 
 

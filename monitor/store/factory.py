@@ -8,6 +8,7 @@ from typing import Protocol
 
 from monitor.config import Config
 from monitor.config.secrets import read_database_url
+from monitor.errors import SecretError
 from monitor.store.aio import SqliteStore
 from monitor.store.base import Store
 from monitor.store.records import Incident, OutboxAction, StoredTransition
@@ -37,9 +38,17 @@ def store_key(config: Config) -> str:
     return "cluster" if config.cluster is not None else "agent.state_dir"
 
 
+def database_url(config: Config) -> str | None:
+    """The URL of ``[cluster]``'s database (None without one); SecretError naming the key."""
+    try:
+        return read_database_url(config)
+    except SecretError as error:
+        raise SecretError(f"cluster.database_url: {error}") from None
+
+
 def make_store(config: Config) -> Store:
     """The agent's store (SecretError when the database URL cannot be read)."""
-    url = read_database_url(config)
+    url = database_url(config)
     if url is None or config.cluster is None:
         return SqliteStore(config.agent.state_dir)
     from monitor.store.postgres import PostgresStore
@@ -50,7 +59,7 @@ def make_store(config: Config) -> Store:
 def open_reader(config: Config) -> StoreReader:
     """The store an agent with this config keeps, read synchronously; StoreError (creating
     nothing) when there is none, SecretError when the database URL cannot be read."""
-    url = read_database_url(config)
+    url = database_url(config)
     if url is None or config.cluster is None:
         return SqliteDatabase.existing(config.agent.state_dir)
     from monitor.store.postgres import PostgresReader
