@@ -24,6 +24,7 @@ from typing import Any
 from psycopg import sql
 
 from monitor.actions import Action, to_json
+from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
@@ -63,7 +64,7 @@ class PostgresStore(PostgresOutbox):
         try:
             await self._write(work)
             return True
-        except Exception:  # StoreError, or a pool that is closing
+        except StoreError:
             return False
 
     # ---- target state and transitions -----------------------------------------------------
