@@ -17,6 +17,7 @@ import contextlib
 import glob
 import itertools
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -58,8 +59,13 @@ class PostgresServer:
         bin_dir = binaries()
         if bin_dir is None:
             return "PostgreSQL is not installed (apt-get install postgresql; see .ci/run)"
-        if os.geteuid() == 0 and shutil.which("runuser") is None:
-            return "running as root without runuser: cannot run initdb as postgres"
+        if os.geteuid() == 0:
+            if shutil.which("runuser") is None:
+                return "running as root without runuser: cannot run initdb as postgres"
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no postgres user to run initdb as"
         return cls(bin_dir)
 
     def _run(self, *command: str) -> None:
@@ -82,6 +88,9 @@ class PostgresServer:
             "--no-sync",
             "-U",
             "postgres",
+            "--no-locale",  # whatever LANG says, the server starts (C collation, UTF8)
+            "-E",
+            "UTF8",
         )
         settings = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.root}' "
