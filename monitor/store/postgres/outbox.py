@@ -79,8 +79,9 @@ class PostgresOutbox(PostgresAccess):
             counts = {state: int(count) for state, count in await cursor.fetchall()}
             if now is not None:
                 cursor = await conn.execute(
-                    f"SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND {NOT_BEFORE} > %s",
-                    (now,),
+                    f"SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND {NOT_BEFORE} > %s"
+                    " AND next_attempt_at > %s",
+                    (now, now),
                 )
                 row = await cursor.fetchone()
                 counts["held"] = int(row[0]) if row else 0

@@ -34,6 +34,7 @@ from monitor.store.postgres.sql import (
     INSERT_ACTION,
     INSERT_TRANSITION,
     LOAD_STATES,
+    NOT_BEFORE,
     TARGETS_SEEN,
     UPSERT_STATE,
     incident_query,
@@ -269,6 +270,14 @@ class PostgresStore(PostgresOutbox):
                 await conn.execute(
                     sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(assignments),
                     (*values.values(), incident_id),
+                )
+            if changes.get("status") == "resolved":
+                # A page held for business hours has nothing left to wait for: due now, to be
+                # dropped at once instead of counting as held until the office opens.
+                await conn.execute(
+                    "UPDATE outbox SET next_attempt_at = %s WHERE incident_id = %s"
+                    f" AND state = 'pending' AND next_attempt_at > %s AND {NOT_BEFORE} > %s",
+                    (now, incident_id, now, now),
                 )
             await self._enqueue(conn, incident_id, queued, now)
 
