@@ -26,8 +26,9 @@ Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 Work = Callable[[Connection], Awaitable[T]]
 
 POOL_SIZE = 4
-# How long a call waits for a free (or new) connection before it fails.
-POOL_TIMEOUT = 10.0
+# How long a call waits for a free (or new) connection before it fails: /readyz and the
+# flush must not hang on a lost database much longer than a probe interval.
+POOL_TIMEOUT = 5.0
 
 
 class PostgresAccess:
