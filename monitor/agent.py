@@ -31,7 +31,8 @@ from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.state import TargetState, Transition, advance
 from monitor.statebook import StateBook
-from monitor.store import SqliteStore, StateRow, Store
+from monitor.store import StateRow, Store
+from monitor.store.factory import make_store
 from monitor.web.server import make_app
 from monitor.web.views import status_rows
 
@@ -52,7 +53,7 @@ class Agent:
         self.config_path = config_path or config.source
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(__version__)
-        self.store: Store = SqliteStore(config.agent.state_dir)
+        self.store: Store = make_store(config)
         self.clients = HttpClients(user_agent=f"watchdesk/{__version__}")
         self.scheduler = Scheduler(
             self._probe_and_apply,
@@ -263,8 +264,9 @@ class Agent:
         if (
             config.agent.listen != self.config.agent.listen
             or config.agent.state_dir != self.config.agent.state_dir
+            or config.cluster != self.config.cluster
         ):
-            log.warning("agent.listen and agent.state_dir changes take effect at the next restart")
+            log.warning("agent.listen, agent.state_dir and [cluster] take effect at a restart")
         if integrations_changed(self.config, config):
             try:
                 integrations = Integrations.build(config)

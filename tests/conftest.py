@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FD_KEY, PD_KEY, AgentProcess, FakeProcess, free_port
+from tests.pg import PostgresServer
 
 
 @pytest.fixture
@@ -41,3 +42,22 @@ def stand_ins() -> Iterator[tuple[FakeProcess, FakeProcess]]:
     yield freshdesk, pagerduty
     freshdesk.stop()
     pagerduty.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session (tests/pg.py); skips where none is installed."""
+    server = PostgresServer.find()
+    if isinstance(server, str):
+        pytest.skip(server)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """The URL of a database of its own for this test, migrated to the current schema."""
+    url = pg_server.new_database()
+    yield url
+    pg_server.drop(url)

@@ -25,7 +25,7 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.actions import AddNote
 from monitor.agent import Agent
-from monitor.cli import desk
+from monitor.cli import db, desk
 from monitor.cli.report import as_csv, as_json, as_table, build_report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
@@ -35,7 +35,7 @@ from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
-from monitor.store import SqliteDatabase
+from monitor.store.factory import StoreReader, open_reader, store_key
 from monitor.web.views import incident_row
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", "run the agent until SIGTERM/SIGINT; SIGHUP reloads the config")
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    run.add_argument(
+        "--migrate",
+        action="store_true",
+        help="with [cluster]: apply the database's schema migrations before starting",
+    )
     check = command("check-config", "validate the config and print a one-line summary")
     check.add_argument(
         "--no-secrets",
@@ -85,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--notes", type=int, metavar="ID", help="the notes on incident ID's ticket, oldest first"
     )
     desk.add_commands(command)
+    db.add_commands(command)
     probe_once = command("probe-once", "probe each target once and print the results")
     probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
     probe_once.add_argument("--json", action="store_true", help="print one JSON array")
@@ -103,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command in ("ack", "mute", "unmute"):
         return desk.run(config, args)
+    if args.command == "db":
+        return db.run(config, args)
     handlers = {
         "run": _run,
         "check-config": _check_config,
@@ -121,6 +129,8 @@ def _check_config(config: Config, path: str, args: argparse.Namespace) -> int:
             read_api_token(config)
         except SecretError as error:
             problems.insert(0, f"agent.api_token: {error}")
+        if config.cluster is not None:
+            problems[:0] = db.url_problems(config)
         if problems:
             print(f"{path}: {len(problems)} secret(s) cannot be read:", file=sys.stderr)
             for problem in problems:
@@ -134,6 +144,8 @@ def _run(config: Config, path: str, args: argparse.Namespace) -> int:
     setup_logging(
         args.log_format or config.agent.log_format, args.log_level or config.agent.log_level
     )
+    if args.migrate and config.cluster is not None and db.migrate_now(config) != EXIT_OK:
+        return EXIT_CONFIG
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_serve(config, path))
@@ -166,7 +178,7 @@ async def _serve(config: Config, path: str) -> int:
     try:
         agent = Agent(config, config_path=path)
     except StoreError as error:
-        log.error("agent.state_dir: %s", error)
+        log.error("%s: %s", store_key(config), error)
         return EXIT_CONFIG
     except SecretError as error:
         for problem in str(error).split("; "):
@@ -179,7 +191,7 @@ async def _serve(config: Config, path: str) -> int:
     try:
         await agent.start()
     except StoreError as error:
-        log.error("agent.state_dir: %s", error)
+        log.error("%s: %s", store_key(config), error)
         await agent.stop()
         return EXIT_CONFIG
     except SecretError as error:
@@ -258,12 +270,16 @@ def _table(rows: list[dict[str, object]]) -> str:
     )
 
 
-def _existing_store(config: Config) -> SqliteDatabase | None:
-    """The store the agent keeps, or None (said on stderr) when there is none."""
+def _existing_store(config: Config) -> StoreReader | None:
+    """The store the agent keeps (its SQLite file, or the cluster's database), or None (said
+    on stderr) when there is none."""
     try:
-        return SqliteDatabase.existing(config.agent.state_dir)
+        return open_reader(config)
     except StoreError as error:
-        print(f"agent.state_dir: {error}", file=sys.stderr)
+        print(f"{store_key(config)}: {error}", file=sys.stderr)
+        return None
+    except SecretError as error:
+        print(error, file=sys.stderr)
         return None
 
 
@@ -319,7 +335,7 @@ def _customer_ticket(row: dict[str, Any], notice: dict[str, Any]) -> str:
     return f"{notice['customer']}: ticket {ticket}, outbox {notice['outbox']}"
 
 
-def _notes(store: SqliteDatabase, incident_id: int, zone: str, as_json: bool) -> int:
+def _notes(store: StoreReader, incident_id: int, zone: str, as_json: bool) -> int:
     """Every note watchdesk wrote (or will write) on an incident's ticket, oldest first."""
     if store.incident(incident_id) is None:
         print(f"no incident {incident_id}", file=sys.stderr)

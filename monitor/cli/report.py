@@ -18,7 +18,8 @@ from typing import Any
 from monitor.config import DEFAULT_ACK_TIMEOUTS, Config
 from monitor.durations import format_duration
 from monitor.policy.timeliness import deadline
-from monitor.store import Incident, SqliteDatabase, StoredTransition
+from monitor.store import Incident, StoredTransition
+from monitor.store.factory import StoreReader
 from ticketing.base import PRIORITIES
 
 PRIORITY_ORDER = PRIORITIES
@@ -116,7 +117,7 @@ def response_time(config: Config, customer: str | None, priority: str) -> float:
     return config.escalation.ack_timeout_for(priority)
 
 
-def build_report(store: SqliteDatabase, config: Config, since: float, until: float) -> Report:
+def build_report(store: StoreReader, config: Config, since: float, until: float) -> Report:
     report = Report(since=since, until=until)
     seen = store.targets_seen()
     configured = {target.name: target for target in config.targets}

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from monitor.config import Config
 from monitor.delivery.integrations import build_backend, build_pager
 from monitor.errors import SecretError
-from monitor.store import SqliteDatabase
 from ticketing.base import TicketDraft
 from ticketing.errors import DeliveryError
 from ticketing.pagers.base import Page
@@ -36,11 +35,9 @@ async def run_test_notify(config: Config) -> list[ChannelResult]:
 
 async def _test_ticket(config: Config, key: str) -> ChannelResult:
     kind = config.ticketing.backend
-    store = SqliteDatabase(config.agent.state_dir)
     try:
         backend = build_backend(config)
     except SecretError as error:
-        store.close()
         return ChannelResult("ticketing", kind, False, str(error))
     draft = TicketDraft(
         dedup_key=key,
@@ -64,7 +61,6 @@ async def _test_ticket(config: Config, key: str) -> ChannelResult:
         return ChannelResult("ticketing", kind, False, error.message)
     finally:
         await backend.aclose()
-        store.close()
 
 
 async def _test_pages(config: Config, key: str) -> list[ChannelResult]:

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from monitor.config.cluster import parse_cluster
 from monitor.config.diagnostics import Collector
 from monitor.config.model import (
     AgentSection,
@@ -48,6 +49,7 @@ TOP_LEVEL_KEYS = (
     "escalation",
     "maintenance",
     "calendars",
+    "cluster",
 )
 
 
@@ -139,6 +141,8 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                         missing_ref("pager", name, pagers, "[pagers.NAME]"),
                     )
     maintenance = parse_maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
+    timeout = ticketing.request_timeout if ticketing is not None else None
+    cluster = parse_cluster(raw.get("cluster"), timeout, problems)
 
     if problems.problems:
         return None
@@ -164,4 +168,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         maintenance=tuple(maintenance),
         raw_sections=frozenset(raw),
         calendars=calendars,
+        cluster=cluster,
     )

@@ -4,6 +4,7 @@ here; what spans sections (references, cycles, secrets) is ``loader``'s."""
 
 from __future__ import annotations
 
+import socket
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ SECRET_KEYS = frozenset(
         "access_token",
         "private_key",
         "urls",
+        "database_url",
     }
 )
 
@@ -93,6 +95,26 @@ class AgentSection(Strict):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+def _hostname() -> str:
+    """The default vantage: this machine's name, cut to what a vantage name may hold."""
+    name = socket.gethostname().split(".")[0] or "agent"
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
+
+
+class ClusterSection(Strict):
+    """``[cluster]``, checked across keys by ``monitor.config.cluster``."""
+
+    database_url_env: str | None = None
+    database_url_file: str | None = None
+    # Where this agent probes from; agents of one vantage share its targets between them.
+    vantage: str = Field(default_factory=_hostname, pattern=NAME_PATTERN)
+    slots: int = Field(default=1024, ge=1, le=65536)
+    lease_ttl: Duration = 20.0
+    lease_renew: Duration = 5.0
+    claim_ttl: Duration = 60.0
+    db_lost_page_after: Duration = 120.0
 
 
 class DefaultsSection(Strict):
@@ -322,6 +344,8 @@ class Config:
     raw_sections: frozenset[str] = field(default_factory=frozenset)
     # Every [calendars.NAME], and "default" from [business_hours] unless one is named so.
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    # None: one agent on its SQLite file; else the shared PostgreSQL database of a cluster.
+    cluster: ClusterSection | None = None
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""
@@ -371,4 +395,5 @@ class Config:
             f"{self.source}: ok, {len(self.targets)} targets ({by_kind or 'none'}), "
             f"{len(self.customers)} customers, ticketing={self.ticketing.backend}, "
             f"{len(self.pagers)} pagers"
+            + (f", cluster vantage {self.cluster.vantage}" if self.cluster else "")
         )

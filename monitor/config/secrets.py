@@ -37,3 +37,14 @@ def read_api_token(config: Config) -> str | None:
     if agent.api_token_file:
         return read_secret(("file", agent.api_token_file))
     return None
+
+
+def read_database_url(config: Config) -> str | None:
+    """The PostgreSQL URL of ``[cluster]`` (None without one). It holds a password: hand it to
+    the driver and nothing else."""
+    cluster = config.cluster
+    if cluster is None:
+        return None
+    if cluster.database_url_env:
+        return read_secret(("env", cluster.database_url_env))
+    return read_secret(("file", cluster.database_url_file or ""))

@@ -75,7 +75,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     store = request.app[AGENT_KEY].store
     writable = await store.writable()
-    problems = [] if writable else [f"store {store.location} is not writable"]
+    if not writable:  # nothing more to read there (a lost database would answer in seconds)
+        problems = [f"store {store.location} is not writable"]
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
+    problems = []
     for action in await store.failed_actions():
         problems.append(
             f"{action.channel} {action.operation} of incident {action.incident_id} was refused: "

@@ -70,6 +70,8 @@ class LocalBackend:
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened at the first statement (in the thread that runs it)."""
         if self._db is None:
+            # Its own file beside the agent's store; in a cluster nothing else makes the dir.
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=5000")

@@ -1,0 +1,71 @@
+"""Which store a config asks for: the SQLite file under ``agent.state_dir``, or with a
+``[cluster]`` section the shared PostgreSQL database. The agent builds its ``Store`` here and
+the commands their synchronous reader, so both always read the same place."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from monitor.config import Config
+from monitor.config.secrets import read_database_url
+from monitor.errors import SecretError
+from monitor.store.aio import SqliteStore
+from monitor.store.base import Store
+from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.sqlite import SqliteDatabase
+
+
+class StoreReader(Protocol):
+    """What the commands read (``tickets``, ``report``), from either store."""
+
+    def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]: ...
+
+    def incident(self, incident_id: int) -> Incident | None: ...
+
+    def actions_of(self, incident_id: int) -> list[OutboxAction]: ...
+
+    def notices(
+        self, incident_id: int | None = None, open_only: bool = False
+    ) -> list[CustomerNotice]: ...
+
+    def targets_seen(self) -> dict[str, tuple[float, float]]: ...
+
+    def transitions(
+        self, target: str | None = None, since: float = 0.0
+    ) -> list[StoredTransition]: ...
+
+    def close(self) -> None: ...
+
+
+def store_key(config: Config) -> str:
+    """The config key a store problem is about, for ``key: message`` lines."""
+    return "cluster" if config.cluster is not None else "agent.state_dir"
+
+
+def database_url(config: Config) -> str | None:
+    """The URL of ``[cluster]``'s database (None without one); SecretError naming the key."""
+    try:
+        return read_database_url(config)
+    except SecretError as error:
+        raise SecretError(f"cluster.database_url: {error}") from None
+
+
+def make_store(config: Config) -> Store:
+    """The agent's store (SecretError when the database URL cannot be read)."""
+    url = database_url(config)
+    if url is None or config.cluster is None:
+        return SqliteStore(config.agent.state_dir)
+    from monitor.store.postgres import PostgresStore
+
+    return PostgresStore(url, config.cluster.vantage)
+
+
+def open_reader(config: Config) -> StoreReader:
+    """The store an agent with this config keeps, read synchronously; StoreError (creating
+    nothing) when there is none, SecretError when the database URL cannot be read."""
+    url = database_url(config)
+    if url is None or config.cluster is None:
+        return SqliteDatabase.existing(config.agent.state_dir)
+    from monitor.store.postgres import PostgresReader
+
+    return PostgresReader(url, config.cluster.vantage)

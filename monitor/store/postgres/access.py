@@ -1,0 +1,139 @@
+"""The pool behind ``PostgresStore`` and the two ways a call reaches it: a write is one
+transaction, a read one or more autocommit statements; both in the order the calls were made
+(``CallOrder``) and with every driver error turned into a ``StoreError`` that names the
+database, never its URL.
+
+The pool is small (the agent makes few, short calls: the flush about once a second, a
+transition's transaction, the outbox's claims) and checks a connection before lending it, so
+that a database restart costs one failed call, not one per stale connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from monitor.errors import StoreError
+from monitor.store.postgres import migrate
+from monitor.store.postgres.connect import CONNECT_TIMEOUT, describe, options, redact
+from monitor.store.postgres.order import CallOrder
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Work = Callable[[Connection], Awaitable[T]]
+
+POOL_SIZE = 4
+# How long a call waits for a free (or new) connection before it fails: /readyz and the
+# flush must not hang on a lost database much longer than a probe interval.
+POOL_TIMEOUT = 5.0
+
+
+class PostgresAccess:
+    def __init__(self, url: str, vantage: str) -> None:
+        self._url = url
+        self._where = describe(url)  # refuses a URL libpq cannot read, without quoting it
+        self.vantage = vantage
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._order = CallOrder()
+        self._closed = False
+
+    @property
+    def location(self) -> str:
+        return self._where
+
+    async def open(self) -> None:
+        """Connect, refuse a database whose schema is not this watchdesk's (see
+        ``monitor.store.postgres.migrate``), then open the pool."""
+        if self._pool is not None:
+            return
+        try:
+            first = await psycopg.AsyncConnection.connect(self._url, **options(self._name()))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the {self._where}: {self._redact(exc)}") from None
+        try:
+            exists = await (await first.execute(migrate.LEDGER_EXISTS)).fetchone()
+            applied: list[int] = []
+            if exists and exists[0]:
+                cursor = await first.execute("SELECT version FROM schema_migrations")
+                applied = [int(row[0]) for row in await cursor.fetchall()]
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read the schema of the {self._where}: {exc}") from exc
+        finally:
+            await first.close()
+        trouble = migrate.problem(applied)
+        if trouble:
+            raise StoreError(f"{self._where}: {trouble}")
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs=options(self._name()),
+            open=False,
+            timeout=POOL_TIMEOUT,
+            check=AsyncConnectionPool.check_connection,
+            name=f"watchdesk-{self.vantage}",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StoreError(f"cannot connect to the {self._where}: {self._redact(exc)}") from None
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._order.drain()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _name(self) -> str:
+        return f"watchdesk {self.vantage}"
+
+    def _redact(self, error: BaseException) -> str:
+        return redact(str(error).strip(), self._url)
+
+    def _ready(self) -> AsyncConnectionPool[Connection]:
+        if self._pool is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreError(f"the store ({self._where}) is {state}")
+        return self._pool
+
+    async def _write(self, work: Work[T]) -> T:
+        """``work`` in one transaction, after every call made before this one."""
+
+        async def run() -> T:
+            try:
+                async with self._ready().connection() as conn, conn.transaction():
+                    return await work(conn)
+            except psycopg.Error as exc:
+                raise StoreError(f"store write failed: {self._redact(exc)}") from exc
+
+        if self._closed:
+            raise StoreError(f"the store ({self._where}) is closed")
+        return await self._order.run(run, write=True)
+
+    async def _read(self, work: Work[T]) -> T:
+        """``work`` after every write made before this one, beside other reads."""
+
+        async def run() -> T:
+            try:
+                async with self._ready().connection() as conn:
+                    return await work(conn)
+            except psycopg.Error as exc:
+                raise StoreError(f"store read failed: {self._redact(exc)}") from exc
+
+        if self._closed:
+            raise StoreError(f"the store ({self._where}) is closed")
+        return await self._order.run(run, write=False)
+
+    async def _rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        async def fetch(conn: Connection) -> list[tuple[Any, ...]]:
+            return await (await conn.execute(query, params)).fetchall()
+
+        return await self._read(fetch)

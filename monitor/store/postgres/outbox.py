@@ -1,0 +1,215 @@
+"""The outbox's calls on PostgreSQL: which actions are due, their attempts and outcomes, the
+sticky "may be out there" mark (``sent_at``: set before a create leaves, cleared only by an
+answer), the release of a channel's backlog. Same answers as the SQLite store's
+``monitor.store.outbox``; part of ``PostgresStore``.
+
+Claims (``claim_token``, ``claim_expires_at``) are in the schema for several agents sharing
+the queue; one agent delivers alone and leaves them empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from monitor.actions import Action, to_json
+from monitor.errors import StoreError
+from monitor.store.postgres.access import Connection, PostgresAccess
+from monitor.store.postgres.sql import (
+    INSERT_ACTION,
+    NOT_BEFORE,
+    QUEUE_HEAD,
+    SELECT_ACTIONS,
+    actions_query,
+)
+from monitor.store.records import INCIDENT_COLUMNS, OutboxAction
+
+
+def set_clause(changes: dict[str, Any]) -> sql.Composed:
+    """``SET a = %s, b = %s`` for an incident's columns (a name that is none is refused)."""
+    refused = (set(changes) - set(INCIDENT_COLUMNS)) | ({"id"} & set(changes))
+    if refused:
+        raise StoreError(f"not columns an update may set: {', '.join(sorted(refused))}")
+    return sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in changes)
+
+
+class PostgresOutbox(PostgresAccess):
+    @staticmethod
+    async def _enqueue(
+        conn: Connection, incident_id: int, actions: Sequence[Action], now: float
+    ) -> None:
+        if not actions:
+            return
+        rows = [
+            (
+                incident_id,
+                action.channel,
+                action.operation,
+                json.dumps(to_json(action)),
+                max(now, getattr(action, "not_before", None) or now),
+                now,
+                getattr(action, "notice", None),
+            )
+            for action in actions
+        ]
+        async with conn.cursor() as cursor:
+            await cursor.executemany(INSERT_ACTION, rows)
+
+    async def actions_of(self, incident_id: int) -> list[OutboxAction]:
+        return [OutboxAction.from_row(row) for row in await self._rows(*actions_query(incident_id))]
+
+    async def due_actions(
+        self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
+    ) -> list[OutboxAction]:
+        """Pending actions that may go now, oldest first, none of ``skip_channels``; per
+        incident and channel only the oldest undelivered one."""
+        rows = await self._rows(
+            SELECT_ACTIONS + " FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= %s"
+            " AND o.channel <> ALL(%s)" + QUEUE_HEAD + " ORDER BY o.id LIMIT %s",
+            (now, list(skip_channels), limit),
+        )
+        return [OutboxAction.from_row(row) for row in rows]
+
+    async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
+        """When the next action ``due_actions`` could return comes due (queue heads only)."""
+        rows = await self._rows(
+            "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending'"
+            " AND o.channel <> ALL(%s)" + QUEUE_HEAD,
+            (list(skip_channels),),
+        )
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    async def release_channel(self, channel: str, now: float) -> int:
+        """Every pending action of a channel that answers again is due now, whatever its own
+        backoff said; pages held for business hours stay held."""
+
+        async def work(conn: Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox SET next_attempt_at = %s WHERE state = 'pending' AND channel = %s"
+                f" AND next_attempt_at > %s AND COALESCE({NOT_BEFORE}, 0) <= %s",
+                (now, channel, now, now),
+            )
+            return cursor.rowcount
+
+        return await self._write(work)
+
+    async def set_sent(self, action_id: int, sent_at: float | None) -> None:
+        await self._execute("UPDATE outbox SET sent_at = %s WHERE id = %s", (sent_at, action_id))
+
+    async def outbox_counts(self, now: float | None = None) -> dict[str, int]:
+        """Actions per state; with ``now`` also "held": pending pages waiting for business
+        hours."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            cursor = await conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+            counts = {state: int(count) for state, count in await cursor.fetchall()}
+            if now is not None:
+                cursor = await conn.execute(
+                    f"SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND {NOT_BEFORE} > %s"
+                    " AND next_attempt_at > %s",
+                    (now, now),
+                )
+                row = await cursor.fetchone()
+                counts["held"] = int(row[0]) if row else 0
+            return counts
+
+        return await self._read(work)
+
+    async def failed_actions(self) -> list[OutboxAction]:
+        rows = await self._rows(SELECT_ACTIONS + " FROM outbox WHERE state = 'failed' ORDER BY id")
+        return [OutboxAction.from_row(row) for row in rows]
+
+    async def pending_with_error(self, prefix: str) -> list[OutboxAction]:
+        """Pending actions whose last error starts with ``prefix``."""
+        rows = await self._rows(
+            SELECT_ACTIONS + " FROM outbox WHERE state = 'pending'"
+            " AND substr(last_error, 1, %s) = %s ORDER BY id",
+            (len(prefix), prefix),
+        )
+        return [OutboxAction.from_row(row) for row in rows]
+
+    async def begin_attempt(self, action_id: int, now: float) -> int:
+        """Count the attempt before it is made: after a crash, attempts > 0 means "maybe
+        sent"."""
+
+        async def work(conn: Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = %s,"
+                " last_error = 'in flight' WHERE id = %s RETURNING attempts",
+                (now, action_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                raise StoreError(f"no outbox action {action_id}")
+            return int(row[0])
+
+        return await self._write(work)
+
+    async def finish_action(
+        self,
+        action_id: int,
+        now: float,
+        incident_changes: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Delivered (``note`` says why when it was skipped instead), with what the answer
+        changes on the ticket it was for (its id): the incident's own, or the customer
+        notice's, in one transaction."""
+        changes = dict(incident_changes or {})
+        assignments = set_clause(changes) if changes else None
+
+        async def work(conn: Connection) -> None:
+            cursor = await conn.execute(
+                "UPDATE outbox SET state = 'done', done_at = %s, last_error = %s WHERE id = %s"
+                " RETURNING incident_id, notice",
+                (now, note, action_id),
+            )
+            row = await cursor.fetchone()
+            if assignments is None or row is None:
+                return
+            if row[1] is None:
+                await conn.execute(
+                    sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(assignments),
+                    (*changes.values(), row[0]),
+                )
+            else:  # for a customer's notice ticket: the changes are the notice's own
+                await conn.execute(
+                    sql.SQL(
+                        "UPDATE customer_notices SET {} WHERE incident_id = %s AND customer = %s"
+                    ).format(assignments),
+                    (*changes.values(), row[0], row[1]),
+                )
+
+        await self._write(work)
+
+    async def retry_action(self, action_id: int, at: float, error: str) -> None:
+        await self._execute(
+            "UPDATE outbox SET next_attempt_at = %s, last_error = %s WHERE id = %s",
+            (at, error, action_id),
+        )
+
+    async def fail_action(self, action_id: int, error: str) -> None:
+        await self._execute(
+            "UPDATE outbox SET state = 'failed', last_error = %s WHERE id = %s", (error, action_id)
+        )
+
+    async def requeue_failed(self, now: float) -> int:
+        """Refused actions get one more chance (after a restart or reload fixed the cause)."""
+
+        async def work(conn: Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = %s WHERE state = 'failed'",
+                (now,),
+            )
+            return cursor.rowcount
+
+        return await self._write(work)
+
+    async def _execute(self, query: str, params: tuple[object, ...]) -> None:
+        async def work(conn: Connection) -> None:
+            await conn.execute(query, params)
+
+        await self._write(work)

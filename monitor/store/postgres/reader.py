@@ -1,0 +1,71 @@
+"""``PostgresReader``: what the commands (``tickets``, ``report``) read, synchronously, from
+the cluster's database; the same calls as ``SqliteDatabase`` offers them, so one command
+reads either store. It reads the whole cluster's incidents, and the transitions of the
+config's vantage (the one the uptime report counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from monitor.errors import StoreError
+from monitor.store.postgres import migrate
+from monitor.store.postgres.connect import connect, describe
+from monitor.store.postgres.notices import notices_query
+from monitor.store.postgres.sql import (
+    TARGETS_SEEN,
+    actions_query,
+    incident_query,
+    incidents_of,
+    incidents_query,
+    seen_of,
+    transitions_of,
+    transitions_query,
+)
+from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+
+
+class PostgresReader:
+    def __init__(self, url: str, vantage: str) -> None:
+        self.location = describe(url)
+        self.vantage = vantage
+        self._conn = connect(url, f"watchdesk-cli {vantage}")
+        try:
+            migrate.check(self._conn)
+        except StoreError as error:
+            self._conn.close()
+            raise StoreError(f"{self.location}: {error}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"reading the {self.location} failed: {exc}") from exc
+
+    def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
+        return incidents_of(self._rows(*incidents_query(open_only, limit)))
+
+    def incident(self, incident_id: int) -> Incident | None:
+        rows = self._rows(*incident_query(incident_id))
+        return Incident.from_row(rows[0]) if rows else None
+
+    def actions_of(self, incident_id: int) -> list[OutboxAction]:
+        return [OutboxAction.from_row(row) for row in self._rows(*actions_query(incident_id))]
+
+    def notices(
+        self, incident_id: int | None = None, open_only: bool = False
+    ) -> list[CustomerNotice]:
+        return [
+            CustomerNotice.from_row(row)
+            for row in self._rows(*notices_query(incident_id, open_only))
+        ]
+
+    def targets_seen(self) -> dict[str, tuple[float, float]]:
+        return seen_of(self._rows(TARGETS_SEEN))
+
+    def transitions(self, target: str | None = None, since: float = 0.0) -> list[StoredTransition]:
+        return transitions_of(self._rows(*transitions_query(self.vantage, target, since)))

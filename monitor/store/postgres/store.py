@@ -1,0 +1,271 @@
+"""``PostgresStore``: the ``Store`` interface on the cluster's PostgreSQL database.
+
+It keeps what the SQLite store keeps (``monitor.store.sqlite`` says why each part matters):
+
+- **A transition and what it causes are one fact**: the target's state row, its transition,
+  the incident it opens or changes and that incident's first outbox rows commit in one
+  transaction, or none of them does.
+- **One open incident per target**, by the partial unique index: the insert is
+  ``ON CONFLICT DO NOTHING``, so of two writers that see the same outage one opens it and the
+  other gets None (its state and transition are written all the same).
+- **A state row is written only if its ``seq`` is newer** than the stored one.
+- **Calls take effect in the order they were made** (``CallOrder``).
+
+State rows and transitions are this agent's vantage's: several vantages may judge one target.
+Incidents, the outbox, mutes and the targets seen are the cluster's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from monitor.actions import Action
+from monitor.errors import StoreError
+from monitor.faults import crash_point
+from monitor.state import TargetState, Transition
+from monitor.store.base import BuildActions
+from monitor.store.postgres.access import Connection
+from monitor.store.postgres.notices import PostgresNotices
+from monitor.store.postgres.outbox import set_clause
+from monitor.store.postgres.sql import (
+    INSERT_TRANSITION,
+    LOAD_STATES,
+    NOT_BEFORE,
+    TARGETS_SEEN,
+    UPSERT_STATE,
+    incident_query,
+    incidents_of,
+    incidents_query,
+    seen_of,
+    state_params,
+    states_of,
+    transition_params,
+    transitions_of,
+    transitions_query,
+)
+from monitor.store.records import INCIDENT_COLUMNS, Incident, StoredTransition
+from monitor.store.schema import StateRow
+
+
+class PostgresStore(PostgresNotices):
+    """The ``Store`` of an agent with a ``[cluster]`` section."""
+
+    async def writable(self) -> bool:
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, 'ok')"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"ready_check:{self.vantage}",),
+            )
+
+        try:
+            await self._write(work)
+            return True
+        except StoreError:
+            return False
+
+    # ---- target state and transitions -----------------------------------------------------
+
+    async def last_seq(self) -> int:
+        rows = await self._rows(
+            "SELECT MAX(seq) FROM target_state WHERE vantage = %s", (self.vantage,)
+        )
+        return int(rows[0][0] or 0) if rows else 0
+
+    async def last_resolved(self) -> dict[str, float]:
+        rows = await self._rows(
+            "SELECT target, MAX(resolved_at) FROM incidents WHERE status = 'resolved'"
+            " GROUP BY target"
+        )
+        return {row[0]: row[1] for row in rows if row[1] is not None}
+
+    async def load_states(self) -> dict[str, tuple[str, TargetState]]:
+        return states_of(await self._rows(LOAD_STATES, (self.vantage,)))
+
+    async def save(
+        self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
+    ) -> None:
+        """A batch of state rows (each kept only if newer) and transitions in one
+        transaction: the periodic flush."""
+        state_rows = [state_params(row, self.vantage) for row in states]
+        changes = [transition_params(name, t, self.vantage) for name, t in transitions]
+        if not state_rows and not changes:
+            return
+
+        async def work(conn: Connection) -> None:
+            async with conn.cursor() as cursor:
+                if state_rows:
+                    await cursor.executemany(UPSERT_STATE, state_rows)
+                if changes:
+                    await cursor.executemany(INSERT_TRANSITION, changes)
+
+        await self._write(work)
+
+    async def record(self, state: StateRow, transition: Transition | None = None) -> None:
+        async def work(conn: Connection) -> None:
+            await self._write_state(conn, state, transition)
+
+        await self._write(work)
+
+    async def _write_state(
+        self, conn: Connection, state: StateRow | None, transition: Transition | None
+    ) -> None:
+        if state is None:
+            return
+        await conn.execute(UPSERT_STATE, state_params(state, self.vantage))
+        if transition is not None:
+            await conn.execute(
+                INSERT_TRANSITION, transition_params(state[0], transition, self.vantage)
+            )
+
+    async def set_mute(
+        self, target: str, until: float | None, reason: str, by: str, at: float
+    ) -> None:
+        async def work(conn: Connection) -> None:
+            if until is None:
+                await conn.execute("DELETE FROM mutes WHERE target = %s", (target,))
+                return
+            await conn.execute(
+                "INSERT INTO mutes (target, until, reason, muted_by, at) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT (target) DO UPDATE SET until = excluded.until,"
+                " reason = excluded.reason, muted_by = excluded.muted_by, at = excluded.at",
+                (target, until, reason, by, at),
+            )
+
+        await self._write(work)
+
+    async def mutes(self) -> dict[str, tuple[float, str, str]]:
+        rows = await self._rows("SELECT target, until, reason, muted_by FROM mutes")
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def mark_seen(self, targets: Iterable[str], at: float) -> None:
+        rows = [(name, at, at) for name in targets]
+        if not rows:
+            return
+
+        async def work(conn: Connection) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO targets_seen (target, first_seen, last_seen) VALUES (%s,%s,%s)"
+                    " ON CONFLICT (target) DO UPDATE SET last_seen = excluded.last_seen",
+                    rows,
+                )
+
+        await self._write(work)
+
+    async def forget(self, targets: Iterable[str], at: float) -> None:
+        """Drop this vantage's live state of removed targets; their transitions stay for
+        reports, which count them until ``at``."""
+        names = list(targets)
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "DELETE FROM target_state WHERE vantage = %s AND target = ANY(%s)",
+                (self.vantage, names),
+            )
+            await conn.execute(
+                "UPDATE targets_seen SET last_seen = %s WHERE target = ANY(%s)", (at, names)
+            )
+
+        await self._write(work)
+
+    async def targets_seen(self) -> dict[str, tuple[float, float]]:
+        return seen_of(await self._rows(TARGETS_SEEN))
+
+    async def transitions(
+        self, target: str | None = None, since: float = 0.0
+    ) -> list[StoredTransition]:
+        return transitions_of(await self._rows(*transitions_query(self.vantage, target, since)))
+
+    # ---- incidents ------------------------------------------------------------------------
+
+    async def open_incident(
+        self,
+        incident: dict[str, Any],
+        build: BuildActions,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Incident | None:
+        """The incident and its first actions, with the state (and transition) that opened
+        it, in one transaction; None when the target already has an open incident."""
+        fields = {c: incident[c] for c in INCIDENT_COLUMNS if c in incident and c != "id"}
+        fields["dedup_key"] = f"new-{incident['target']}-{incident['opened_at']}"
+        if "affected" in fields:
+            fields["affected"] = json.dumps(list(fields["affected"]))
+        insert = sql.SQL(
+            "INSERT INTO incidents ({}) VALUES ({}) ON CONFLICT (target) WHERE status = 'open'"
+            " DO NOTHING RETURNING id"
+        ).format(
+            sql.SQL(", ").join(sql.Identifier(name) for name in fields),
+            sql.SQL(", ").join(sql.Placeholder() for _ in fields),
+        )
+
+        async def work(conn: Connection) -> Incident | None:
+            await self._write_state(conn, state, transition)
+            crash_point("after_state_write")
+            # Asked first so that only a real race spends an id (SQLite numbers without gaps).
+            open_now = await conn.execute(
+                "SELECT 1 FROM incidents WHERE target = %s AND status = 'open'",
+                (incident["target"],),
+            )
+            if await open_now.fetchone():
+                return None
+            row = await (await conn.execute(insert, tuple(fields.values()))).fetchone()
+            if row is None:
+                return None
+            incident_id = int(row[0])
+            key, actions = build(incident_id)
+            await conn.execute(
+                "UPDATE incidents SET dedup_key = %s WHERE id = %s", (key, incident_id)
+            )
+            await self._enqueue(conn, incident_id, actions, incident["opened_at"])
+            cursor = await conn.execute(*incident_query(incident_id))
+            stored = await cursor.fetchone()
+            return Incident.from_row(stored) if stored else None
+
+        return await self._write(work)
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action] = (),
+        now: float = 0.0,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        """Change an incident and queue its next actions in one transaction, with the state
+        (and transition) that caused it, if any."""
+        values = {k: json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()}
+        assignments = set_clause(values) if values else None
+        queued = list(actions)
+
+        async def work(conn: Connection) -> None:
+            await self._write_state(conn, state, transition)
+            if assignments is not None:
+                await conn.execute(
+                    sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(assignments),
+                    (*values.values(), incident_id),
+                )
+            if changes.get("status") == "resolved":
+                # A page held for business hours has nothing left to wait for: due now, to be
+                # dropped at once instead of counting as held until the office opens.
+                await conn.execute(
+                    "UPDATE outbox SET next_attempt_at = %s WHERE incident_id = %s"
+                    f" AND state = 'pending' AND next_attempt_at > %s AND {NOT_BEFORE} > %s",
+                    (now, incident_id, now, now),
+                )
+            await self._enqueue(conn, incident_id, queued, now)
+
+        await self._write(work)
+
+    async def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
+        return incidents_of(await self._rows(*incidents_query(open_only, limit)))
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        rows = await self._rows(*incident_query(incident_id))
+        return Incident.from_row(rows[0]) if rows else None
