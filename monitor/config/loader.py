@@ -24,7 +24,7 @@ from monitor.config.model import (
     EscalationSection,
     SlaSection,
 )
-from monitor.config.schedules import parse_calendars, parse_maintenance
+from monitor.config.schedules import parse_calendars, parse_maintenance, parse_reports
 from monitor.config.sections import (
     missing_ref,
     named_tables,
@@ -48,6 +48,7 @@ TOP_LEVEL_KEYS = (
     "escalation",
     "maintenance",
     "calendars",
+    "reports",
 )
 
 
@@ -139,6 +140,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                         missing_ref("pager", name, pagers, "[pagers.NAME]"),
                     )
     maintenance = parse_maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
+    reports = parse_reports(raw.get("reports", []), customers, calendars, pager_types, problems)
 
     if problems.problems:
         return None
@@ -164,4 +166,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         maintenance=tuple(maintenance),
         raw_sections=frozenset(raw),
         calendars=calendars,
+        reports=tuple(reports),
     )

@@ -19,6 +19,7 @@ from pydantic import (
 
 from checks import ProbeSettings
 from monitor.calendar import Calendar
+from monitor.config.reports import ReportSection
 from monitor.config.types import (
     ClockTime,
     Duration,
@@ -206,6 +207,12 @@ class SlaSection(Strict):
     # calendar of [business_hours].
     calendar: str | None = None
 
+    def response_for(self, priority: str) -> float | None:
+        """The plan's ``response_time`` for ``priority``, if it sets one."""
+        if isinstance(self.response_time, dict):
+            return self.response_time.get(priority)
+        return self.response_time
+
 
 class BusinessHoursSection(Strict):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
@@ -248,6 +255,8 @@ class EscalationLevel(Strict):
 
 class EscalationSection(Strict):
     page_on_open: list[str] = []
+    # The tier of an incident nobody has escalated yet: the people page_on_open reaches.
+    first_tier: str = Field(default="L1", pattern=r"^[A-Za-z0-9_.-]+$")
     ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
     page_on_escalation: list[str] = []
     # Levels after the first page; unset: one level after ack_timeout paging page_on_escalation.
@@ -264,6 +273,15 @@ class EscalationSection(Strict):
         if isinstance(self.ack_timeout, dict):
             return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
         return self.ack_timeout
+
+    def tier_after(self, fired: int) -> str:
+        """The tier an incident has reached once ``fired`` levels of the chain have fired: the
+        furthest level reached (a repeated round does not go back down), ``first_tier``
+        before any."""
+        if fired <= 0:
+            return self.first_tier
+        levels = self.levels()
+        return levels[min(fired, len(levels)) - 1].tier
 
     def levels(self) -> list[EscalationLevel]:
         """The chain in force, the one-level default included."""
@@ -322,6 +340,7 @@ class Config:
     raw_sections: frozenset[str] = field(default_factory=frozenset)
     # Every [calendars.NAME], and "default" from [business_hours] unless one is named so.
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    reports: tuple[ReportSection, ...] = ()
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""
@@ -339,7 +358,9 @@ class Config:
             page=DEFAULT_PAGE[priority] if own.page is None else own.page,
             page_hours=page_hours,
             update_interval=updates or None,
-            response=own.response or self.escalation.ack_timeout_for(priority),
+            response=own.response
+            or (sla.response_for(priority) if sla is not None else None)
+            or self.escalation.ack_timeout_for(priority),
             resolution=own.resolution or DEFAULT_RESOLUTION[priority],
             clock=own.clock or clock,
             calendar=self.calendar_of(customer),

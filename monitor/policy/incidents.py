@@ -118,9 +118,10 @@ class IncidentManager:
             if self.shared.is_shared(target):
                 continue
             body = texts.priority_note(self.config, target, incident.priority)
+            changes = opening.priority_changes(self.config, target)
             async with self.decisions:
                 await self.store.update_incident(
-                    incident.id, {"priority": target.priority}, [AddNote(body, public=True)], now
+                    incident.id, changes, [AddNote(body, public=True)], now
                 )
                 self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()

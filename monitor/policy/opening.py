@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from monitor.actions import Action, CreateTicket
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
+from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
 from monitor.store import BuildActions
 from ticketing.base import TicketDraft
@@ -54,6 +55,8 @@ def plan(
         "failed_checks": failed,
         "last_reason": state.last_reason,
         "last_update_at": now,
+        "tier": config.escalation.first_tier,
+        **sla_fields(config, target.customer, target.priority),
     }
     description = texts.ticket_description(config, target, state, first_failure, failed, zone)
     details = texts.page_details(target, state, first_failure, zone)
@@ -76,3 +79,9 @@ def plan(
         return key, actions
 
     return fields, build
+
+
+def priority_changes(config: Config, target: TargetConfig) -> dict[str, Any]:
+    """An open incident's new columns once its target's priority changed: the priority, and the
+    SLA targets in force for that priority now."""
+    return {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
