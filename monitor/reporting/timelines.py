@@ -85,13 +85,15 @@ class Timeline:
     incidents: list[Incident] = field(default_factory=list)
 
     def span(self, low: float, high: float) -> Span:
-        """The part of ``[low, high)`` the target is measured in."""
+        """The part of ``[low, high)`` the target was configured in."""
         return max(low, self.start), min(high, self.end)
 
     def measure(self, low: float, high: float) -> Measure:
+        """From its first verdict on: before it, its state was unknown, neither up nor down."""
         low, high = self.span(low, high)
-        if high <= low:
+        if self.first_verdict is None or high <= max(low, self.first_verdict):
             return Measure(0.0, 0.0, 0.0, 0.0, False)
+        low = max(low, self.first_verdict)
         maintenance = clip(self.maintenance, low, high)
         outages = clip(self.outages, low, high)
         lengths = [(b - a) - overlap([(a, b)], maintenance) for a, b in outages]
@@ -101,7 +103,7 @@ class Timeline:
             downtime=sum(lengths),
             maintenance=in_maintenance,
             longest=max(lengths, default=0.0),
-            has_data=self.first_verdict is not None and self.first_verdict < high,
+            has_data=True,
         )
 
 
