@@ -140,7 +140,7 @@ class ReportScheduler:
             data = await ReportData.fetch(self.store)
             composed = await asyncio.to_thread(produce, config, item, data, pager, now)
             await pager.send(composed.message, list(item.section.recipients))
-        except DeliveryError as error:
+        except Exception as error:  # whatever failed, the claim goes back: tried again later
             await self.store.release_report(name, item.period)
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**failures)
             self._failures[item.key] = (failures + 1, self.clock.now() + delay)
@@ -149,8 +149,9 @@ class ReportScheduler:
                 "report %s for %s not sent: %s; trying again in %.0fs",
                 name,
                 item.label,
-                error.message,
+                error.message if isinstance(error, DeliveryError) else repr(error),
                 delay,
+                exc_info=not isinstance(error, DeliveryError),
                 extra={"fields": {"event": "report_failed", "report": name}},
             )
             return
