@@ -7,7 +7,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, CreateTicket
+from monitor.actions import Action, AddNote, CreateTicket
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
 from monitor.policy.timeliness import sla_fields
@@ -81,7 +81,10 @@ def plan(
     return fields, build
 
 
-def priority_changes(config: Config, target: TargetConfig) -> dict[str, Any]:
-    """An open incident's new columns once its target's priority changed: the priority, and the
-    SLA targets in force for that priority now."""
-    return {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
+def priority_change(
+    config: Config, target: TargetConfig, previous: str
+) -> tuple[dict[str, Any], list[Action]]:
+    """What an open incident becomes once its target's priority changed: the new priority
+    with the SLA targets in force for it now, and the note that tells the requester."""
+    changes = {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
+    return changes, [AddNote(texts.priority_note(config, target, previous), public=True)]

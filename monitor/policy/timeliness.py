@@ -22,9 +22,24 @@ from typing import Any
 
 from monitor.calendar import Calendar
 from monitor.config import Config
+from monitor.config.model import EffectivePolicy
 from monitor.metrics import Metrics
 from monitor.store import Incident
 from ticketing.base import Priority
+
+
+def on_clock(clock: str, calendar: Calendar, start: float, seconds: float) -> float:
+    """When ``seconds`` of ``clock`` (every hour, or the calendar's open hours) have passed
+    since ``start``."""
+    if clock == "calendar":
+        return start + seconds
+    due = calendar.add_open_time(start, seconds)
+    return due if due is not None else float("inf")
+
+
+def deadline(policy: EffectivePolicy, start: float, seconds: float) -> float:
+    """When ``seconds`` of the policy's clock have passed since ``start``."""
+    return on_clock(policy.clock, policy.calendar, start, seconds)
 
 
 @dataclass(frozen=True)
@@ -38,10 +53,7 @@ class SlaTargets:
 
     def due(self, start: float, seconds: float) -> float:
         """When ``seconds`` of this clock have passed since ``start``."""
-        if self.clock == "calendar":
-            return start + seconds
-        due = self.calendar.add_open_time(start, seconds)
-        return due if due is not None else float("inf")
+        return on_clock(self.clock, self.calendar, start, seconds)
 
     def response_due(self, start: float) -> float:
         return self.due(start, self.response)
