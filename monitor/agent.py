@@ -27,6 +27,7 @@ from monitor.policy.desk import Desk
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.incidents import IncidentManager
 from monitor.probing import identity_of, run_probe
+from monitor.reporting.sender import ReportScheduler
 from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.state import TargetState, Transition, advance
@@ -96,8 +97,11 @@ class Agent:
             self.outbox.notify,
         )
         self.incidents.muted = self.desk.muted
+        self.reports = ReportScheduler(
+            self.store, self.clock, lambda: self.config, self.integrations, self.metrics
+        )
         self.housekeeping = Housekeeping(
-            self.integrations, self.clock, self.incidents.sweep, self.policy.sweep
+            self.integrations, self.clock, self.incidents.sweep, self.policy.sweep, self.reports
         )
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
@@ -163,7 +167,7 @@ class Agent:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
-        self.housekeeping.stop()
+        await self.housekeeping.stop()
         await self.scheduler.stop(grace=2.0)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)

@@ -1,6 +1,8 @@
 """The periodic jobs off the probe path, each sized to the durations it serves: the incident
 sweep (maintenance ends, parents recover, flapping settles), the support policy's sweep
-(escalations, status updates) and the helpdesk's auto-close of pending tickets (local)."""
+(escalations, status updates), the helpdesk's auto-close of pending tickets (local) and the
+scheduled reports (every few seconds, and once at start-up: a minute missed while the agent
+was stopped is caught up)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.delivery.integrations import IntegrationsSlot
+from monitor.reporting.sender import CHECK_EVERY, ReportScheduler
 from ticketing.base import PRIORITIES
 
 
@@ -39,12 +42,14 @@ class Housekeeping:
         clock: Clock,
         incident_sweep: Callable[[], Awaitable[None]],
         policy_sweep: Callable[[], Awaitable[None]],
+        reports: ReportScheduler,
     ) -> None:
         self.integrations = integrations
         self.clock = clock
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._incident_sweep = incident_sweep
         self._policy_sweep = policy_sweep
+        self.reports = reports
 
     def start(self, config: Config) -> None:
         every = sweep_interval(config)
@@ -59,6 +64,14 @@ class Housekeeping:
             "interval",
             seconds=auto_close_every(self.integrations),
             id="auto-close",
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(
+            self.reports.tick,
+            "interval",
+            seconds=CHECK_EVERY,
+            id="reports",
             max_instances=1,
             next_run_time=datetime.now(UTC),
         )
@@ -82,6 +95,8 @@ class Housekeeping:
         if sweep is not None:
             await asyncio.to_thread(sweep, self.clock.now())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop the jobs; a report being mailed gets 2 s to finish."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.reports.stop(grace=2.0)

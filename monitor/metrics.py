@@ -134,20 +134,20 @@ class Metrics:
         self.incidents_resolved = Counter(
             "watchdesk_incidents_resolved",
             "Incidents resolved (closure rate)",
-            ["priority", "customer"],
+            ["priority", "customer", "tier"],
             registry=r,
         )
         self.incident_ack_seconds = Histogram(
             "watchdesk_incident_ack_seconds",
             "From an incident opening to someone working it",
-            ["priority", "customer"],
+            ["priority", "customer", "tier"],
             buckets=TIMELINESS_BUCKETS,
             registry=r,
         )
         self.incident_resolve_seconds = Histogram(
             "watchdesk_incident_resolve_seconds",
             "From an incident opening to its resolution",
-            ["priority", "customer"],
+            ["priority", "customer", "tier"],
             buckets=TIMELINESS_BUCKETS,
             registry=r,
         )
@@ -167,6 +167,12 @@ class Metrics:
             "watchdesk_sla_breaching",
             "Open incidents past their response (not worked yet) or resolution target now",
             ["kind"],
+            registry=r,
+        )
+        self.reports_sent = Counter(
+            "watchdesk_reports_sent",
+            "Scheduled reports mailed, per report; result = success or failure (an attempt)",
+            ["report", "result"],
             registry=r,
         )
         self.build_info.labels(version).set(1)

@@ -11,8 +11,10 @@ import pytest
 
 from monitor import actions
 from monitor.actions import AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
+from monitor.reporting.figures import build_report
+from monitor.reporting.timelines import ReportData
 from monitor.store import SCHEMA_VERSION
-from tests.agent_harness import Harness
+from tests.agent_harness import START, Harness
 from ticketing.base import TicketDraft
 from ticketing.pagers.base import Page
 
@@ -20,6 +22,9 @@ DATA = Path(__file__).parent / "data" / "store-v1.sqlite3"
 # Made by watchdesk at commit 505f57f (schema 4) with DATA_CONFIG: web and db down, their
 # tickets and pages queued, nothing delivered.
 DATA_V4 = Path(__file__).parent / "data" / "store-v4.sqlite3"
+# Made by watchdesk at 505f57f (schema 4, see V4_CONFIG): incident 1 of web escalated twice
+# (L2, L3) and resolved, incident 2 open.
+DATA_V4_ESCALATED = Path(__file__).parent / "data" / "store-v4-escalated.sqlite3"
 
 DRAFT = TicketDraft(
     dedup_key="watchdesk-7-abc",
@@ -192,5 +197,70 @@ async def test_a_page_no_watchdesk_can_read_is_refused_not_crashed_on(tmp_path: 
         assert states["ticket"].state == "done"
         assert states["pager:oncall"].state == "failed"
         assert "cannot read the stored action" in str(states["pager:oncall"].last_error)
+    finally:
+        await h.close()
+
+
+V4_CONFIG = """
+[defaults]
+interval = "30s"
+failure_threshold = 3
+recovery_threshold = 2
+
+[[targets]]
+name = "web"
+kind = "tcp"
+host = "127.0.0.1"
+port = 9
+customer = "acme"
+
+[customers.acme]
+email = "it@acme.example"
+
+[pagers.oncall]
+type = "log"
+
+[escalation]
+page_on_open = ["oncall"]
+chain = [
+  { tier = "L2", role = "senior engineer", after = "30m", page = ["oncall"] },
+  { tier = "L3", role = "IT head", after = "30m", page = ["oncall"] },
+]
+"""
+
+
+async def test_a_store_of_schema_4_gets_the_tiers_reached_and_judges_old_incidents_by_today(
+    tmp_path: Path,
+) -> None:
+    """Version 7 adds the tier and the SLA targets to incidents: the tier of an old incident
+    follows from the levels it fired; it has no stored targets, so reports judge it against
+    the config of the day."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(DATA_V4_ESCALATED, state / "watchdesk.sqlite3")
+    h = await Harness.create(state, V4_CONFIG, start=START + 4 * 3600)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        first, second = await h.incidents()
+        assert (first.escalation_level, first.tier, second.tier) == (2, "L3", "L1")
+        assert first.response_target is None
+        assert first.resolution_target is None
+        await h.succeed("web", 2)  # the open incident recovers under this watchdesk
+        await h.sweep()
+        assert (
+            'watchdesk_incidents_resolved_total{customer="acme",priority="urgent",tier="L1"} 1.0'
+            in h.agent.metrics.exposition().decode()
+        )
+        data = await ReportData.fetch(h.agent.store)
+        report = build_report(data, h.config, START, h.clock.now())
+        (urgent,) = report.sla
+        # Today's urgent targets: respond within 1h, resolve within 2h.
+        assert (urgent.response_targets, urgent.resolution_targets) == ([3600], [7200])
+        # Both answered only by their recovery: incident 1 after 63 minutes (late, resolved in
+        # time), incident 2 after about 3 hours (late twice).
+        assert (urgent.incidents, urgent.within) == (2, 0)
+        assert (urgent.resolution_incidents, urgent.resolution_within) == (2, 1)
+        assert [(t.tier, t.incidents) for t in report.tiers] == [("L1", 1), ("L3", 1)]
     finally:
         await h.close()

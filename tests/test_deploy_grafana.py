@@ -77,6 +77,8 @@ PANELS_WITHOUT_DATA_HERE = {
     "SLA breaches",
     "Time to acknowledge (MTTA, median over 7 days)",
     "Time to resolve (MTTR, median over 7 days)",
+    "Incidents resolved per escalation tier",
+    "Time to resolve per escalation tier (median over 7 days)",
 }
 ALERTS_EITHER = {
     "WatchdeskScheduleLate": "p99 lateness over 1s depends on the machine's load",
@@ -217,6 +219,8 @@ def test_the_dashboard_shows_what_it_must() -> None:
         "watchdesk_incident_ack_seconds_bucket",
         "watchdesk_incident_resolve_seconds_bucket",
         "watchdesk_sla_breaching",
+        "sum by (tier)",
+        "sum by (le, tier)",
     ]:
         assert needed in queries, needed
     # Per-target series follow the target variable (which follows the customer one), per-customer

@@ -146,3 +146,79 @@ def test_report_command_formats(tmp_path: Path) -> None:
     bad = run_cli("report", "-c", str(config), "--since", "soon")
     assert bad.returncode == 2
     assert "--since" in bad.stderr
+
+
+PLAN = """
+[defaults]
+interval = "30s"
+failure_threshold = 3
+recovery_threshold = 2
+
+[[targets]]
+name = "web"
+kind = "http"
+url = "https://web.example/"
+customer = "acme"
+
+[customers.acme]
+email = "it@acme.example"
+sla = "gold"
+
+[sla.gold.priority.urgent]
+response = "{response}"
+resolution = "{resolution}"
+"""
+
+
+async def outage_answered_after(h: Harness, worked: float, resolved: float) -> None:
+    """web goes down (its incident opens 60 s later), someone acknowledges it ``worked``
+    seconds after it opened, and it is back ``resolved`` seconds after it opened."""
+    await h.fail("web", 3)
+    await h.sweep()
+    (incident,) = [i for i in await h.incidents() if i.status == "open"]
+    h.clock.set(incident.opened_at + worked)
+    await h.agent.desk.acknowledge(incident.id, "alice")
+    h.clock.set(incident.opened_at + resolved - 30)
+    await h.succeed("web", 2)
+    await h.sweep()
+
+
+async def test_compliance_is_judged_against_the_targets_in_force_when_it_happened(
+    tmp_path: Path,
+) -> None:
+    """Two outages answered alike (worked after 40 minutes, resolved after 50): the first
+    under a 30m/1h plan, the second after the plan changed to 1h/30m. Each is judged against
+    its own plan, not against today's (which would pass both responses and fail both
+    resolutions)."""
+    state = tmp_path / "state"
+    before = PLAN.format(response="30m", resolution="1h")
+    h = await Harness.create(state, before)
+    await h.succeed("web")
+    await outage_answered_after(h, 40 * 60, 50 * 60)
+    await h.agent.book.flush()
+    await h.close()
+
+    after = PLAN.format(response="1h", resolution="30m")
+    h = await Harness.create(state, after, start=START + 2 * 3600)  # restarted, plan changed
+    try:
+        await outage_answered_after(h, 40 * 60, 50 * 60)
+        first, second = await h.incidents()
+        assert (first.response_target, first.resolution_target) == (1800, 3600)
+        assert (second.response_target, second.resolution_target) == (3600, 1800)
+        assert first.sla_clock == second.sla_clock == "calendar"
+        await h.agent.book.flush()
+        database = SqliteDatabase(state)
+        try:
+            report = build_report(database, h.config, START, START + 4 * 3600)
+        finally:
+            database.close()
+    finally:
+        await h.close()
+    (urgent,) = report.sla
+    assert (urgent.incidents, urgent.within) == (2, 1)  # the second, within its hour
+    assert (urgent.resolution_incidents, urgent.resolution_within) == (2, 1)  # the first
+    assert urgent.response_targets == [1800, 3600]
+    assert urgent.resolution_targets == [1800, 3600]
+    text = as_table(report)
+    assert "30m / 1h" in text
+    assert "50.0%" in text

@@ -199,8 +199,10 @@ async def test_closure_and_breaches_of_an_urgent_issue_count_every_hour(
     await h.succeed("vip-web", 2)
     await run(h)
     labels = {"priority": "urgent", "customer": "bigco"}
-    assert series(h, "watchdesk_incidents_resolved_total", **labels) == 1
-    assert series(h, "watchdesk_incident_resolve_seconds_count", **labels) == 1
+    # Resolved after its escalation to L2: counted in the tier it had reached.
+    assert series(h, "watchdesk_incidents_resolved_total", tier="L2", **labels) == 1
+    assert series(h, "watchdesk_incident_resolve_seconds_count", tier="L2", **labels) == 1
+    assert series(h, "watchdesk_incidents_resolved_total", tier="L1", **labels) == 0
     assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1
     assert series(h, "watchdesk_sla_breaches_total", kind="response", **labels) == 1
     assert series(h, "watchdesk_sla_breaching", kind="resolution") == 0
@@ -217,7 +219,7 @@ async def test_a_high_issue_counts_working_hours_only(make: tuple[Make, PagerDut
     await h.succeed("vip-api", 2)
     await run(h)
     labels = {"priority": "high", "customer": "bigco"}
-    assert series(h, "watchdesk_incidents_resolved_total", **labels) == 1
+    assert series(h, "watchdesk_incidents_resolved_total", tier="L1", **labels) == 1
     assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 0
     assert series(h, "watchdesk_sla_breaches_total", kind="response", **labels) == 0
     # The same issue on a calendar clock would have missed them.

@@ -242,6 +242,25 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
     assert len(await both("notices")) == 2
     assert await both("notice", other.id, "delta") is None
 
+    # Scheduled reports: known since the first time, claimed once per period, released on a
+    # failed send, settled as "unknown" when a send was cut off.
+    assert await both("report_known_since", "monthly", now) == now
+    assert await both("report_known_since", "monthly", now + 99) == now
+    period = (now - 86400, now)
+    assert await both("claim_report", "monthly", period, now, now + 1) is True
+    assert await both("claim_report", "monthly", period, now, now + 2) is False
+    await both("release_report", "monthly", period)
+    assert await both("claim_report", "monthly", period, now, now + 3) is True
+    await both("finish_report", "monthly", period, now + 4, ["ops@example.com"])
+    assert await both("claim_report", "weekly", period, now, now + 5) is True
+    (cut,) = await both("settle_report_claims")
+    assert (cut.report, cut.state) == ("weekly", "sending")
+    assert [(r.report, r.state) for r in await both("reports_sent")] == [
+        ("monthly", "sent"),
+        ("weekly", "unknown"),
+    ]
+    assert len(await both("reports_sent", "monthly")) == 1
+
 
 async def test_calls_keep_their_order_over_the_pool(pg_url: str) -> None:
     """A flush started after a transition's transaction, without awaiting it, lands after it;

@@ -15,7 +15,6 @@ import os
 import resource
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,13 +24,11 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.actions import AddNote
 from monitor.agent import Agent
-from monitor.cli import db, desk
-from monitor.cli.report import as_csv, as_json, as_table, build_report
+from monitor.cli import db, desk, report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import secret_problems
-from monitor.durations import parse_duration
 from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
@@ -79,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not read the secrets the config points to (lint a config without them)",
     )
-    report = command("report", "uptime and SLA report from the agent's store")
-    report.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
-    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_arguments(command("report", "uptime and SLA report from the agent's store"))
     command("test-notify", "send a test ticket and a test page through every configured channel")
     tickets = command("tickets", "list incidents and their tickets from the agent's store")
     tickets.add_argument("--all", action="store_true", help="resolved incidents too")
@@ -311,6 +306,7 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             "TARGET": str(row["target"]),
             "STATUS": str(row["status"]),
             "PRIORITY": str(row["priority"]),
+            "TIER": str(row["tier"]),
             "OPENED": _when(row["opened_at"], config.agent.timezone),
             "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
             "OUTBOX": str(row["outbox"]),
@@ -392,19 +388,4 @@ def _test_notify(config: Config, path: str, args: argparse.Namespace) -> int:
 
 
 def _report(config: Config, path: str, args: argparse.Namespace) -> int:
-    try:
-        span = parse_duration(args.since)
-    except ValueError as error:
-        print(f"--since: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    now = time.time()
-    store = _existing_store(config)
-    if store is None:
-        return EXIT_CONFIG
-    try:
-        report = build_report(store, config, now - span, now)
-    finally:
-        store.close()
-    formats = {"table": as_table, "json": as_json, "csv": as_csv}
-    print(formats[args.format](report), end="" if args.format == "csv" else "\n")
-    return EXIT_OK
+    return report.run(config, args, lambda: _existing_store(config))

@@ -25,7 +25,7 @@ from monitor.config.model import (
     EscalationSection,
     SlaSection,
 )
-from monitor.config.schedules import parse_calendars, parse_maintenance
+from monitor.config.schedules import parse_calendars, parse_maintenance, parse_reports
 from monitor.config.sections import (
     missing_ref,
     named_tables,
@@ -50,6 +50,7 @@ TOP_LEVEL_KEYS = (
     "maintenance",
     "calendars",
     "cluster",
+    "reports",
 )
 
 
@@ -143,6 +144,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     maintenance = parse_maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
     timeout = ticketing.request_timeout if ticketing is not None else None
     cluster = parse_cluster(raw.get("cluster"), timeout, problems)
+    reports = parse_reports(raw.get("reports", []), customers, calendars, pager_types, problems)
 
     if problems.problems:
         return None
@@ -169,4 +171,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         raw_sections=frozenset(raw),
         calendars=calendars,
         cluster=cluster,
+        reports=tuple(reports),
     )

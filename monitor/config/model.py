@@ -20,6 +20,7 @@ from pydantic import (
 
 from checks import ProbeSettings
 from monitor.calendar import Calendar
+from monitor.config.reports import ReportSection
 from monitor.config.types import (
     ClockTime,
     Duration,
@@ -228,6 +229,12 @@ class SlaSection(Strict):
     # calendar of [business_hours].
     calendar: str | None = None
 
+    def response_for(self, priority: str) -> float | None:
+        """The plan's ``response_time`` for ``priority``, if it sets one."""
+        if isinstance(self.response_time, dict):
+            return self.response_time.get(priority)
+        return self.response_time
+
 
 class BusinessHoursSection(Strict):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
@@ -270,6 +277,8 @@ class EscalationLevel(Strict):
 
 class EscalationSection(Strict):
     page_on_open: list[str] = []
+    # The tier of an incident nobody has escalated yet: the people page_on_open reaches.
+    first_tier: str = Field(default="L1", pattern=r"^[A-Za-z0-9_.-]+$")
     ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
     page_on_escalation: list[str] = []
     # Levels after the first page; unset: one level after ack_timeout paging page_on_escalation.
@@ -286,6 +295,15 @@ class EscalationSection(Strict):
         if isinstance(self.ack_timeout, dict):
             return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
         return self.ack_timeout
+
+    def tier_after(self, fired: int) -> str:
+        """The tier an incident has reached once ``fired`` levels of the chain have fired: the
+        furthest level reached (a repeated round does not go back down), ``first_tier``
+        before any."""
+        if fired <= 0:
+            return self.first_tier
+        levels = self.levels()
+        return levels[min(fired, len(levels)) - 1].tier
 
     def levels(self) -> list[EscalationLevel]:
         """The chain in force, the one-level default included."""
@@ -346,6 +364,7 @@ class Config:
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
     # None: one agent on its SQLite file; else the shared PostgreSQL database of a cluster.
     cluster: ClusterSection | None = None
+    reports: tuple[ReportSection, ...] = ()
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""
@@ -363,7 +382,9 @@ class Config:
             page=DEFAULT_PAGE[priority] if own.page is None else own.page,
             page_hours=page_hours,
             update_interval=updates or None,
-            response=own.response or self.escalation.ack_timeout_for(priority),
+            response=own.response
+            or (sla.response_for(priority) if sla is not None else None)
+            or self.escalation.ack_timeout_for(priority),
             resolution=own.resolution or DEFAULT_RESOLUTION[priority],
             clock=own.clock or clock,
             calendar=self.calendar_of(customer),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -11,9 +12,11 @@ from monitor.config.diagnostics import Collector
 from monitor.config.model import (
     DEFAULT_CALENDAR,
     BusinessHoursSection,
+    CustomerSection,
     MaintenanceSection,
     MaintenanceWindow,
 )
+from monitor.config.reports import ReportSection
 from monitor.config.sections import missing_ref
 from monitor.config.tomlpos import Path as KeyPath
 from monitor.config.types import clock_time
@@ -161,3 +164,78 @@ def _calendar(
         problems.add(path, str(exc))
         return None
     return Calendar(zone, hours, frozenset(holidays))
+
+
+def parse_reports(
+    raw: Any,
+    customers: Mapping[str, CustomerSection],
+    calendars: Mapping[str, Calendar],
+    pager_types: Mapping[str, str],
+    problems: Collector,
+) -> list[ReportSection]:
+    """Every ``[[reports]]``, with its references to other sections checked."""
+    if not isinstance(raw, list):
+        problems.add(("reports",), "must be an array of tables: write each report as [[reports]]")
+        return []
+    reports: list[ReportSection] = []
+    first_seen: dict[str, int] = {}
+    for index, body in enumerate(raw):
+        path: KeyPath = ("reports", index)
+        report = problems.validate(path, ReportSection, body)
+        if report is None:
+            continue
+        if report.name in first_seen:
+            problems.add(
+                (*path, "name"),
+                f'duplicate report name "{report.name}" (also reports.{first_seen[report.name]})',
+            )
+            continue
+        first_seen[report.name] = index
+        count = len(problems.problems)
+        _check_report(path, report, customers, calendars, pager_types, problems)
+        if len(problems.problems) == count:
+            reports.append(report)
+    return reports
+
+
+def _check_report(
+    path: KeyPath,
+    report: ReportSection,
+    customers: Mapping[str, CustomerSection],
+    calendars: Mapping[str, Calendar],
+    pager_types: Mapping[str, str],
+    problems: Collector,
+) -> None:
+    if report.day is not None and report.schedule != "monthly":
+        problems.add((*path, "day"), 'is for schedule = "monthly"; use weekday for "weekly"')
+    if report.weekday is not None and report.schedule != "weekly":
+        problems.add((*path, "weekday"), 'is for schedule = "weekly"; use day for "monthly"')
+    if report.calendar is not None and report.timezone is not None:
+        problems.add(
+            (*path, "timezone"), "set calendar or timezone, not both (a calendar has its zone)"
+        )
+    if report.calendar is not None and report.calendar not in calendars:
+        problems.add(
+            (*path, "calendar"),
+            missing_ref("calendar", report.calendar, calendars, "[calendars.NAME]"),
+        )
+    if report.customer is not None and report.customer not in customers:
+        problems.add(
+            (*path, "customer"),
+            missing_ref("customer", report.customer, customers, "[customers.NAME]"),
+        )
+    emails = [name for name, kind in pager_types.items() if kind == "email"]
+    if report.pager not in pager_types:
+        problems.add(
+            (*path, "pager"),
+            missing_ref("email pager", report.pager, emails, '[pagers.NAME] with type = "email"'),
+        )
+    elif pager_types[report.pager] != "email":
+        problems.add(
+            (*path, "pager"),
+            f'pager "{report.pager}" is of type {pager_types[report.pager]}; reports are sent '
+            "through the SMTP settings of a pager of type email"
+            + (f" ({', '.join(sorted(emails))})" if emails else ""),
+        )
+    if len(set(report.formats)) != len(report.formats):
+        problems.add((*path, "formats"), "name each format once")

@@ -293,7 +293,11 @@ class SupportPolicy:
         actions.append(AddNote(texts.escalation_note(self.config, incident, level.role), True))
         await self.store.update_incident(
             incident.id,
-            {"escalated_at": now, "escalation_level": incident.escalation_level + 1},
+            {
+                "escalated_at": now,
+                "escalation_level": incident.escalation_level + 1,
+                "tier": self.config.escalation.tier_after(incident.escalation_level + 1),
+            },
             actions,
             now,
         )

@@ -117,11 +117,9 @@ class IncidentManager:
                 continue
             if self.shared.is_shared(target):
                 continue
-            body = texts.priority_note(self.config, target, incident.priority)
+            changes, note = opening.priority_change(self.config, target, incident.priority)
             async with self.decisions:
-                await self.store.update_incident(
-                    incident.id, {"priority": target.priority}, [AddNote(body, public=True)], now
-                )
+                await self.store.update_incident(incident.id, changes, note, now)
                 self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()
             self.notify()

@@ -44,3 +44,54 @@ def window_for(
         if covers(window, target) and active(window, at, zone):
             return window
     return None
+
+
+def spans(
+    window: MaintenanceWindow, low: float, high: float, zone: ZoneInfo
+) -> list[tuple[float, float]]:
+    """The parts of ``[low, high)`` the window is active in, in order (a weekly window once per
+    week, crossing midnight where it does): what reports leave out of uptime."""
+    if not window.weekly:
+        assert isinstance(window.start, datetime)
+        assert isinstance(window.end, datetime)
+        start, end = window.start.timestamp(), window.end.timestamp()
+        return [(max(start, low), min(end, high))] if start < high and end > low else []
+    assert isinstance(window.start, time)
+    assert isinstance(window.end, time)
+    found: list[tuple[float, float]] = []
+    day = datetime.fromtimestamp(low, zone).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(high, zone).date()
+    while day <= last:
+        if WEEKDAYS[day.weekday()] in window.days:
+            start_at = datetime.combine(day, window.start, zone)
+            end_at = datetime.combine(day, window.end, zone)
+            if end_at <= start_at:
+                end_at = datetime.combine(day + timedelta(days=1), window.end, zone)
+            start, end = start_at.timestamp(), end_at.timestamp()
+            if start < high and end > low:
+                found.append((max(start, low), min(end, high)))
+        day += timedelta(days=1)
+    return found
+
+
+def target_spans(
+    target: TargetConfig,
+    windows: tuple[MaintenanceWindow, ...],
+    low: float,
+    high: float,
+    zone: ZoneInfo,
+) -> list[tuple[float, float]]:
+    """Every window of ``target`` over ``[low, high)``, overlaps merged."""
+    found = sorted(
+        span
+        for window in windows
+        if covers(window, target)
+        for span in spans(window, low, high, zone)
+    )
+    merged: list[tuple[float, float]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

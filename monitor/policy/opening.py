@@ -7,9 +7,10 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, CreateTicket
+from monitor.actions import Action, AddNote, CreateTicket
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
+from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
 from monitor.store import BuildActions
 from ticketing.base import TicketDraft
@@ -54,6 +55,8 @@ def plan(
         "failed_checks": failed,
         "last_reason": state.last_reason,
         "last_update_at": now,
+        "tier": config.escalation.first_tier,
+        **sla_fields(config, target.customer, target.priority),
     }
     description = texts.ticket_description(config, target, state, first_failure, failed, zone)
     details = texts.page_details(target, state, first_failure, zone)
@@ -76,3 +79,12 @@ def plan(
         return key, actions
 
     return fields, build
+
+
+def priority_change(
+    config: Config, target: TargetConfig, previous: str
+) -> tuple[dict[str, Any], list[Action]]:
+    """What an open incident becomes once its target's priority changed: the new priority
+    with the SLA targets in force for it now, and the note that tells the requester."""
+    changes = {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
+    return changes, [AddNote(texts.priority_note(config, target, previous), public=True)]

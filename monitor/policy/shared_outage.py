@@ -45,6 +45,7 @@ from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
 from monitor.policy.opening import requester
+from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
 from monitor.store import Incident, Store
 from ticketing.base import TicketDraft
@@ -215,7 +216,9 @@ class SharedOutages:
         )
         actions: list[Action] = [AddNote(body, public=True)]
         actions += await self._urgent_pages(target, incident, now)
-        await self.store.update_incident(incident.id, {"priority": "urgent"}, actions, now)
+        # The urgent SLA targets are the ones it is judged against from now on.
+        changes = {"priority": "urgent", **sla_fields(self.config, target.customer, "urgent")}
+        await self.store.update_incident(incident.id, changes, actions, now)
         log.warning(
             "incident %d of %s raised from %s to urgent: %s",
             incident.id,

@@ -6,24 +6,82 @@ timeliness (``watchdesk_incidents_resolved_total``, ``watchdesk_incident_ack_sec
 A target counts business or calendar time as the plan says (``[sla.NAME.priority.P] clock``):
 a high issue opened on Friday evening with a 4-hour response target is due on Monday morning,
 not on Friday night.
+
+The targets are those in force when the incident opened (or when its priority last changed),
+stored with it (``sla_fields``): a plan changed since does not judge it again. Incidents stored
+before watchdesk kept them are judged against the config of the day. The business calendar
+itself is the plan's calendar of the day. The histograms and the closure counter carry the
+``tier`` the incident had reached (``[escalation] first_tier``, "L1", before any escalation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from monitor.calendar import Calendar
 from monitor.config import Config
 from monitor.config.model import EffectivePolicy
 from monitor.metrics import Metrics
 from monitor.store import Incident
+from ticketing.base import Priority
+
+
+def on_clock(clock: str, calendar: Calendar, start: float, seconds: float) -> float:
+    """When ``seconds`` of ``clock`` (every hour, or the calendar's open hours) have passed
+    since ``start``."""
+    if clock == "calendar":
+        return start + seconds
+    due = calendar.add_open_time(start, seconds)
+    return due if due is not None else float("inf")
 
 
 def deadline(policy: EffectivePolicy, start: float, seconds: float) -> float:
     """When ``seconds`` of the policy's clock have passed since ``start``."""
-    if policy.clock == "calendar":
-        return start + seconds
-    due = policy.calendar.add_open_time(start, seconds)
-    return due if due is not None else float("inf")
+    return on_clock(policy.clock, policy.calendar, start, seconds)
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    """The targets an incident is judged against."""
+
+    response: float
+    resolution: float
+    clock: str  # "business" or "calendar"
+    calendar: Calendar
+
+    def due(self, start: float, seconds: float) -> float:
+        """When ``seconds`` of this clock have passed since ``start``."""
+        return on_clock(self.clock, self.calendar, start, seconds)
+
+    def response_due(self, start: float) -> float:
+        return self.due(start, self.response)
+
+    def resolution_due(self, start: float) -> float:
+        return self.due(start, self.resolution)
+
+
+def sla_fields(config: Config, customer: str | None, priority: Priority) -> dict[str, Any]:
+    """The incident's columns that keep the SLA in force now, for an incident of ``priority``
+    for ``customer``."""
+    policy = config.policy_for(customer, priority)
+    return {
+        "response_target": policy.response,
+        "resolution_target": policy.resolution,
+        "sla_clock": policy.clock,
+    }
+
+
+def targets_of(config: Config, incident: Incident) -> SlaTargets:
+    """The SLA the incident is judged against: the one stored with it, else today's."""
+    policy = config.policy_for(incident.customer, incident.priority)
+    return SlaTargets(
+        response=incident.response_target or policy.response,
+        resolution=incident.resolution_target or policy.resolution,
+        clock=incident.sla_clock or policy.clock,
+        calendar=policy.calendar,
+    )
 
 
 class Timeliness:
@@ -32,19 +90,27 @@ class Timeliness:
         self.metrics = metrics
         # Deadlines of open incidents, worked out once per config: the policy sweep asks for
         # them every few seconds, and a business-hours one walks the calendar.
-        self._due: dict[tuple[int, str, str, str | None], float] = {}
+        self._due: dict[tuple[Any, ...], float] = {}
         self._due_under: Config | None = None
 
     def _deadline(self, incident: Incident, kind: str) -> float:
         config = self._config()
         if config is not self._due_under:
             self._due, self._due_under = {}, config
-        key = (incident.id, kind, incident.priority, incident.customer)
+        key = (
+            incident.id,
+            kind,
+            incident.priority,
+            incident.customer,
+            incident.response_target,
+            incident.resolution_target,
+            incident.sla_clock,
+        )
         due = self._due.get(key)
         if due is None:
-            policy = config.policy_for(incident.customer, incident.priority)
-            target = policy.response if kind == "response" else policy.resolution
-            due = self._due[key] = deadline(policy, incident.opened_at, target)
+            targets = targets_of(config, incident)
+            seconds = targets.response if kind == "response" else targets.resolution
+            due = self._due[key] = targets.due(incident.opened_at, seconds)
         return due
 
     def response_due(self, incident: Incident) -> float:
@@ -56,14 +122,16 @@ class Timeliness:
     def worked(self, incident: Incident, at: float) -> None:
         """Someone is working the incident (assigned, status moved, acknowledged)."""
         labels = (incident.priority, incident.customer or "")
-        self.metrics.incident_ack_seconds.labels(*labels).observe(max(0.0, at - incident.opened_at))
+        self.metrics.incident_ack_seconds.labels(*labels, incident.tier).observe(
+            max(0.0, at - incident.opened_at)
+        )
         if at > self.response_due(incident):
             self.metrics.sla_breaches.labels("response", *labels).inc()
 
     def resolved(self, incident: Incident, at: float) -> None:
         labels = (incident.priority, incident.customer or "")
-        self.metrics.incidents_resolved.labels(*labels).inc()
-        self.metrics.incident_resolve_seconds.labels(*labels).observe(
+        self.metrics.incidents_resolved.labels(*labels, incident.tier).inc()
+        self.metrics.incident_resolve_seconds.labels(*labels, incident.tier).observe(
             max(0.0, at - incident.opened_at)
         )
         if incident.worked_at is None and at > self.response_due(incident):

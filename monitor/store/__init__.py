@@ -7,6 +7,7 @@ over ``SqliteDatabase`` (``sqlite``), which the command-line commands use synchr
 from monitor.store.aio import SqliteStore
 from monitor.store.base import BuildActions, Store
 from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.reports import SentReport
 from monitor.store.schema import SCHEMA_VERSION, StateRow
 from monitor.store.sqlite import SqliteDatabase
 
@@ -16,6 +17,7 @@ __all__ = [
     "CustomerNotice",
     "Incident",
     "OutboxAction",
+    "SentReport",
     "SqliteDatabase",
     "SqliteStore",
     "StateRow",

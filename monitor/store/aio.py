@@ -26,6 +26,7 @@ from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
 from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.reports import SentReport
 from monitor.store.schema import StateRow
 from monitor.store.sqlite import FILE_NAME, SqliteDatabase
 
@@ -252,3 +253,28 @@ class SqliteStore:
 
     async def pending_with_error(self, prefix: str) -> list[OutboxAction]:
         return await self._run(lambda db: db.pending_with_error(prefix))
+
+    # ---- scheduled reports ----------------------------------------------------------------
+
+    async def report_known_since(self, report: str, now: float) -> float:
+        return await self._run(lambda db: db.report_known_since(report, now))
+
+    async def claim_report(
+        self, report: str, period: tuple[float, float], scheduled_at: float, now: float
+    ) -> bool:
+        return await self._run(lambda db: db.claim_report(report, period, scheduled_at, now))
+
+    async def finish_report(
+        self, report: str, period: tuple[float, float], sent_at: float, recipients: list[str]
+    ) -> None:
+        sent_to = list(recipients)
+        await self._run(lambda db: db.finish_report(report, period, sent_at, sent_to))
+
+    async def release_report(self, report: str, period: tuple[float, float]) -> None:
+        await self._run(lambda db: db.release_report(report, period))
+
+    async def settle_report_claims(self) -> list[SentReport]:
+        return await self._run(lambda db: db.settle_report_claims())
+
+    async def reports_sent(self, report: str | None = None) -> list[SentReport]:
+        return await self._run(lambda db: db.reports_sent(report))

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from monitor.actions import Action
 from monitor.state import TargetState, Transition
 from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.reports import SentReport
 from monitor.store.schema import StateRow
 
 # build(incident_id) -> (dedup key, first actions); pure, runs inside the transaction.
@@ -177,3 +178,21 @@ class Store(Protocol):
     async def failed_actions(self) -> list[OutboxAction]: ...
 
     async def pending_with_error(self, prefix: str) -> list[OutboxAction]: ...
+
+    # ---- scheduled reports (see monitor.store.reports) -------------------------------------
+
+    async def report_known_since(self, report: str, now: float) -> float: ...
+
+    async def claim_report(
+        self, report: str, period: tuple[float, float], scheduled_at: float, now: float
+    ) -> bool: ...
+
+    async def finish_report(
+        self, report: str, period: tuple[float, float], sent_at: float, recipients: list[str]
+    ) -> None: ...
+
+    async def release_report(self, report: str, period: tuple[float, float]) -> None: ...
+
+    async def settle_report_claims(self) -> list[SentReport]: ...
+
+    async def reports_sent(self, report: str | None = None) -> list[SentReport]: ...

@@ -31,6 +31,10 @@ INCIDENT_COLUMNS = (
     "escalated_at",
     "last_update_at",
     "escalation_level",
+    "tier",
+    "response_target",
+    "resolution_target",
+    "sla_clock",
 )
 OUTBOX_COLUMNS = (
     "id",
@@ -86,6 +90,14 @@ class Incident:
     last_update_at: float | None
     # How many levels of the escalation chain have fired (repeats counted).
     escalation_level: int = 0
+    # The tier of the escalation chain it has reached ("L1" before any escalation).
+    tier: str = "L1"
+    # The SLA in force when it opened (or when its priority last changed): response and
+    # resolution targets in seconds, counted in "business" or "calendar" time. None on
+    # incidents stored before watchdesk kept them.
+    response_target: float | None = None
+    resolution_target: float | None = None
+    sla_clock: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Incident:

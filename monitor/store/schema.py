@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +57,11 @@ CREATE TABLE IF NOT EXISTS incidents (
     worked_at REAL,
     escalated_at REAL,
     last_update_at REAL,
-    escalation_level INTEGER NOT NULL DEFAULT 0
+    escalation_level INTEGER NOT NULL DEFAULT 0,
+    tier TEXT NOT NULL DEFAULT 'L1',
+    response_target REAL,
+    resolution_target REAL,
+    sla_clock TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -98,6 +102,21 @@ CREATE TABLE IF NOT EXISTS customer_notices (
     ticket_id TEXT,
     ticket_url TEXT,
     UNIQUE (incident_id, customer)
+);
+CREATE TABLE IF NOT EXISTS reports_known (
+    report TEXT PRIMARY KEY,
+    since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports_sent (
+    report TEXT NOT NULL,
+    period_start REAL NOT NULL,
+    period_end REAL NOT NULL,
+    scheduled_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    sent_at REAL,
+    recipients TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (report, period_start, period_end)
 );
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
@@ -201,6 +220,17 @@ def migrate(db: sqlite3.Connection) -> None:
         # Customer notices of a shared outage (the table is made by SCHEMA above); an outbox
         # action names the customer whose notice ticket it is for (NULL: the incident's own).
         _add_column(db, "outbox", "notice", "TEXT")
+    if version < 7:
+        # The tier an incident has reached and the SLA targets in force when it opened. Rows
+        # from before: the tier by the default naming (L1, then one more per level fired);
+        # no targets (reports judge them against the config of the day).
+        _add_column(db, "incidents", "tier", "TEXT NOT NULL DEFAULT 'L1'")
+        _add_column(db, "incidents", "response_target", "REAL")
+        _add_column(db, "incidents", "resolution_target", "REAL")
+        _add_column(db, "incidents", "sla_clock", "TEXT")
+        db.execute(
+            "UPDATE incidents SET tier = 'L' || (escalation_level + 1) WHERE escalation_level > 0"
+        )
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")

@@ -48,6 +48,7 @@ from monitor.store.records import (
     Incident,
     StoredTransition,
 )
+from monitor.store.reports import ReportQueries
 from monitor.store.schema import (
     INSERT_TRANSITION,
     SCHEMA,
@@ -61,7 +62,7 @@ from monitor.store.schema import (
 FILE_NAME = "watchdesk.sqlite3"
 
 
-class SqliteDatabase(OutboxQueries, NoticeQueries):
+class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries):
     """Thread-safe access to the SQLite file; every method is one short transaction.
 
     ``check_same_thread=True`` makes the connection refuse any other thread than the one that

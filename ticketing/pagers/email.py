@@ -19,7 +19,8 @@ A page is a mail whose subject is the page's summary and whose first lines say w
 the last error, since when and the ticket link; headers ``X-Watchdesk-Dedup`` (the incident's
 key) and ``References`` (one thread per incident in mail clients). ``resolve`` sends a short
 "[RESOLVED] <summary>" mail in the same thread, so ``supports_resolve`` is True. Email cannot
-tell who read it: ``acknowledged`` answers None.
+tell who read it: ``acknowledged`` answers None. ``send`` mails anything else (scheduled
+reports) over the same connection code, to recipients of its own.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class EmailPager:
                 f"{getattr(exc, 'strerror', None) or exc}"
             ) from None
 
-    def _send_sync(self, message: EmailMessage) -> None:
+    def _send_sync(self, message: EmailMessage, recipients: list[str]) -> None:
         settings = self.settings
         client: smtplib.SMTP
         if settings.ssl:
@@ -246,7 +247,7 @@ class EmailPager:
             if settings.username:
                 client.login(settings.username, self._password or "")
             refused = client.send_message(
-                message, from_addr=settings.from_address, to_addrs=settings.to
+                message, from_addr=settings.from_address, to_addrs=recipients
             )
         except BaseException:
             client.close()  # no QUIT on a connection in an unknown state
@@ -263,9 +264,11 @@ class EmailPager:
                 "; ".join(f"{code} {reply_text(text)}" for code, text in refused.values()),
             )
 
-    async def _send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, recipients: list[str]) -> None:
+        """Send any mail through this pager's SMTP settings (connection, TLS, login, error
+        mapping): what scheduled reports go out by."""
         try:
-            await asyncio.to_thread(self._send_sync, message)
+            await asyncio.to_thread(self._send_sync, message, recipients)
         except DeliveryError as error:
             raise self._scrub(error) from None
         except Exception as exc:
@@ -278,14 +281,16 @@ class EmailPager:
 
     async def page(self, page: Page) -> None:
         now = datetime.now(UTC)
-        await self._send(page_message(page, self.settings, now, new_message_id(self.settings)))
+        await self.send(
+            page_message(page, self.settings, now, new_message_id(self.settings)), self.settings.to
+        )
 
     async def resolve(self, dedup_key: str, summary: str) -> None:
         now = datetime.now(UTC)
         message = resolve_message(
             dedup_key, summary, self.settings, now, new_message_id(self.settings)
         )
-        await self._send(message)
+        await self.send(message, self.settings.to)
 
     async def acknowledged(self, dedup_key: str) -> bool | None:
         return None

@@ -29,6 +29,7 @@ from monitor.errors import StoreError
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import connect, describe
 from monitor.store.records import INCIDENT_COLUMNS, NOTICE_COLUMNS, OUTBOX_COLUMNS
+from monitor.store.reports import REPORT_COLUMNS
 from monitor.store.schema import SCHEMA
 from monitor.store.schema import migrate as migrate_sqlite
 from monitor.store.sqlite import FILE_NAME
@@ -66,6 +67,8 @@ COPIED: dict[str, tuple[str, ...]] = {
     "target_state": STATE_COLUMNS,
     "mutes": ("target", "until", "reason", "muted_by", "at"),
     "targets_seen": ("target", "first_seen", "last_seen"),
+    "reports_known": ("report", "since"),
+    "reports_sent": tuple(REPORT_COLUMNS.split(", ")),
 }
 PER_VANTAGE = frozenset({"transitions", "target_state"})
 WITH_IDS = ("incidents", "customer_notices", "outbox", "transitions")

@@ -31,6 +31,7 @@ from monitor.store.base import BuildActions
 from monitor.store.postgres.access import Connection
 from monitor.store.postgres.notices import PostgresNotices
 from monitor.store.postgres.outbox import set_clause
+from monitor.store.postgres.reports import PostgresReports
 from monitor.store.postgres.sql import (
     INSERT_TRANSITION,
     LOAD_STATES,
@@ -51,7 +52,7 @@ from monitor.store.records import INCIDENT_COLUMNS, Incident, StoredTransition
 from monitor.store.schema import StateRow
 
 
-class PostgresStore(PostgresNotices):
+class PostgresStore(PostgresNotices, PostgresReports):
     """The ``Store`` of an agent with a ``[cluster]`` section."""
 
     async def writable(self) -> bool:
