@@ -9,12 +9,13 @@ breaks rows already queued: add a step to ``_upgrade`` instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from ticketing.base import PRIORITIES, Priority, TicketDraft
+from ticketing.base import PRIORITIES, NewStatus, Priority, TicketDraft
 from ticketing.pagers.base import Page, PageReason
 
 VERSION = 1
+NEW_STATUSES: tuple[NewStatus, ...] = ("open", "pending", "resolved", "closed")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class AddNote:
 
 @dataclass(frozen=True)
 class SetStatus:
-    status: Literal["pending", "resolved"]
+    # pending or resolved at recovery; open again after a customer's reply; closed after
+    # auto_close_after without one.
+    status: NewStatus
     channel: str = field(default="ticket", init=False)
     operation: str = field(default="status", init=False)
 
@@ -64,6 +67,14 @@ class ResolvePage:
 
 
 Action = CreateTicket | AddNote | SetStatus | SendPage | ResolvePage
+
+
+def status_delivered(action: SetStatus, at: float) -> dict[str, Any] | None:
+    """What the delivery of a status change tells its incident: a ticket set pending or
+    resolved waits for the customer from now on (``monitor.policy.followup``)."""
+    if action.status in ("pending", "resolved"):
+        return {"ticket_state": action.status, "pending_since": at}
+    return None
 
 
 def to_json(action: Action) -> dict[str, Any]:
@@ -129,9 +140,10 @@ def from_json(channel: str, operation: str, data: dict[str, Any]) -> Action:
         return AddNote(str(data["body"]), bool(data["public"]))
     if channel == "ticket" and operation == "status":
         status = data["status"]
-        if status not in ("pending", "resolved"):
-            raise ValueError(f"unknown ticket status {status!r}")
-        return SetStatus(status)
+        for known in NEW_STATUSES:
+            if status == known:
+                return SetStatus(known)
+        raise ValueError(f"unknown ticket status {status!r}")
     if pager is not None and operation == "page":
         page = data["page"]
         reason: PageReason = page.get("reason", "open")

@@ -96,7 +96,7 @@ class Agent:
         )
         self.incidents.muted = self.desk.muted
         self.housekeeping = Housekeeping(
-            self.integrations, self.clock, self.incidents.sweep, self.policy.sweep
+            self.incidents.sweep, self.policy.sweep, self.policy.follow_up.sweep
         )
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None

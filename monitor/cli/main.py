@@ -276,9 +276,11 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         finally:
             store.close()
     try:
+        listed = store.incidents(limit=200) if args.all else store.watched_incidents()
         rows = [
             incident_row(incident, store.actions_of(incident.id))
-            for incident in store.incidents(open_only=not args.all, limit=200)
+            for incident in listed
+            if args.all or incident.status == "open" or incident.reopened
         ]
     finally:
         store.close()
@@ -293,6 +295,8 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             "INCIDENT": str(row["id"]),
             "TARGET": str(row["target"]),
             "STATUS": str(row["status"]),
+            "TICKET STATE": str(row["ticket_state"])
+            + (f" ({row['reopens']}x reopened)" if row["reopens"] else ""),
             "PRIORITY": str(row["priority"]),
             "OPENED": _when(row["opened_at"], config.agent.timezone),
             "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
