@@ -1,5 +1,6 @@
 """Typed, versioned outbox actions, and a store made by watchdesk 0.1 (schema 1, actions without
-a version) opened and drained by this one."""
+a version) opened and drained by this one; a store of schema 4 (before the ticket follow-up)
+migrated, its pending tickets followed from when their status was delivered."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ EVERY_KIND: list[actions.Action] = [
     AddNote("web has recovered", public=True),
     AddNote("escalated", public=False),
     SetStatus("pending"),
+    SetStatus("open"),
+    SetStatus("closed"),
     SendPage("oncall", PAGE),
     SendPage("ops", PAGE, not_before=1_800_000_000.0),
     ResolvePage("oncall", "web recovered after 5m"),
@@ -151,3 +154,45 @@ async def test_a_page_no_watchdesk_can_read_is_refused_not_crashed_on(tmp_path: 
         assert "cannot read the stored action" in str(states["pager:oncall"].last_error)
     finally:
         await h.close()
+
+
+async def test_a_schema_4_store_follows_the_tickets_it_had_set_pending(tmp_path: Path) -> None:
+    """A store from before the follow-up (schema 4: no ticket_state, no pauses): its resolved
+    incident whose pending status was delivered waits on the customer from that delivery, and
+    is closed 7 days after it."""
+    state = tmp_path / "state"
+    h = await Harness.create(state, DATA_CONFIG)
+    await h.fail("web", 2)
+    await h.succeed("web")
+    await h.deliver()
+    (resolved,) = await h.incidents()
+    assert resolved.ticket_state == "pending"
+    delivered_at = h.clock.now()
+    await h.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:  # back to what schema 4 wrote
+        for column in (
+            "ticket_state",
+            "pending_since",
+            "reopened_at",
+            "reopens",
+            "reopen_worked_at",
+            "closed_at",
+        ):
+            db.execute(f"ALTER TABLE incidents DROP COLUMN {column}")
+        db.execute("DROP TABLE sla_pauses")
+        db.execute("PRAGMA user_version = 4")
+
+    again = await Harness.create(state, DATA_CONFIG, start=delivered_at + 7 * 86400 + 60)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (migrated,) = await again.incidents()
+        assert (migrated.ticket_state, migrated.pending_since) == ("pending", delivered_at)
+        assert migrated.pauses == ()
+        await again.agent.policy.follow_up.sweep()
+        await again.deliver()
+        (ticket,) = again.tickets()
+        assert ticket["status"] == "closed"
+        assert "closed after 7 days without reply" in again.notes(ticket["id"])[-1]
+    finally:
+        await again.close()

@@ -235,3 +235,39 @@ async def test_a_priority_change_by_reload_is_told_to_the_requester(
     assert incident.priority == "urgent"
     (ticket,) = h.tickets()
     assert any("from high to urgent" in note for note in h.notes(ticket["id"]))
+
+
+async def test_pending_on_the_customer_pauses_a_business_hours_target_by_its_open_time(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    """A VIP high issue opened at 05:01 (before business hours) is due at 12:00: four working
+    hours from 08:00. Someone sets its ticket pending on the customer from 06:00 to 07:30 (the
+    night costs nothing) and from 09:00 to 10:00 (an hour of open time): due at 13:00."""
+    build, _ = make
+    h = await build("")
+    await h.fail("vip-api", 3)
+    await run(h)
+    (incident,) = await h.incidents()
+    ticket = str(incident.ticket_id)
+    for hour, minute, status in ((6, 0, "pending"), (7, 30, "open"), (9, 0, "pending")):
+        h.clock.set(toronto(hour, minute))
+        h.local.change_status(ticket, status)
+        await run(h)
+    h.clock.set(toronto(10, 0))
+    h.local.change_status(ticket, "open")
+    await run(h)
+    (incident,) = await h.incidents()
+    assert incident.pauses == (
+        (toronto(6, 0), toronto(7, 30)),
+        (toronto(9, 0), toronto(10, 0)),
+    )
+    assert h.agent.policy.timeliness.resolution_due(incident) == toronto(13, 0)
+    h.clock.set(toronto(12, 59))
+    await run(h)
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 0
+    h.clock.set(toronto(13, 1))
+    await run(h)
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 1
+    await h.succeed("vip-api", 2)
+    labels = {"priority": "high", "customer": "bigco"}
+    assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1
