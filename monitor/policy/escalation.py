@@ -223,13 +223,14 @@ class SupportPolicy:
                 incident = await self.watch.follow_pause(incident, info, now)
             if incident.status != "open":
                 return
-            if following is not None:
+            if following is not None and incident.worked_at is None:
                 who = await self.watch.worked_by(incident, info)
                 if who is not None:
                     async with self.decisions:
-                        if await self._still_open(incident.id) is not None:
+                        current = await self._still_open(incident.id)
+                        if current is not None and current.worked_at is None:  # no ack since
                             await self.store.update_incident(incident.id, {"worked_at": now})
-                            self.timeliness.worked(incident, now)
+                            self.timeliness.worked(current, now)
                     log.info("incident %d is being worked (%s): no escalation", incident.id, who)
                     return
                 following = self._next_level(incident)
