@@ -35,6 +35,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 DEFAULT_CALENDAR = "default"
 DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
+DEFAULT_AUTO_CLOSE_AFTER = 7 * 86400.0
 
 # Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
 SECRET_KEYS = frozenset(
@@ -257,6 +258,9 @@ class TicketingSection(BaseModel):
     request_timeout: Duration = 15.0
     # How long the helpdesk's search may lag a create; None: the backend's documented lag.
     search_lag: DurationOrZero | None = None
+    # A ticket left waiting on the customer this long without a reply is closed by watchdesk
+    # (every backend that can report replies); None: the local backend's own key, else 7 days.
+    auto_close_after: Duration | None = None
 
 
 class EscalationLevel(Strict):
@@ -389,6 +393,16 @@ class Config:
             clock=own.clock or clock,
             calendar=self.calendar_of(customer),
         )
+
+    @property
+    def auto_close_after(self) -> float:
+        """How long a pending ticket waits for the customer before watchdesk closes it:
+        ``[ticketing] auto_close_after``, else ``[ticketing.local] auto_close_after`` (where the
+        key was first), else 7 days."""
+        if self.ticketing.auto_close_after is not None:
+            return self.ticketing.auto_close_after
+        local = getattr(self.backend_settings, "auto_close_after", None)
+        return float(local) if isinstance(local, float) else DEFAULT_AUTO_CLOSE_AFTER
 
     def plan_of(self, customer: str | None) -> SlaSection | None:
         """The ``[sla.NAME]`` plan of a customer, if it has one."""
