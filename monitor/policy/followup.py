@@ -209,10 +209,13 @@ class TicketFollowUp:
     # ---- shared ----------------------------------------------------------------------------
 
     async def _ours_on_the_way(self, incident: Incident) -> bool:
-        """Whether a ticket action of ours has not reached the helpdesk yet: what it shows
-        now says nothing about the customer before it has."""
+        """Whether an action of ours on this ticket (not a customer's notice ticket) has not
+        reached the helpdesk yet: what it shows now says nothing about the customer before it
+        has."""
         actions = await self.store.actions_of(incident.id)
-        return any(a.channel == "ticket" and a.state != "done" for a in actions)
+        return any(
+            a.channel == "ticket" and a.notice is None and a.state != "done" for a in actions
+        )
 
     async def _settle(self, incident: Incident, changes: dict[str, Any], why: str) -> None:
         if await self._write(incident, changes, [], self.clock.now()):
