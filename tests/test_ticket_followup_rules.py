@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from monitor.actions import SetStatus
+from monitor.actions import CreateTicket, SetStatus
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.web.views import incident_rows
@@ -20,6 +21,7 @@ from tests.fakes.freshdesk import FreshdeskFake
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.helpdesks import ENV, SECRET, FreshdeskDesk
 from tests.helpers import run_cli
+from tests.samples import DRAFT
 from tests.test_sla_policy import series
 from tests.test_ticket_followup import CONFIG, DAY, follow, outage_and_recovery, statuses
 
@@ -38,6 +40,27 @@ async def test_a_reply_from_before_the_wait_reopens_nothing(tmp_path: Path) -> N
     (incident,) = await h.incidents()
     assert incident.ticket_state == "pending"
     assert h.tickets()[0]["status"] == "pending"
+    await h.close()
+
+
+async def test_a_stuck_customer_notice_does_not_hold_up_the_incidents_own_ticket(
+    tmp_path: Path,
+) -> None:
+    """A customer's notice ticket of the same incident (a shared component) whose create the
+    helpdesk refused stays undelivered: the incident's own pending ticket is still closed
+    after 7 days without a reply."""
+    h = await local(tmp_path)
+    incident = await outage_and_recovery(h)
+    notice = [CreateTicket(replace(DRAFT, dedup_key="watchdesk-notice-globex"), notice="globex")]
+    store = h.agent.store
+    assert await store.open_notice(incident.id, "globex", "k-globex", [], None, notice, 1.0)
+    (create,) = [a for a in await store.actions_of(incident.id) if a.notice == "globex"]
+    await store.fail_action(create.id, "400 refused")
+    h.clock.advance(7 * DAY + 60)
+    await follow(h)
+    (incident,) = await h.incidents()
+    assert incident.ticket_state == "closed"
+    assert h.tickets()[0]["status"] == "closed"
     await h.close()
 
 
