@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from monitor.actions import Action, AddNote, ResolvePage, SendPage
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
-from monitor.config.model import EscalationLevel
+from monitor.config.escalation import EscalationLevel
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
