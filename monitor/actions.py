@@ -8,18 +8,21 @@ breaks rows already queued: add a step to ``_upgrade`` instead.
 A ticket action with ``notice`` set is for a customer's notice ticket of the incident (a shared
 component is down, see ``monitor.policy.shared_outage``), not the incident's own ticket. Version
 2 added it: a watchdesk that knows only version 1 refuses such a row rather than putting one
-customer's note on another customer's ticket.
+customer's note on another customer's ticket. The statuses "open" and "closed" (the ticket
+follow-up) kept the form: a watchdesk that knows only "pending" and "resolved" refuses them as
+an unknown status, the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from ticketing.base import PRIORITIES, Priority, TicketDraft
+from ticketing.base import PRIORITIES, NewStatus, Priority, TicketDraft
 from ticketing.pagers.base import Page, PageReason
 
 VERSION = 2
+NEW_STATUSES: tuple[NewStatus, ...] = ("open", "pending", "resolved", "closed")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ class AddNote:
 
 @dataclass(frozen=True)
 class SetStatus:
-    status: Literal["pending", "resolved"]
+    # pending or resolved at recovery; open again after a customer's reply; closed after
+    # auto_close_after without one.
+    status: NewStatus
     notice: str | None = None
     channel: str = field(default="ticket", init=False)
     operation: str = field(default="status", init=False)
@@ -72,6 +77,15 @@ class ResolvePage:
 
 
 Action = CreateTicket | AddNote | SetStatus | SendPage | ResolvePage
+
+
+def status_delivered(action: SetStatus, at: float) -> dict[str, Any] | None:
+    """What the delivery of a status change tells its incident: its own ticket set pending or
+    resolved waits for the customer from now on (``monitor.policy.followup``); a customer's
+    notice ticket is not followed."""
+    if action.notice is None and action.status in ("pending", "resolved"):
+        return {"ticket_state": action.status, "pending_since": at}
+    return None
 
 
 def to_json(action: Action) -> dict[str, Any]:
@@ -146,9 +160,10 @@ def from_json(channel: str, operation: str, data: dict[str, Any]) -> Action:
         return AddNote(str(data["body"]), bool(data["public"]), notice)
     if channel == "ticket" and operation == "status":
         status = data["status"]
-        if status not in ("pending", "resolved"):
-            raise ValueError(f"unknown ticket status {status!r}")
-        return SetStatus(status, notice)
+        for known in NEW_STATUSES:
+            if status == known:
+                return SetStatus(known, notice)
+        raise ValueError(f"unknown ticket status {status!r}")
     if pager is not None and operation == "page":
         page = data["page"]
         reason: PageReason = page.get("reason", "open")

@@ -101,7 +101,7 @@ class Agent:
             self.store, self.clock, lambda: self.config, self.integrations, self.metrics
         )
         self.housekeeping = Housekeeping(
-            self.integrations, self.clock, self.incidents.sweep, self.policy.sweep, self.reports
+            self.incidents.sweep, self.policy.sweep, self.policy.follow_up.sweep, self.reports
         )
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None

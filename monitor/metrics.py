@@ -165,7 +165,8 @@ class Metrics:
         )
         self.sla_breaching = Gauge(
             "watchdesk_sla_breaching",
-            "Open incidents past their response (not worked yet) or resolution target now",
+            "Open incidents and reopened tickets past their response (not worked yet) or "
+            "resolution target now",
             ["kind"],
             registry=r,
         )
@@ -173,6 +174,18 @@ class Metrics:
             "watchdesk_reports_sent",
             "Scheduled reports mailed, per report; result = success or failure (an attempt)",
             ["report", "result"],
+            registry=r,
+        )
+        self.tickets_reopened = Counter(
+            "watchdesk_tickets_reopened",
+            "Tickets opened again by a customer's reply (or in the helpdesk) after recovery",
+            ["priority", "customer"],
+            registry=r,
+        )
+        self.tickets_auto_closed = Counter(
+            "watchdesk_tickets_auto_closed",
+            "Tickets closed by watchdesk after auto_close_after without a customer's reply",
+            ["priority", "customer"],
             registry=r,
         )
         self.build_info.labels(version).set(1)

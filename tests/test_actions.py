@@ -1,5 +1,7 @@
 """Typed, versioned outbox actions, and stores made by older watchdesks (0.1: schema 1, actions
-without a version; schema 4, before customer notices) opened and drained by this one."""
+without a version; schema 4, before customer notices, tiers and the ticket follow-up; schema 7,
+before the follow-up) opened and drained by this one, their pending tickets followed from when
+their status was delivered."""
 
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ EVERY_KIND: list[actions.Action] = [
     AddNote("web has recovered", public=True),
     AddNote("escalated", public=False),
     SetStatus("pending"),
+    SetStatus("open"),
+    SetStatus("closed"),
     SendPage("oncall", PAGE),
     SendPage("ops", PAGE, not_before=1_800_000_000.0),
     ResolvePage("oncall", "web recovered after 5m"),
@@ -244,6 +248,8 @@ async def test_a_store_of_schema_4_gets_the_tiers_reached_and_judges_old_inciden
             assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         first, second = await h.incidents()
         assert (first.escalation_level, first.tier, second.tier) == (2, "L3", "L1")
+        # Version 8: its pending status, delivered 65 minutes after START, starts its wait.
+        assert (first.ticket_state, first.pending_since) == ("pending", 1795518300.0)
         assert first.response_target is None
         assert first.resolution_target is None
         await h.succeed("web", 2)  # the open incident recovers under this watchdesk
@@ -264,3 +270,53 @@ async def test_a_store_of_schema_4_gets_the_tiers_reached_and_judges_old_inciden
         assert [(t.tier, t.incidents) for t in report.tiers] == [("L1", 1), ("L3", 1)]
     finally:
         await h.close()
+
+
+async def test_a_schema_7_store_follows_the_tickets_it_had_set_pending(tmp_path: Path) -> None:
+    """A store from before the follow-up (schema 7, today's main: no ticket_state, no pauses):
+    its resolved incident whose pending status was delivered waits on the customer from that
+    delivery (not from a later status of a customer's notice ticket), and is closed 7 days
+    after it."""
+    state = tmp_path / "state"
+    h = await Harness.create(state, DATA_CONFIG)
+    await h.fail("web", 2)
+    await h.succeed("web")
+    await h.deliver()
+    (resolved,) = await h.incidents()
+    assert resolved.ticket_state == "pending"
+    delivered_at = h.clock.now()
+    await h.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:  # back to what schema 7 wrote
+        for column in (
+            "ticket_state",
+            "pending_since",
+            "reopened_at",
+            "reopens",
+            "reopen_worked_at",
+            "closed_at",
+        ):
+            db.execute(f"ALTER TABLE incidents DROP COLUMN {column}")
+        db.execute("DROP TABLE sla_pauses")
+        db.execute(
+            "INSERT INTO outbox (incident_id, channel, operation, payload, state,"
+            " next_attempt_at, created_at, done_at, notice) VALUES"
+            " (?, 'ticket', 'status', '{\"v\": 2, \"status\": \"resolved\"}', 'done', ?, ?, ?,"
+            " 'globex')",
+            (resolved.id, delivered_at, delivered_at, delivered_at + 300),
+        )
+        db.execute("PRAGMA user_version = 7")
+
+    again = await Harness.create(state, DATA_CONFIG, start=delivered_at + 7 * 86400 + 60)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (migrated,) = await again.incidents()
+        assert (migrated.ticket_state, migrated.pending_since) == ("pending", delivered_at)
+        assert migrated.pauses == ()
+        await again.agent.policy.follow_up.sweep()
+        await again.deliver()
+        (ticket,) = again.tickets()
+        assert ticket["status"] == "closed"
+        assert "closed after 7 days without reply" in again.notes(ticket["id"])[-1]
+    finally:
+        await again.close()

@@ -137,7 +137,8 @@ def test_small_payloads_are_exact() -> None:
 
 def test_ticket_info_maps_statuses() -> None:
     assert ticket_info({"status": 2, "responder_id": None}) == TicketInfo("open", None, "2")
-    assert ticket_info({"status": 3, "responder_id": 42}) == TicketInfo("pending", "42", "3")
+    pending = ticket_info({"status": 3, "responder_id": 42})
+    assert pending == TicketInfo("pending", "42", "3", waiting_on_customer=True)
     assert ticket_info({"status": 4}).status == "resolved"
     assert ticket_info({"status": 5}).status == "closed"
     custom = ticket_info({"status": 7, "responder_id": 9, "group_id": 3})

@@ -132,7 +132,7 @@ def test_answers() -> None:
     assert ref_from_answer(None, "k") == TicketRef("k")
     assert ref_from_answer({}, None) is None
     assert info_from_answer({"status": "pending", "assignee": "mia"}) == TicketInfo(
-        "pending", "mia", "pending"
+        "pending", "mia", "pending", waiting_on_customer=True
     )
     assert info_from_answer({"status": "weird"}) == TicketInfo("open", None, "weird")
     assert info_from_answer(None) == TicketInfo("open")

@@ -115,7 +115,13 @@ def test_small_payloads_are_exact() -> None:
     ],
 )
 def test_ticket_info_maps_statuses(raw: str, status: str) -> None:
-    assert ticket_info({"status": raw, "assignee_id": None}) == TicketInfo(status, None, raw)  # type: ignore[arg-type]
+    waiting = raw == "pending"  # hold waits on a third party: someone is on it
+    assert ticket_info({"status": raw, "assignee_id": None}) == TicketInfo(
+        status,  # type: ignore[arg-type]
+        None,
+        raw,
+        waiting_on_customer=waiting,
+    )
 
 
 def test_ticket_info_assignee() -> None:

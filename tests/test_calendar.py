@@ -1,5 +1,7 @@
 """Business calendars against a brute-force, minute-by-minute reference, daylight-saving days
-included (Toronto and Berlin change by an hour, Lord Howe by half an hour)."""
+included (Toronto and Berlin change by an hour, Lord Howe by half an hour); and the SLA
+deadlines counted on them (or on every hour) with the clocks paused while a ticket waits on the
+customer."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.calendar import Calendar, parse_spans, weekday_spans
+from monitor.policy.timeliness import clock_deadline
 
 ZONES = ["UTC", "America/Toronto", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
 # Around the 2026 changes: Toronto 03-08 and 11-01, Berlin 03-29 and 10-25, Lord Howe 04-05
@@ -179,3 +182,79 @@ def test_a_bad_calendar_names_its_key(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(text)
     assert any(str(p).startswith(problem) for p in raised.value.problems), raised.value.problems
+
+
+@st.composite
+def pauses(draw: st.DrawFn, start: float) -> list[tuple[float, float | None]]:
+    """Up to three pauses around ``start`` on whole minutes, overlapping or not, some still
+    running (no end)."""
+    found: list[tuple[float, float | None]] = []
+    for _ in range(draw(st.integers(0, 3))):
+        begin = start + 60 * draw(st.integers(-24 * 60, 2 * 24 * 60))
+        length = draw(st.one_of(st.none(), st.integers(1, 24 * 60)))
+        found.append((begin, None if length is None else begin + 60 * length))
+    return found
+
+
+def brute_deadline(
+    calendar: Calendar | None,
+    start: float,
+    minutes: int,
+    paused: list[tuple[float, float | None]],
+    horizon: int,
+) -> float | None:
+    """The end of the ``minutes``-th minute after ``start`` that is open (every minute is
+    without a calendar) and in no pause, found by walking minutes; None beyond ``horizon``."""
+    if minutes == 0:
+        return start
+    counted = 0
+    for index in range(horizon):
+        moment = start + 60 * index
+        if calendar is not None and not calendar.is_open(moment):
+            continue
+        if any(a <= moment and (b is None or moment < b) for a, b in paused):
+            continue
+        counted += 1
+        if counted == minutes:
+            return moment + 60
+    return None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(st.none(), calendars()),
+    st.sampled_from(STARTS),
+    st.integers(0, 2 * 24 * 60),
+    st.integers(0, 600),
+    st.data(),
+)
+def test_a_deadline_with_pauses_matches_the_minute_by_minute_definition(
+    calendar: Calendar | None, base: float, offset: int, minutes: int, data: st.DataObject
+) -> None:
+    """Paused time (a ticket waiting on the customer) is not counted, in calendar time or in
+    a business calendar's open time, DST days included: a pause outside open hours costs
+    nothing, one that has not ended holds the deadline back for good."""
+    start = base + offset * 60
+    paused = data.draw(pauses(start))
+    horizon = 4 * 24 * 60
+    due = clock_deadline(calendar, start, minutes * 60, paused)
+    expected = brute_deadline(calendar, start, minutes, paused, horizon)
+    if expected is None:
+        assert due > start + horizon * 60
+    else:
+        assert due == expected
+
+
+def test_a_pause_in_the_night_costs_a_business_hours_target_nothing() -> None:
+    toronto = ZoneInfo("America/Toronto")
+    calendar = Calendar(toronto, weekday_spans({"mon-fri": "08:00-17:00"}))
+
+    def at(day: int, hour: int, minute: int = 0) -> float:
+        return datetime(2026, 11, day, hour, minute, tzinfo=toronto).timestamp()
+
+    opened = at(24, 5)  # Tuesday, before opening: due at 12:00 without pauses
+    assert clock_deadline(calendar, opened, 4 * 3600) == at(24, 12)
+    assert clock_deadline(calendar, opened, 4 * 3600, [(at(24, 6), at(24, 7, 30))]) == at(24, 12)
+    assert clock_deadline(calendar, opened, 4 * 3600, [(at(24, 9), at(24, 10))]) == at(24, 13)
+    assert clock_deadline(None, opened, 4 * 3600, [(at(24, 6), at(24, 7, 30))]) == at(24, 10, 30)
+    assert clock_deadline(calendar, opened, 4 * 3600, [(at(24, 9), None)]) == float("inf")

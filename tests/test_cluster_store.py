@@ -109,6 +109,51 @@ def test_migrations_asked_by_three_processes_at_once_apply_once(
     assert f"up to date (schema {len(every)})" in again.stdout
 
 
+def test_a_database_of_schema_3_follows_the_tickets_it_had_set_pending(
+    pg_server: PostgresServer,
+) -> None:
+    """Migration 0004 on a database of the release before: a resolved incident whose own
+    pending status was delivered waits on the customer from that delivery (a customer notice's
+    later status is not its own); an open incident's ticket is not waiting."""
+    url = pg_server.new_database(migrated=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute(migrate.CREATE_LEDGER)
+            for step in migrate.migrations()[:3]:
+                conn.execute(step.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (step.version, step.name),
+                )
+            for key, status in (("k-1", "resolved"), ("k-2", "open")):
+                conn.execute(
+                    "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
+                    " opened_at, first_failure_at, failed_checks, last_reason)"
+                    " VALUES ('web', %s, %s, 'urgent', 'local', 1, 1, 3, 'x')",
+                    (key, status),
+                )
+            for payload, done_at, notice in (
+                ('{"v": 2, "status": "pending"}', 100.0, None),
+                ('{"v": 2, "status": "resolved"}', 200.0, "globex"),
+            ):
+                conn.execute(
+                    "INSERT INTO outbox (incident_id, channel, operation, payload, state,"
+                    " next_attempt_at, created_at, done_at, notice)"
+                    " VALUES (1, 'ticket', 'status', %s, 'done', 1, 1, %s, %s)",
+                    (payload, done_at, notice),
+                )
+        assert [step.version for step in migrate.apply(conn)] == [4]
+        rows = conn.execute(
+            "SELECT id, ticket_state, pending_since FROM incidents ORDER BY id"
+        ).fetchall()
+    assert rows == [(1, "pending", 100.0), (2, "open", None)]
+    reader = PostgresReader(url, "east")
+    try:
+        assert [i.id for i in reader.watched_incidents()] == [2, 1]
+    finally:
+        reader.close()
+
+
 def test_an_agent_refuses_a_database_it_does_not_know(
     pg_server: PostgresServer, write_config: Callable[..., Path]
 ) -> None:
@@ -165,6 +210,8 @@ async def test_a_sqlite_store_moves_into_postgresql_with_db_import(
     h = await Harness.create(state, CONFIG)
     await outage(h)
     await h.fail("web", 3)  # a second outage, still open, its create not yet delivered
+    _, second = await h.incidents()
+    await h.agent.store.pause_clocks(second.id, h.clock.now())  # its ticket waits on them
     await h.agent.store.set_mute("router", h.clock.now() + 3600, "fibre works", "ann", 1.0)
     await h.close()
     url = pg_server.new_database(migrated=False)  # the import migrates it first
@@ -185,6 +232,12 @@ async def test_a_sqlite_store_moves_into_postgresql_with_db_import(
     ]
     assert json.loads(listed[1]) == json.loads(listed[0])
     assert len(json.loads(listed[0])) == 2
+    followed = [
+        json.loads(run_cli("tickets", "--json", "-c", str(path), env=env).stdout)
+        for path in (sqlite_config, cluster_config)
+    ]
+    assert followed[1] == followed[0]
+    assert [row["sla_pauses"] for row in followed[0]] == [[{"start": h.clock.now(), "end": None}]]
 
     sqlite, reader = SqliteDatabase(state), PostgresReader(url, "east")
     try:

@@ -245,20 +245,26 @@ async def test_state_and_incidents_survive_a_restart_without_duplicates(tmp_path
     await again.close()
 
 
-async def test_auto_close_of_pending_local_tickets(
+async def test_the_local_backends_own_auto_close_key_still_closes_pending_tickets(
     make: Callable[[str], Awaitable[Harness]],
 ) -> None:
-    h = await make('[ticketing.local]\nauto_close_after = "7d"\n')
+    """``[ticketing.local] auto_close_after``, where the key first lived, keeps working: the
+    pending ticket closes after it (with the closing note), not before."""
+    h = await make('[ticketing.local]\nauto_close_after = "3d"\n')
     await h.fail("db", 3)
     await h.succeed("db", 2)
     await h.deliver()
     (ticket,) = h.tickets()
     assert ticket["status"] == "pending"
-    import time
-
-    assert h.local.sweep(time.time() + 6 * 86400) == 0
-    assert h.local.sweep(time.time() + 7 * 86400 + 1) == 1
+    h.clock.advance(3 * 86400 - 60)
+    await h.agent.policy.follow_up.sweep()
+    await h.deliver()
+    assert h.tickets()[0]["status"] == "pending"
+    h.clock.advance(120)
+    await h.agent.policy.follow_up.sweep()
+    await h.deliver()
     assert h.tickets()[0]["status"] == "closed"
+    assert "closed after 3 days without reply" in h.notes(ticket["id"])[-1]
 
 
 async def test_incident_metrics(make: Callable[[str], Awaitable[Harness]]) -> None:

@@ -222,3 +222,39 @@ async def test_compliance_is_judged_against_the_targets_in_force_when_it_happene
     text = as_table(report)
     assert "30m / 1h" in text
     assert "50.0%" in text
+
+
+async def test_compliance_leaves_out_the_time_the_ticket_waited_on_the_customer(
+    tmp_path: Path,
+) -> None:
+    """A 1h response target; the ticket waits on the customer from +10m to +40m and nobody
+    works it before web is back at +80m: answered 20 minutes late by the wall clock, within
+    its target once the paused half hour is left out, as the breach counter says too."""
+    state = tmp_path / "state"
+    h = await Harness.create(state, PLAN.format(response="1h", resolution="2h"))
+    try:
+        await h.fail("web", 3)
+        await h.deliver()
+        (incident,) = await h.incidents()
+        opened, ticket = incident.opened_at, str(incident.ticket_id)
+        for offset, status in ((600, "pending"), (2400, "open")):
+            h.clock.set(opened + offset)
+            h.local.change_status(ticket, status)
+            await h.agent.policy.sweep()
+        h.clock.set(opened + 80 * 60 - 30)
+        await h.succeed("web", 2)
+        (incident,) = await h.incidents()
+        assert (incident.status, incident.worked_at) == ("resolved", None)
+        assert incident.pauses == ((opened + 600, opened + 2400),)
+        assert "watchdesk_sla_breaches_total{" not in h.agent.metrics.exposition().decode()
+        await h.agent.book.flush()
+        database = SqliteDatabase(state)
+        try:
+            report = build_report(database, h.config, START, START + 4 * 3600)
+        finally:
+            database.close()
+    finally:
+        await h.close()
+    (urgent,) = report.sla
+    assert (urgent.incidents, urgent.within) == (1, 1)
+    assert (urgent.resolution_incidents, urgent.resolution_within) == (1, 1)

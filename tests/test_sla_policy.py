@@ -5,16 +5,21 @@ updates for urgent and high only); ``[sla.NAME.priority.P]`` changes any of it."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
+from monitor.policy.timeliness import deadline
 from tests.agent_harness import Harness
 from tests.fakes.opsgenie import OpsgenieFake
 from tests.fakes.pagerduty import PagerDutyFake
-from tests.test_policy import OG_KEY, PD_KEY, policy_config, run, toronto
+from tests.test_calendar import brute_deadline
+from tests.test_policy import OG_KEY, PD_KEY, TORONTO, policy_config, run, toronto
 
 MORE_TARGETS = """
 [[targets]]
@@ -253,3 +258,80 @@ async def test_a_priority_change_by_reload_is_told_to_the_requester(
     assert incident.priority == "urgent"
     (ticket,) = h.tickets()
     assert any("from high to urgent" in note for note in h.notes(ticket["id"]))
+
+
+async def test_pending_on_the_customer_pauses_a_business_hours_target_by_its_open_time(
+    make: tuple[Make, PagerDutyFake],
+) -> None:
+    """A VIP high issue opened at 05:01 (before business hours) is due at 12:00: four working
+    hours from 08:00. Someone sets its ticket pending on the customer from 06:00 to 07:30 (the
+    night costs nothing) and from 09:00 to 10:00 (an hour of open time): due at 13:00."""
+    build, _ = make
+    h = await build("")
+    await h.fail("vip-api", 3)
+    await run(h)
+    (incident,) = await h.incidents()
+    ticket = str(incident.ticket_id)
+    for hour, minute, status in ((6, 0, "pending"), (7, 30, "open"), (9, 0, "pending")):
+        h.clock.set(toronto(hour, minute))
+        h.local.change_status(ticket, status)
+        await run(h)
+    h.clock.set(toronto(10, 0))
+    h.local.change_status(ticket, "open")
+    await run(h)
+    (incident,) = await h.incidents()
+    assert incident.pauses == (
+        (toronto(6, 0), toronto(7, 30)),
+        (toronto(9, 0), toronto(10, 0)),
+    )
+    assert h.agent.policy.timeliness.resolution_due(incident) == toronto(13, 0)
+    h.clock.set(toronto(12, 59))
+    await run(h)
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 0
+    h.clock.set(toronto(13, 1))
+    await run(h)
+    assert series(h, "watchdesk_sla_breaching", kind="resolution") == 1
+    await h.succeed("vip-api", 2)
+    labels = {"priority": "high", "customer": "bigco"}
+    assert series(h, "watchdesk_sla_breaches_total", kind="resolution", **labels) == 1
+
+
+SUPPORT_CALENDAR = """
+[agent]
+timezone = "America/Toronto"
+
+[calendars.support]
+"mon-fri" = "10:00-17:40"
+sat = "09:30-13:30"
+sun = "closed"
+holidays = [2026-11-02]
+
+[sla.vip]
+calendar = "support"
+
+[customers.bigco]
+sla = "vip"
+"""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["urgent", "high", "medium", "low"]),
+    st.integers(0, 5 * 24 * 60),
+    st.lists(st.tuples(st.integers(-600, 3 * 24 * 60), st.integers(1, 600)), max_size=3),
+)
+def test_a_plans_deadlines_with_pauses_match_the_minute_by_minute_definition(
+    priority: str, offset: int, paused: list[tuple[int, int]]
+) -> None:
+    """The plan's own clock (every hour for urgent, the support calendar's open hours for the
+    rest, across the 2026-11-01 DST change and a holiday), pauses of a ticket pending on the
+    customer left out: the same answer as counting minute by minute."""
+    config = parse_config(SUPPORT_CALENDAR)
+    policy = config.policy_for("bigco", priority)  # type: ignore[arg-type]
+    start = datetime(2026, 10, 30, 9, 0, tzinfo=TORONTO).timestamp() + offset * 60
+    pauses = [(start + a * 60, start + (a + n) * 60) for a, n in paused]
+    calendar = None if policy.clock == "calendar" else policy.calendar
+    minutes = int(policy.response // 60)
+    expected = brute_deadline(calendar, start, minutes, list(pauses), 10 * 24 * 60)
+    due = deadline(policy, start, policy.response, pauses)
+    assert due == expected if expected is not None else due > start + 10 * 86400

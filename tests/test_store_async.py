@@ -117,7 +117,7 @@ async def test_no_sqlite_statement_runs_on_the_event_loop(
     await h.succeed("web", 2)  # recovers: a note, the pending status, the page's resolve
     await h.deliver()
     await h.agent.book.flush()
-    await h.agent.housekeeping.auto_close()
+    await h.agent.policy.follow_up.sweep()
     client = await aiohttp_client(make_app(h.agent))
     for path in ("/api/incidents", "/api/incidents?open=1", "/api/status", "/readyz"):
         response = await client.get(path)
@@ -289,11 +289,11 @@ async def test_no_escalation_for_an_incident_resolved_meanwhile(
     (incident,) = await h.incidents()
     h.clock.set(incident.opened_at + 3601)
 
-    async def recovers_meanwhile(_: Any) -> str | None:
+    async def recovers_meanwhile(_: Any, __: Any) -> str | None:
         await h.succeed("web", 2)
         return None
 
-    monkeypatch.setattr(h.agent.policy, "_worked_by", recovers_meanwhile)
+    monkeypatch.setattr(h.agent.policy.watch, "worked_by", recovers_meanwhile)
     await h.agent.policy.sweep()
     (after,) = await h.incidents()
     assert (after.status, after.escalated_at) == ("resolved", None)

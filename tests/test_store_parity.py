@@ -189,6 +189,14 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
         [AddNote("api is down behind web", public=True)],
         now + 60,
     )
+    # Its ticket waits on the customer: the SLA clocks stop once, run again, stop again.
+    assert await both("pause_clocks", opened.id, now + 61) is True
+    assert await both("pause_clocks", opened.id, now + 62) is False
+    assert await both("resume_clocks", opened.id, now + 70) is True
+    assert await both("resume_clocks", opened.id, now + 71) is False
+    assert await both("pause_clocks", opened.id, now + 80) is True
+    assert (await both("incident", opened.id)).pauses == ((now + 61, now + 70), (now + 80, None))
+    assert (await both("incident", other.id)).pauses == ()
     up = replace(DOWN, status="up", consecutive_failures=0, consecutive_successes=2, last_ok=True)
     await both(
         "update_incident",
@@ -205,6 +213,8 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
     )
     resolved = await both("incident", opened.id)
     assert (resolved.status, resolved.affected, resolved.flapping) == ("resolved", ("api",), True)
+    # Resolving it ended the pause that lasted.
+    assert resolved.pauses == ((now + 61, now + 70), (now + 80, now + 120))
     assert await both("last_resolved") == {"web": now + 120}
     assert [i.id for i in await both("incidents", True)] == [other.id]
     assert len(await both("incidents", False, 1)) == 1
@@ -216,6 +226,22 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
         "resolve",
     ]
     assert [t.current for t in await both("transitions", "web")] == ["down", "down", "up"]
+
+    # After recovery: the delivered pending status starts the wait for the customer; a reply
+    # reopens the ticket (a new round of the clocks); closed, it is no longer followed.
+    (status,) = [a for a in await both("actions_of", opened.id) if a.operation == "status"]
+    waiting = {"ticket_state": "pending", "pending_since": now + 125}
+    await both("finish_action", status.id, now + 125, waiting)
+    assert [i.id for i in await both("watched_incidents")] == [other.id, opened.id]
+    reopen = {"ticket_state": "reopened", "reopened_at": now + 130, "reopens": 1}
+    await both("update_incident", opened.id, {**reopen, "pending_since": None}, [], now + 130)
+    reopened = await both("incident", opened.id)
+    assert (reopened.reopened, reopened.clock_start, reopened.reopens) == (True, now + 130, 1)
+    await both("update_incident", opened.id, {"reopen_worked_at": now + 131}, [], now + 131)
+    assert (await both("incident", opened.id)).responded_at == now + 131
+    closing = {"ticket_state": "closed", "closed_at": now + 140}
+    await both("update_incident", opened.id, closing, [SetStatus("closed")], now + 140)
+    assert [i.id for i in await both("watched_incidents")] == [other.id]
 
     # A shared component's customer notices: opened once per customer with its actions, on
     # their own queue; the ticket id lands on the notice; closed once.

@@ -107,3 +107,31 @@ def test_templates_run_in_a_sandbox(tmp_path: Path) -> None:
     texts.environment.cache_clear()
     with pytest.raises(jinja2.exceptions.SecurityError):
         texts.render("recovery_note", str(tmp_path), target="web")
+
+
+async def test_the_closing_note_is_courteous_and_a_customer_may_word_it_their_way(
+    harness: Callable[[str], Awaitable[Harness]], tmp_path: Path
+) -> None:
+    own = tmp_path / "globex-templates"
+    own.mkdir()
+    (own / "auto_close.txt.j2").write_text(
+        "Dear Globex, we close the {{ target }} ticket after {{ after }}; reply to reopen it."
+    )
+    h = await harness(f'templates = "{own}"')
+    for target in ("web", "shop"):
+        await h.fail(target, 2)
+        await h.succeed(target)
+    await h.deliver()
+    h.clock.advance(7 * 86400 + 60)
+    await h.agent.policy.follow_up.sweep()
+    await h.deliver()
+    closing = {str(t["subject"]): h.notes(t["id"])[-1] for t in h.tickets()}
+    web = closing["[URGENT] web is down"]
+    assert web.startswith("Hello Acme IT,")
+    assert "closed after 7 days without reply" in web  # what happens, and why
+    assert "web has been working normally since it recovered at 2026-11-24" in web
+    assert "all you have to do is reply, and the ticket will open again" in web
+    assert "Thank you" in web
+    assert closing["[URGENT] shop is down"] == (
+        "Dear Globex, we close the shop ticket after 7 days; reply to reopen it."
+    )

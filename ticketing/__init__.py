@@ -72,9 +72,7 @@ def _remote(kind: Callable[..., Any]) -> Callable[[Any, IntegrationContext], Any
 
 
 def _local(settings: LocalSettings, context: IntegrationContext) -> TicketBackend:
-    return LocalBackend(
-        context.state_dir / "watchdesk.sqlite3", auto_close_after=settings.auto_close_after
-    )
+    return LocalBackend(context.state_dir / "watchdesk.sqlite3")
 
 
 BACKENDS: dict[str, BackendEntry] = {

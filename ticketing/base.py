@@ -15,6 +15,9 @@ Priority = Literal["urgent", "high", "medium", "low"]
 PRIORITIES: tuple[Priority, ...] = ("urgent", "high", "medium", "low")
 # Normalised ticket statuses, whatever the helpdesk calls them.
 TicketStatus = Literal["open", "pending", "resolved", "closed"]
+# What the agent may set: open again (a customer replied), waiting on the customer (after
+# recovery), resolved, or closed for good (no reply for ``auto_close_after``).
+NewStatus = Literal["open", "pending", "resolved", "closed"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,29 @@ class TicketRef:
 
 @dataclass(frozen=True)
 class TicketInfo:
-    """What the agent reads back to tell whether someone is working the ticket."""
+    """What the agent reads back: whether someone is working the ticket, whether it waits on
+    the customer, and whether the customer wrote back."""
 
     status: TicketStatus
     assignee: str | None = None
     raw_status: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The helpdesk's own "pending / waiting on the customer" status. Narrower than status
+    # "pending", which also holds Zendesk's hold or Jira's In Progress (someone is on it):
+    # only this stops the SLA clocks.
+    waiting_on_customer: bool = False
+    # The latest reply of the requester after the ``replies_since`` that ``get`` was given
+    # (epoch seconds); None when there is none, or the backend was not asked.
+    last_customer_reply_at: float | None = None
 
 
 class TicketBackend(Protocol):
     """One helpdesk. Every method is one attempt; failures raise ``ticketing.errors``."""
 
     name: str
+    # Whether ``get`` can tell a customer's reply; False (a webhook receiver): watchdesk
+    # neither reopens on a reply nor auto-closes, since it cannot see what the customer did.
+    reports_replies: bool
 
     async def create(self, draft: TicketDraft) -> TicketRef:
         """Open the ticket. Must carry ``draft.dedup_key`` so that ``find`` can see it."""
@@ -66,12 +80,13 @@ class TicketBackend(Protocol):
         """A note on the ticket; public: the customer sees it, else internal where possible."""
         ...
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
-        """Move the ticket to waiting-on-customer (pending) or resolved."""
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
+        """Move the ticket to open (again), waiting-on-customer (pending), resolved or closed."""
         ...
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
-        """Current status and assignee."""
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
+        """Current status and assignee; with ``replies_since``, also the requester's latest
+        reply after that moment (one more request where the helpdesk needs it)."""
         ...
 
     async def aclose(self) -> None:

@@ -288,9 +288,11 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         finally:
             store.close()
     try:
+        listed = store.incidents(limit=200) if args.all else store.watched_incidents()
         rows = [
             incident_row(incident, store.actions_of(incident.id), store.notices(incident.id))
-            for incident in store.incidents(open_only=not args.all, limit=200)
+            for incident in listed
+            if args.all or incident.status == "open" or incident.reopened
         ]
     finally:
         store.close()
@@ -307,6 +309,8 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             "STATUS": str(row["status"]),
             "PRIORITY": str(row["priority"]),
             "TIER": str(row["tier"]),
+            "TICKET STATE": str(row["ticket_state"])
+            + (f" ({row['reopens']}x reopened)" if row["reopens"] else ""),
             "OPENED": _when(row["opened_at"], config.agent.timezone),
             "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
             "OUTBOX": str(row["outbox"]),

@@ -16,13 +16,13 @@ from typing import Any
 
 from monitor.config.cluster import parse_cluster
 from monitor.config.diagnostics import Collector
+from monitor.config.escalation import EscalationSection
 from monitor.config.model import (
     AgentSection,
     BusinessHoursSection,
     Config,
     CustomerSection,
     DefaultsSection,
-    EscalationSection,
     SlaSection,
 )
 from monitor.config.schedules import parse_calendars, parse_maintenance, parse_reports

@@ -20,6 +20,7 @@ from pydantic import (
 
 from checks import ProbeSettings
 from monitor.calendar import Calendar
+from monitor.config.escalation import EscalationSection
 from monitor.config.reports import ReportSection
 from monitor.config.types import (
     ClockTime,
@@ -34,7 +35,7 @@ from ticketing.base import Priority
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 DEFAULT_CALENDAR = "default"
-DEFAULT_ACK_TIMEOUTS = {"urgent": 3600.0, "high": 4 * 3600.0, "medium": 86400.0, "low": 2 * 86400.0}
+DEFAULT_AUTO_CLOSE_AFTER = 7 * 86400.0
 
 # Key names that hold a secret wherever they appear; the file must use <name>_env or <name>_file.
 SECRET_KEYS = frozenset(
@@ -257,66 +258,9 @@ class TicketingSection(BaseModel):
     request_timeout: Duration = 15.0
     # How long the helpdesk's search may lag a create; None: the backend's documented lag.
     search_lag: DurationOrZero | None = None
-
-
-class EscalationLevel(Strict):
-    """One level of the escalation chain, like a PagerDuty escalation policy's rule."""
-
-    tier: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # "L2": shown in tickets and metrics
-    role: str  # who this level reaches, as the requester is told ("senior engineer")
-    # How long after the level before it (the first: after the incident opened) nobody has
-    # worked the ticket; one duration, or one per priority.
-    after: DurationPerPriority
-    page: list[str] = []
-
-    def after_for(self, priority: str) -> float:
-        if isinstance(self.after, dict):
-            return self.after.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
-        return self.after
-
-
-class EscalationSection(Strict):
-    page_on_open: list[str] = []
-    # The tier of an incident nobody has escalated yet: the people page_on_open reaches.
-    first_tier: str = Field(default="L1", pattern=r"^[A-Za-z0-9_.-]+$")
-    ack_timeout: DurationPerPriority = Field(default_factory=lambda: dict(DEFAULT_ACK_TIMEOUTS))
-    page_on_escalation: list[str] = []
-    # Levels after the first page; unset: one level after ack_timeout paging page_on_escalation.
-    chain: list[EscalationLevel] = []
-    # How many more times the chain runs from its first level while nobody works the ticket.
-    repeat: int = Field(default=0, ge=0, le=10)
-    status_update_interval: Duration = 3600.0
-    poll_interval: Duration = 60.0
-    flap_threshold: int = Field(default=5, ge=2)
-    flap_window: Duration = 3600.0
-    flap_stable_after: Duration = 600.0
-
-    def ack_timeout_for(self, priority: str) -> float:
-        if isinstance(self.ack_timeout, dict):
-            return self.ack_timeout.get(priority, DEFAULT_ACK_TIMEOUTS[priority])
-        return self.ack_timeout
-
-    def tier_after(self, fired: int) -> str:
-        """The tier an incident has reached once ``fired`` levels of the chain have fired: the
-        furthest level reached (a repeated round does not go back down), ``first_tier``
-        before any."""
-        if fired <= 0:
-            return self.first_tier
-        levels = self.levels()
-        return levels[min(fired, len(levels)) - 1].tier
-
-    def levels(self) -> list[EscalationLevel]:
-        """The chain in force, the one-level default included."""
-        if self.chain:
-            return list(self.chain)
-        return [
-            EscalationLevel.model_construct(
-                tier="L2",
-                role="on-call manager",
-                after=self.ack_timeout,
-                page=self.page_on_escalation,
-            )
-        ]
+    # A ticket left waiting on the customer this long without a reply is closed by watchdesk
+    # (every backend that can report replies); None: the local backend's own key, else 7 days.
+    auto_close_after: Duration | None = None
 
 
 class MaintenanceSection(Strict):
@@ -389,6 +333,16 @@ class Config:
             clock=own.clock or clock,
             calendar=self.calendar_of(customer),
         )
+
+    @property
+    def auto_close_after(self) -> float:
+        """How long a pending ticket waits for the customer before watchdesk closes it:
+        ``[ticketing] auto_close_after``, else ``[ticketing.local] auto_close_after`` (where the
+        key was first), else 7 days."""
+        if self.ticketing.auto_close_after is not None:
+            return self.ticketing.auto_close_after
+        local = getattr(self.backend_settings, "auto_close_after", None)
+        return float(local) if isinstance(local, float) else DEFAULT_AUTO_CLOSE_AFTER
 
     def plan_of(self, customer: str | None) -> SlaSection | None:
         """The ``[sla.NAME]`` plan of a customer, if it has one."""

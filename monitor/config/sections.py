@@ -221,7 +221,7 @@ def parse_ticketing(
             problems.add(
                 ("ticketing", key),
                 f'unknown key "{key}"; known keys here: backend, on_recovery, request_timeout, '
-                "search_lag, and one [ticketing.BACKEND] table",
+                "search_lag, auto_close_after, and one [ticketing.BACKEND] table",
             )
     for key, value in raw.items():
         if isinstance(value, dict) and key not in BACKEND_SETTINGS:
@@ -248,6 +248,17 @@ def parse_ticketing(
         parsed = integration_settings(("ticketing", name), model, body or {}, problems)
         if name == section.backend:
             settings = parsed
+    local = raw.get("local")
+    if (
+        section.auto_close_after is not None
+        and isinstance(local, dict)
+        and "auto_close_after" in local
+    ):
+        problems.add(
+            ("ticketing", "local", "auto_close_after"),
+            "also set as [ticketing] auto_close_after, which now says it for every backend; "
+            "keep that one and remove this",
+        )
     return section, settings
 
 

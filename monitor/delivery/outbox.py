@@ -36,7 +36,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.actions import Action, AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
+from monitor.actions import (
+    Action,
+    AddNote,
+    CreateTicket,
+    ResolvePage,
+    SendPage,
+    SetStatus,
+    status_delivered,
+)
 from monitor.clock import Clock
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
@@ -330,6 +338,7 @@ class Outbox:
         else:
             await self.backend.set_status(ref, typed.status)
             crash_point("after_status_sent")
+            return Outcome(status_delivered(typed, self.clock.now()))
         return Outcome()
 
     async def _ticket_of(

@@ -4,7 +4,9 @@
   in business hours gets the ticket at once and the page at the next business-hours start
   (dropped if the incident ended meanwhile).
 - Working the ticket = assigned to someone, or its status left open, or a pager acknowledged.
-  The helpdesk is polled every ``poll_interval``, and once more when the deadline comes.
+  The helpdesk is polled every ``poll_interval``, and once more when the deadline comes
+  (``monitor.policy.watch``). A ticket that waits on the customer is not worked: its clocks
+  (escalation, response, resolution) stand still until it stops waiting.
 - Past ``ack_timeout`` (per priority, counted on the SLA's clock: business hours where the
   plan says so) with nobody on it: each level of the chain, its pagers, an internal note for
   the team and a public one for the requester.
@@ -27,15 +29,15 @@ from zoneinfo import ZoneInfo
 from monitor.actions import Action, AddNote, ResolvePage, SendPage
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
-from monitor.config.model import EscalationLevel
+from monitor.config.escalation import EscalationLevel
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
 from monitor.policy import texts
+from monitor.policy.followup import TicketFollowUp
 from monitor.policy.timeliness import Timeliness, deadline
+from monitor.policy.watch import TicketWatch
 from monitor.store import Incident, Store
-from ticketing.base import TicketRef
-from ticketing.errors import DeliveryError
 from ticketing.pagers.base import Page, PageReason
 
 log = logging.getLogger("watchdesk.policy")
@@ -58,12 +60,16 @@ class SupportPolicy:
         self.integrations = integrations
         self.notify = notify
         self._zone = ZoneInfo(config.agent.timezone)
-        self._last_poll: dict[int, float] = {}
-        # (incident, level, escalated at, priority, customer) -> due: see _escalation_due.
-        self._escalation_dues: dict[tuple[int, int, float | None, str, str | None], float] = {}
+        # (incident, level, escalated at, priority, customer, pauses) -> due: _escalation_due.
+        self._escalation_dues: dict[tuple[object, ...], float] = {}
         self.decisions = decisions
         self.metrics = metrics
         self.timeliness = Timeliness(lambda: self.config, self.metrics)
+        self.watch = TicketWatch(store, integrations, lambda: self.config, decisions)
+        # After recovery: the ticket waits on the customer, is reopened or closed.
+        self.follow_up = TicketFollowUp(
+            store, clock, lambda: self.config, self.watch, self.timeliness, notify, metrics
+        )
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -143,12 +149,11 @@ class SupportPolicy:
                     current = await self._still_open(incident.id)
                     if current is not None:
                         await self._status_update(current, target, now)
-            if incident.worked_at is None and self._next_level(incident) is not None:
-                await self._check_worked_or_escalate(incident, target, now)
-        still_open = await self.store.incidents(open_only=True)
-        self.timeliness.breaching(still_open, now)
-        open_ids = {i.id for i in still_open}
-        self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}
+            await self._follow(incident, target, now)
+        running = await self.store.watched_incidents()
+        self.timeliness.breaching(running, now)
+        self.watch.forget(incident.id for incident in running)
+        open_ids = {i.id for i in running if i.status == "open"}
         self._escalation_dues = {k: v for k, v in self._escalation_dues.items() if k[0] in open_ids}
 
     async def _still_open(self, incident_id: int) -> Incident | None:
@@ -217,6 +222,7 @@ class SupportPolicy:
             incident.escalated_at,
             incident.priority,
             incident.customer,
+            incident.pauses,
         )
         due = self._escalation_dues.get(key)
         if due is None:
@@ -227,7 +233,8 @@ class SupportPolicy:
                 else self._paged_at(incident)
             )
             policy = self.config.policy_for(incident.customer, incident.priority)
-            due = deadline(policy, since, level.after_for(incident.priority))
+            # None of the time the ticket waited on the customer counts.
+            due = deadline(policy, since, level.after_for(incident.priority), incident.pauses)
             self._escalation_dues[key] = due
         return due
 
@@ -241,27 +248,30 @@ class SupportPolicy:
         start = policy.calendar.next_open(incident.opened_at)
         return max(incident.opened_at, start) if start is not None else incident.opened_at
 
-    async def _check_worked_or_escalate(
-        self, incident: Incident, target: TargetConfig, now: float
-    ) -> None:
-        following = self._next_level(incident)
-        if following is None:
-            return
-        level, deadline = following
-        due_poll = (
-            now - self._last_poll.get(incident.id, 0.0) >= self.config.escalation.poll_interval
-        )
-        if due_poll or now >= deadline:
-            self._last_poll[incident.id] = now
-            who = await self._worked_by(incident)
-            if who is not None:
-                async with self.decisions:
-                    if await self._still_open(incident.id) is not None:
-                        await self.store.update_incident(incident.id, {"worked_at": now})
-                        self.timeliness.worked(incident, now)
-                log.info("incident %d is being worked (%s): no escalation", incident.id, who)
+    async def _follow(self, incident: Incident, target: TargetConfig, now: float) -> None:
+        """Ask the helpdesk when due (a pause of the clocks starts or ends, someone works the
+        ticket); escalate when the next level's deadline, moved by pauses, has come and
+        nobody works it."""
+        following = self._next_level(incident) if incident.worked_at is None else None
+        force = following is not None and now >= following[1]
+        if self.watch.due(incident, now, force):
+            info = await self.watch.read(incident, now)
+            if info is not None:
+                incident = await self.watch.follow_pause(incident, info, now)
+            if incident.status != "open":
                 return
-        if now < deadline:
+            if following is not None and incident.worked_at is None:
+                who = await self.watch.worked_by(incident, info)
+                if who is not None:
+                    async with self.decisions:
+                        current = await self._still_open(incident.id)
+                        if current is not None and current.worked_at is None:  # no ack since
+                            await self.store.update_incident(incident.id, {"worked_at": now})
+                            self.timeliness.worked(current, now)
+                    log.info("incident %d is being worked (%s): no escalation", incident.id, who)
+                    return
+                following = self._next_level(incident)
+        if following is None or now < following[1]:
             return
         async with self.decisions:
             current = await self._still_open(incident.id)
@@ -270,7 +280,7 @@ class SupportPolicy:
                 and current.worked_at is None
                 and current.escalation_level == incident.escalation_level
             ):
-                await self._escalate(current, target, level, now)
+                await self._escalate(current, target, following[0], now)
 
     async def _escalate(
         self, incident: Incident, target: TargetConfig, level: EscalationLevel, now: float
@@ -311,39 +321,6 @@ class SupportPolicy:
             extra={"fields": {"event": "escalated", "incident": incident.id, "tier": level.tier}},
         )
         self.notify()
-
-    async def _worked_by(self, incident: Incident) -> str | None:
-        """Who or what shows the ticket is being worked; None when nothing does (or we cannot
-        tell: an unreachable helpdesk is no sign that someone is on it)."""
-        if incident.ticket_id is not None:
-            try:
-                info = await self.integrations.current.backend.get(
-                    TicketRef(incident.ticket_id, incident.ticket_url)
-                )
-            except DeliveryError as error:
-                log.info(
-                    "cannot read ticket %s of incident %d: %s",
-                    incident.ticket_id,
-                    incident.id,
-                    error,
-                )
-            else:
-                if info.assignee:
-                    return f"assigned to {info.assignee}"
-                if info.status != "open":
-                    return f"ticket status {info.raw_status or info.status}"
-        for name in self.config.escalation.page_on_open:
-            pager = self.integrations.current.pagers.get(name)
-            if pager is None:
-                continue
-            try:
-                acknowledged = await pager.acknowledged(incident.dedup_key)
-            except DeliveryError as error:
-                log.info("cannot ask %s about incident %d: %s", name, incident.id, error)
-                continue
-            if acknowledged:
-                return f"acknowledged in {name}"
-        return None
 
     def _local(self, timestamp: float) -> str:
         return format_local(timestamp, self._zone)

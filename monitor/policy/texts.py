@@ -224,6 +224,31 @@ def flapping_note(
     )
 
 
+def in_words(seconds: float) -> str:
+    """A span as people say it: "7 days", "1 day", "12 hours", else like "90m"."""
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}" + ("s" if count != 1 else "")
+    return format_duration(seconds)
+
+
+def closing_note(config: Config, incident: Incident, after: float) -> str:
+    """For the requester: the ticket closes after ``after`` without their reply, and a reply
+    opens it again."""
+    zone = ZoneInfo(config.agent.timezone)
+    since = incident.pending_since or incident.resolved_at or incident.opened_at
+    return for_customer(
+        "auto_close",
+        config,
+        incident.customer,
+        target=incident.target,
+        after=in_words(after),
+        since=format_local(since, zone),
+        recovered_at=format_local(incident.resolved_at, zone) if incident.resolved_at else None,
+    )
+
+
 def escalation_note(config: Config, incident: Incident, role: str) -> str:
     """For the requester: their issue was escalated, and to whom (a role, never a person)."""
     return for_customer("escalation", config, incident.customer, target=incident.target, role=role)

@@ -192,18 +192,19 @@ def build_report(
 
 
 def _judge(config: Config, incident: Incident, until: float, sla: dict[str, SlaCompliance]) -> None:
-    """One incident's response and resolution against the targets it was opened under."""
+    """One incident's response and resolution against the targets it was opened under, none
+    of the time its ticket waited on the customer counted (as for the breach counters)."""
     targets = targets_of(config, incident)
     entry = sla.setdefault(incident.priority, SlaCompliance(incident.priority, targets.response))
     answered = incident.worked_at if incident.worked_at is not None else incident.resolved_at
-    due = targets.response_due(incident.opened_at)
+    due = targets.response_due(incident.opened_at, incident.pauses)
     if answered is not None or until >= due:
         entry.response_time_seconds = targets.response
         entry.response_targets = sorted({*entry.response_targets, targets.response})
         entry.incidents += 1
         entry.within += answered is not None and answered <= due
     resolved = incident.resolved_at
-    due = targets.resolution_due(incident.opened_at)
+    due = targets.resolution_due(incident.opened_at, incident.pauses)
     if resolved is not None or until >= due:
         entry.resolution_time_seconds = targets.resolution
         entry.resolution_targets = sorted({*entry.resolution_targets, targets.resolution})

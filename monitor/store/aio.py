@@ -202,6 +202,15 @@ class SqliteStore:
     async def notice(self, incident_id: int, customer: str) -> CustomerNotice | None:
         return await self._run(lambda db: db.notice(incident_id, customer))
 
+    async def watched_incidents(self) -> list[Incident]:
+        return await self._run(lambda db: db.watched_incidents())
+
+    async def pause_clocks(self, incident_id: int, at: float) -> bool:
+        return await self._run(lambda db: db.pause_clocks(incident_id, at))
+
+    async def resume_clocks(self, incident_id: int, at: float) -> bool:
+        return await self._run(lambda db: db.resume_clocks(incident_id, at))
+
     # ---- the outbox -----------------------------------------------------------------------
 
     async def actions_of(self, incident_id: int) -> list[OutboxAction]:

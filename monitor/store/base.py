@@ -143,6 +143,21 @@ class Store(Protocol):
 
     async def notice(self, incident_id: int, customer: str) -> CustomerNotice | None: ...
 
+    async def watched_incidents(self) -> list[Incident]:
+        """Open incidents, and resolved ones whose ticket is still followed (waiting on the
+        customer, resolved but not closed, reopened)."""
+        ...
+
+    async def pause_clocks(self, incident_id: int, at: float) -> bool:
+        """The incident's SLA clocks stop at ``at`` (the ticket waits on the customer); False
+        when they were stopped already."""
+        ...
+
+    async def resume_clocks(self, incident_id: int, at: float) -> bool:
+        """They run again from ``at``; False when they were running. Resolving an incident
+        (``update_incident`` with status resolved) ends its pause too."""
+        ...
+
     # ---- the outbox -----------------------------------------------------------------------
 
     async def actions_of(self, incident_id: int) -> list[OutboxAction]: ...

@@ -35,7 +35,21 @@ INCIDENT_COLUMNS = (
     "response_target",
     "resolution_target",
     "sla_clock",
+    "ticket_state",
+    "pending_since",
+    "reopened_at",
+    "reopens",
+    "reopen_worked_at",
+    "closed_at",
 )
+# What watchdesk knows of the ticket's life: "open" (the outage, or after recovery when it was
+# left open), "pending" (waiting on the customer since ``pending_since``), "resolved" (resolved
+# at recovery: a reply still reopens it), "reopened" (a customer replied: the SLA clocks run
+# again from ``reopened_at``), "settled" (resolved, no reply within auto_close_after: no longer
+# followed), "closed".
+FOLLOWED_TICKET_STATES = ("pending", "resolved", "reopened")
+# One pause of an incident's SLA clocks: (start, end), end None while it lasts.
+Pause = tuple[float, float | None]
 OUTBOX_COLUMNS = (
     "id",
     "incident_id",
@@ -98,17 +112,48 @@ class Incident:
     response_target: float | None = None
     resolution_target: float | None = None
     sla_clock: str | None = None
+    ticket_state: str = "open"  # see FOLLOWED_TICKET_STATES
+    pending_since: float | None = None
+    reopened_at: float | None = None
+    reopens: int = 0
+    reopen_worked_at: float | None = None
+    closed_at: float | None = None
+    # While the ticket waited on the customer during the outage, the SLA clocks stood still.
+    pauses: tuple[Pause, ...] = ()
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Incident:
+    def from_row(cls, row: tuple[Any, ...], pauses: tuple[Pause, ...] = ()) -> Incident:
         values = dict(zip(INCIDENT_COLUMNS, row, strict=True))
         values["flapping"] = bool(values["flapping"])
         values["affected"] = tuple(json.loads(values["affected"]))
-        return cls(**values)
+        return cls(**values, pauses=pauses)
+
+    @property
+    def reopened(self) -> bool:
+        """A customer's reply opened the ticket again: a new round of the SLA clocks runs."""
+        return self.ticket_state == "reopened"
+
+    @property
+    def clock_start(self) -> float:
+        """Where the SLA clocks of the current round start: the reply that reopened the
+        ticket, else the incident's opening."""
+        if self.reopened and self.reopened_at is not None:
+            return self.reopened_at
+        return self.opened_at
+
+    @property
+    def responded_at(self) -> float | None:
+        """When someone worked the ticket in the current round."""
+        return self.reopen_worked_at if self.reopened else self.worked_at
+
+    @property
+    def paused(self) -> bool:
+        return any(end is None for _, end in self.pauses)
 
     def as_json(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in INCIDENT_COLUMNS}
         data["affected"] = list(self.affected)
+        data["sla_pauses"] = [{"start": start, "end": end} for start, end in self.pauses]
         return data
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +61,13 @@ CREATE TABLE IF NOT EXISTS incidents (
     tier TEXT NOT NULL DEFAULT 'L1',
     response_target REAL,
     resolution_target REAL,
-    sla_clock TEXT
+    sla_clock TEXT,
+    ticket_state TEXT NOT NULL DEFAULT 'open',
+    pending_since REAL,
+    reopened_at REAL,
+    reopens INTEGER NOT NULL DEFAULT 0,
+    reopen_worked_at REAL,
+    closed_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -118,6 +124,13 @@ CREATE TABLE IF NOT EXISTS reports_sent (
     recipients TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (report, period_start, period_end)
 );
+CREATE TABLE IF NOT EXISTS sla_pauses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS sla_pauses_by_incident ON sla_pauses (incident_id);
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
@@ -179,6 +192,32 @@ def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: st
         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
+def _migrate_ticket_follow_up(db: sqlite3.Connection) -> None:
+    """Version 8: the ticket's life after recovery (waiting on the customer, reopened, closed)
+    and the SLA clocks' pauses (their table is in SCHEMA). A resolved incident whose pending or
+    resolved status was delivered is followed from that delivery, as if this version had
+    delivered it: its ticket is closed after ``auto_close_after`` without a reply, or reopened
+    by one."""
+    for column, declaration in (
+        ("ticket_state", "TEXT NOT NULL DEFAULT 'open'"),
+        ("pending_since", "REAL"),
+        ("reopened_at", "REAL"),
+        ("reopens", "INTEGER NOT NULL DEFAULT 0"),
+        ("reopen_worked_at", "REAL"),
+        ("closed_at", "REAL"),
+    ):
+        _add_column(db, "incidents", column, declaration)
+    db.execute(
+        "UPDATE incidents SET (ticket_state, pending_since) = (SELECT"
+        " json_extract(o.payload, '$.status'), o.done_at FROM outbox o"
+        " WHERE o.incident_id = incidents.id AND o.channel = 'ticket' AND o.notice IS NULL"
+        " AND o.operation = 'status' AND o.state = 'done' ORDER BY o.id DESC LIMIT 1)"
+        " WHERE status = 'resolved' AND ticket_state = 'open' AND EXISTS (SELECT 1 FROM outbox o"
+        " WHERE o.incident_id = incidents.id AND o.channel = 'ticket' AND o.notice IS NULL"
+        " AND o.operation = 'status' AND o.state = 'done')"
+    )
+
+
 def stored_version(db: sqlite3.Connection) -> int | None:
     """The schema version of the file: ``PRAGMA user_version`` (from version 3 on), else the
     ``meta`` row versions 1 and 2 kept; None for a new file."""
@@ -231,6 +270,8 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute(
             "UPDATE incidents SET tier = 'L' || (escalation_level + 1) WHERE escalation_level > 0"
         )
+    if version < 8:
+        _migrate_ticket_follow_up(db)
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")

@@ -43,7 +43,9 @@ from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
 from monitor.store.notices import NoticeQueries
 from monitor.store.outbox import OutboxQueries
+from monitor.store.pauses import PauseQueries
 from monitor.store.records import (
+    FOLLOWED_TICKET_STATES,
     INCIDENT_COLUMNS,
     Incident,
     StoredTransition,
@@ -62,7 +64,7 @@ from monitor.store.schema import (
 FILE_NAME = "watchdesk.sqlite3"
 
 
-class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries):
+class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries):
     """Thread-safe access to the SQLite file; every method is one short transaction.
 
     ``check_same_thread=True`` makes the connection refuse any other thread than the one that
@@ -336,9 +338,12 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries):
         transition: Transition | None = None,
     ) -> None:
         """Change an incident and queue its next actions in one transaction, with the target
-        state (and the transition) that caused it, if any."""
+        state (and the transition) that caused it, if any. Resolving it ends a pause of its
+        clocks."""
         with self._transaction() as db:
             self._write_state(db, state, transition)
+            if changes.get("status") == "resolved":
+                self._end_pauses(db, incident_id, changes.get("resolved_at") or now)
             if changes:
                 values = [json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()]
                 db.execute(
@@ -358,19 +363,28 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries):
                 self._enqueue(db, incident_id, list(actions), now)
 
     def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
-        query = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents"
-        if open_only:
-            query += " WHERE status = 'open'"
-        query += " ORDER BY id DESC"
+        where = " WHERE status = 'open'" if open_only else ""
+        return self._incidents(where, limit)
+
+    def watched_incidents(self) -> list[Incident]:
+        """Open incidents, and resolved ones whose ticket watchdesk still follows (waiting on
+        the customer, resolved but not closed, or reopened by a reply)."""
+        states = ", ".join(f"'{state}'" for state in FOLLOWED_TICKET_STATES)
+        return self._incidents(f" WHERE status = 'open' OR ticket_state IN ({states})")
+
+    def _incidents(self, where: str, limit: int | None = None) -> list[Incident]:
+        query = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents{where} ORDER BY id DESC"
         if limit:
             query += f" LIMIT {int(limit)}"
         with self._lock:
             rows = self._db.execute(query).fetchall()
-        return [Incident.from_row(row) for row in rows]
+            pauses = self._pauses_of(row[0] for row in rows)
+        return [Incident.from_row(row, pauses.get(row[0], ())) for row in rows]
 
     def incident(self, incident_id: int) -> Incident | None:
         with self._lock:
             row = self._db.execute(
                 f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
             ).fetchone()
-        return Incident.from_row(row) if row else None
+            pauses = self._pauses_of([incident_id]) if row else {}
+        return Incident.from_row(row, pauses.get(incident_id, ())) if row else None

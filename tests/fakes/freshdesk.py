@@ -15,7 +15,12 @@ Standalone, for a test that runs the agent in another process::
     curl localhost:8501/_fake/state                       # tickets, notes, contacts, requests
     curl -XPOST localhost:8501/_fake/fail -d '{"route": "create", "kind": "429", "retry_after": 7}'
     curl -XPOST localhost:8501/_fake/tickets/1 -d '{"responder_id": 42}'   # an agent takes it
+    curl -XPOST localhost:8501/_fake/tickets/1/reply -d '{"body": "still broken", "at": 1.8e9}'
     curl -XPOST localhost:8501/_fake/reset
+
+``customer_reply(ticket_id, body, at=None)`` (or ``POST /_fake/tickets/{id}/reply``) is the
+requester writing back (``at``: epoch seconds it carries, default now), as each helpdesk
+records it.
 
 Scripted failures (``fail_next(route, kind, count=1, retry_after=None, status=None,
 delay=None)``), taken in order per route; route ``"*"`` matches any route:
@@ -93,6 +98,13 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_at(at: float | None) -> str:
+    """``at`` (epoch seconds; None: now) as ``2026-11-24T10:00:00Z``."""
+    return (
+        now_iso() if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+
+
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     """(user, password) from an ``Authorization: Basic`` header, or None."""
     header = request.headers.get("Authorization", "")
@@ -166,6 +178,10 @@ class FakeService:
 
     def agent_update(self, ticket_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """What a person does in the helpdesk (assign, change status): merged into the ticket."""
+        raise NotImplementedError
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """The requester writes back on the ticket, at ``at`` (epoch seconds; None: now)."""
         raise NotImplementedError
 
     # --- scripting -------------------------------------------------------------------------
@@ -308,6 +324,7 @@ class FakeService:
         app.router.add_post("/_fake/outage", self._control_outage)
         app.router.add_post("/_fake/reset", self._control_reset)
         app.router.add_post("/_fake/tickets/{id}", self._control_ticket)
+        app.router.add_post("/_fake/tickets/{id}/reply", self._control_reply)
         return app
 
     async def _control_state(self, request: web.Request) -> web.Response:
@@ -347,6 +364,14 @@ class FakeService:
         except KeyError:
             return web.json_response({"error": "no such ticket"}, status=404)
         return web.json_response(ticket)
+
+    async def _control_reply(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        try:
+            self.customer_reply(request.match_info["id"], str(spec["body"]), spec.get("at"))
+        except KeyError:
+            return web.json_response({"error": "no such ticket"}, status=404)
+        return web.json_response({"ok": True})
 
     async def start(self) -> str:
         """Listen on ``host:port`` (0: any free port); return the base URL."""
@@ -461,7 +486,8 @@ def fd_one_of(values: Sequence[object]) -> str:
 
 class FreshdeskFake(FakeService):
     service = "freshdesk"
-    ROUTES = frozenset({"create", "search", "get", "update", "note", "reply"})
+    ROUTES = frozenset({"create", "search", "get", "update", "note", "reply", "conversations"})
+    AGENT_ID = 1  # the API key's agent: the author of our notes and replies
 
     def __init__(
         self,
@@ -483,6 +509,10 @@ class FreshdeskFake(FakeService):
         self._ids = itertools.count(1)
         self._note_ids = itertools.count(1001)
         self._contact_ids = itertools.count(5001)
+        # As Freshdesk does by default: a requester's reply moves a pending or resolved ticket
+        # back to Open.
+        self.reopen_on_reply = True
+        self.stats: dict[int, dict[str, Any]] = defaultdict(dict)
 
     # --- the wire ------------------------------------------------------------------------
 
@@ -493,6 +523,13 @@ class FreshdeskFake(FakeService):
         self.route(app, "PUT", r"/api/v2/tickets/{id:\d+}", "update", self._update)
         self.route(app, "POST", r"/api/v2/tickets/{id:\d+}/notes", "note", self._note)
         self.route(app, "POST", r"/api/v2/tickets/{id:\d+}/reply", "reply", self._reply)
+        self.route(
+            app,
+            "GET",
+            r"/api/v2/tickets/{id:\d+}/conversations",
+            "conversations",
+            self._conversations,
+        )
 
     def authorized(self, request: web.Request) -> bool:
         credentials = basic_credentials(request)
@@ -674,7 +711,41 @@ class FreshdeskFake(FakeService):
         ticket = self.tickets.get(int(request.match_info["id"]))
         if ticket is None:
             return self._not_found()
-        return web.json_response(self._public(ticket))
+        answer = self._public(ticket)
+        include = request.query.get("include", "")
+        if "stats" in include.split(","):
+            answer["stats"] = self._stats(ticket)
+        return web.json_response(answer)
+
+    def _stats(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        """``include=stats``: the requester's and the agents' last replies, from the
+        conversations, and when the status last changed."""
+        conversations = self.notes[ticket["id"]]
+        requester = [c for c in conversations if c["incoming"] and not c["private"]]
+        agents = [c for c in conversations if c["kind"] == "reply"]
+        return {
+            "requester_responded_at": requester[-1]["created_at"] if requester else None,
+            "agent_responded_at": agents[-1]["created_at"] if agents else None,
+            "first_responded_at": agents[0]["created_at"] if agents else None,
+            "status_updated_at": self.stats[ticket["id"]].get("status_updated_at"),
+            "pending_since": self.stats[ticket["id"]].get("pending_since"),
+            "resolved_at": None,
+            "closed_at": None,
+            "reopened_at": self.stats[ticket["id"]].get("reopened_at"),
+        }
+
+    async def _conversations(self, request: web.Request, body: Json) -> web.Response:
+        ticket_id = int(request.match_info["id"])
+        if ticket_id not in self.tickets:
+            return self._not_found()
+        per_page = min(100, int(request.query.get("per_page", "30")))
+        page = int(request.query.get("page", "1"))
+        listed = self.notes[ticket_id][(page - 1) * per_page : page * per_page]
+        return web.json_response([self._conversation_view(c) for c in listed])
+
+    @staticmethod
+    def _conversation_view(entry: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in entry.items() if k != "kind"}
 
     async def _update(self, request: web.Request, body: Json) -> web.Response:
         ticket = self.tickets.get(int(request.match_info["id"]))
@@ -685,9 +756,20 @@ class FreshdeskFake(FakeService):
             errors = self._check_ticket_values(body, creating=False)
         if errors:
             return self._invalid(errors)
+        self._set_status(ticket, body.get("status"))
         ticket.update(body)
         ticket["updated_at"] = now_iso()
         return web.json_response(self._public(ticket))
+
+    def _set_status(self, ticket: dict[str, Any], status: Any, at: float | None = None) -> None:
+        if status is None or status == ticket["status"]:
+            return
+        stats = self.stats[ticket["id"]]
+        stats["status_updated_at"] = iso_at(at)
+        stats["pending_since"] = iso_at(at) if status == 3 else None
+        if status == 2 and ticket["status"] in (3, 4, 5):
+            stats["reopened_at"] = iso_at(at)
+        ticket["status"] = status
 
     def _check_body(self, body: Json, allowed: frozenset[str]) -> list[dict[str, str]]:
         errors = self._check_fields(body, allowed)
@@ -701,7 +783,14 @@ class FreshdeskFake(FakeService):
             return [fd_error("private", "It should be a/an Boolean", "datatype_mismatch")]
         return []
 
-    def _conversation(self, ticket_id: int, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _conversation(
+        self,
+        ticket_id: int,
+        kind: str,
+        body: dict[str, Any],
+        user_id: int = AGENT_ID,
+        at: float | None = None,
+    ) -> dict[str, Any]:
         entry = {
             "id": next(self._note_ids),
             "ticket_id": ticket_id,
@@ -710,7 +799,10 @@ class FreshdeskFake(FakeService):
             "body_text": re.sub(r"<[^>]+>", " ", body["body"]).strip(),
             "private": bool(body.get("private", True)) if kind == "note" else False,
             "incoming": bool(body.get("incoming", False)),
-            "created_at": now_iso(),
+            # 0 reply, 2 note (Freshdesk's conversation sources)
+            "source": 2 if kind == "note" else 0,
+            "user_id": user_id,
+            "created_at": iso_at(at),
         }
         self.notes[ticket_id].append(entry)
         self.tickets[ticket_id]["updated_at"] = entry["created_at"]
@@ -738,9 +830,24 @@ class FreshdeskFake(FakeService):
 
     def agent_update(self, ticket_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         ticket = self.tickets[int(ticket_id)]
+        self._set_status(ticket, changes.get("status"))
         ticket.update(changes)
         ticket["updated_at"] = now_iso()
         return self._public(ticket)
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """An e-mail from the requester: an incoming conversation by them; a pending or
+        resolved ticket goes back to Open (``reopen_on_reply``)."""
+        ticket = self.tickets[int(ticket_id)]
+        self._conversation(
+            ticket["id"],
+            "customer_reply",
+            {"body": body, "incoming": True},
+            user_id=ticket["requester_id"],
+            at=at,
+        )
+        if self.reopen_on_reply and ticket["status"] in (3, 4):
+            self._set_status(ticket, 2, at)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -755,6 +862,7 @@ class FreshdeskFake(FakeService):
         self.tickets.clear()
         self.notes.clear()
         self.contacts.clear()
+        self.stats.clear()
         self._indexed_at.clear()
         self._ids = itertools.count(1)
 

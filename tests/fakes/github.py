@@ -3,8 +3,13 @@
 /_fake/ control plane).
 
 Routes: ``create`` / ``list`` (POST / GET /repos/{owner}/{repo}/issues), ``get`` / ``update``
-(GET / PATCH .../issues/{number}), ``comment`` (POST .../issues/{number}/comments), ``labels``
-(POST .../issues/{number}/labels).
+(GET / PATCH .../issues/{number}), ``comment`` / ``comments`` (POST / GET
+.../issues/{number}/comments, the list with ``since``: comments updated at or after it),
+``labels`` (POST .../issues/{number}/labels), ``unlabel`` (DELETE .../labels/{name}, 404
+"Label does not exist" when the issue does not carry it).
+
+Our issues and comments are by the token's account, ``watchdesk-bot``; ``customer_reply`` is a
+comment by another user (``customer-jane``), as a customer writes on GitHub.
 
 What it checks, as GitHub does (https://docs.github.com/en/rest/issues): a Bearer (or
 ``token``) credential (401 ``{"message": "Bad credentials", "documentation_url", "status"}``);
@@ -34,12 +39,13 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.freshdesk import FakeService, Json, now_iso, phrase, serve_forever
+from tests.fakes.freshdesk import FakeService, Json, iso_at, now_iso, phrase, serve_forever
 
 DOCS = "https://docs.github.com/rest"
 GH_STATES = ("open", "closed")
 GH_STATE_REASONS = ("completed", "not_planned", "reopened", "duplicate", None)
-WRITES = frozenset({"create", "update", "comment", "labels"})
+WRITES = frozenset({"create", "update", "comment", "labels", "unlabel"})
+BOT = {"login": "watchdesk-bot", "id": 1, "type": "User"}
 
 
 def gh_message(message: str, status: int, docs: str = DOCS, **extra: Any) -> web.Response:
@@ -69,7 +75,9 @@ def gh_invalid(*errors: dict[str, Any]) -> web.Response:
 
 class GitHubFake(FakeService):
     service = "github"
-    ROUTES = frozenset({"create", "list", "get", "update", "comment", "labels"})
+    ROUTES = frozenset(
+        {"create", "list", "get", "update", "comment", "comments", "labels", "unlabel"}
+    )
 
     def __init__(
         self,
@@ -104,7 +112,9 @@ class GitHubFake(FakeService):
         self.route(app, "GET", issue, "get", self._get)
         self.route(app, "PATCH", issue, "update", self._update)
         self.route(app, "POST", issue + "/comments", "comment", self._comment)
+        self.route(app, "GET", issue + "/comments", "comments", self._comments)
         self.route(app, "POST", issue + "/labels", "labels", self._add_labels)
+        self.route(app, "DELETE", issue + "/labels/{name}", "unlabel", self._remove_label)
 
     def _token(self, request: web.Request) -> str | None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -220,7 +230,7 @@ class GitHubFake(FakeService):
             "state_reason": None,
             "labels": list(dict.fromkeys(labels)),
             "assignees": [],
-            "user": {"login": "watchdesk-bot", "id": 1},
+            "user": dict(BOT),
             "created_at": stamp,
             "updated_at": stamp,
             "closed_at": None,
@@ -315,15 +325,54 @@ class GitHubFake(FakeService):
             return gh_invalid(
                 {"resource": "IssueComment", "code": "missing_field", "field": "body"}
             )
+        comment = self._new_comment(number, text, dict(BOT), "OWNER", None)
+        return web.json_response(comment, status=201)
+
+    def _new_comment(
+        self, number: int, text: str, user: dict[str, Any], association: str, at: float | None
+    ) -> dict[str, Any]:
+        stamp = iso_at(at)
         comment = {
             "id": next(self._ids),
             "body": text,
-            "user": {"login": "watchdesk-bot", "id": 1},
+            "user": user,
+            "author_association": association,
             "html_url": f"{self.url}/{self.repository}/issues/{number}#issuecomment-1",
-            "created_at": now_iso(),
+            "created_at": stamp,
+            "updated_at": stamp,
         }
         self.comments[number].append(comment)
-        return web.json_response(comment, status=201)
+        return comment
+
+    async def _comments(self, request: web.Request, body: Json) -> web.Response:
+        refused = self._refused(request, "comments")
+        if refused is not None:
+            return refused
+        number = int(request.match_info["number"])
+        if number not in self.issues:
+            return gh_message("Not Found", 404)
+        since = request.query.get("since", "")
+        listed = [c for c in self.comments[number] if c["updated_at"] >= since]
+        per_page = int(request.query.get("per_page", "30"))
+        return web.json_response(listed[:per_page])
+
+    async def _remove_label(self, request: web.Request, body: Json) -> web.Response:
+        refused = self._refused(request, "unlabel")
+        if refused is not None:
+            return refused
+        issue = self.issues.get(int(request.match_info["number"]))
+        if issue is None:
+            return gh_message("Not Found", 404)
+        name = request.match_info["name"]
+        if name not in issue["labels"]:
+            return gh_message("Label does not exist", 404)
+        issue["labels"] = [n for n in issue["labels"] if n != name]
+        return web.json_response([self._label(n) for n in issue["labels"]])
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """A comment by a customer's GitHub account on issue number ``ticket_id``."""
+        user = {"login": "customer-jane", "id": 42, "type": "User"}
+        self._new_comment(int(ticket_id), body, user, "NONE", at)
 
     async def _add_labels(self, request: web.Request, body: Json) -> web.Response:
         refused = self._refused(request, "labels")

@@ -3,8 +3,13 @@ listens; see ``tests.fakes.freshdesk`` for the shared machinery (``start``/``sto
 ``fail_next``, the /_fake/ control plane).
 
 Routes: ``create`` (POST /rest/api/3/issue), ``search`` (GET/POST /rest/api/3/search/jql),
-``get`` (GET /rest/api/3/issue/{key}), ``comment`` (POST .../comment), ``transitions`` (GET
+``get`` (GET /rest/api/3/issue/{key}), ``comment`` (POST .../comment), ``comments`` (GET
+.../comment, with ``orderBy`` ``created``/``-created`` and ``maxResults``), ``transitions`` (GET
 .../transitions), ``transition`` (POST .../transitions).
+
+Comments carry their ``author`` (``accountId``, ``accountType``, ``displayName``): ours are the
+API token's account (``atlassian``); ``customer_reply`` is a portal customer's (``customer``), as
+Jira Service Management records them. No automation moves the issue on a customer's comment.
 
 What it checks, as Jira does (https://developer.atlassian.com/cloud/jira/platform/rest/v3/):
 basic auth as e-mail + API token (401 ``{"errorMessages": [...], "errors": {}}``); the project;
@@ -27,11 +32,15 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.freshdesk import FakeService, Json, basic_credentials, now_iso, serve_forever
+
+BOT = {"accountId": "557058:watchdesk-bot", "accountType": "atlassian", "displayName": "watchdesk"}
+CUSTOMER = {"accountId": "qm:customer-1", "accountType": "customer", "displayName": "Jane Customer"}
 
 JIRA_PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
 JIRA_ISSUE_TYPES = ("Task", "Bug", "Story", "Incident")
@@ -51,6 +60,12 @@ JIRA_TRANSITIONS: dict[str, str] = {
 }
 _JQL_CLAUSE = re.compile(r'^\s*(project|labels)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z0-9_-]+))\s*$')
 _JQL_ORDER = re.compile(r"\s+ORDER\s+BY\s+created(?:\s+(ASC|DESC))?\s*$", re.IGNORECASE)
+
+
+def jira_time(at: float | None) -> str:
+    """Jira's timestamps: ``2026-11-24T10:00:00.000+0000``."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def jira_errors(errors: dict[str, str], status: int = 400) -> web.Response:
@@ -90,7 +105,9 @@ def adf_text(value: dict[str, Any]) -> str:
 
 class JiraFake(FakeService):
     service = "jira"
-    ROUTES = frozenset({"create", "search", "get", "comment", "transitions", "transition"})
+    ROUTES = frozenset(
+        {"create", "search", "get", "comment", "comments", "transitions", "transition"}
+    )
 
     def __init__(
         self,
@@ -120,6 +137,7 @@ class JiraFake(FakeService):
         self.route(app, "POST", "/rest/api/3/search/jql", "search", self._search)
         self.route(app, "GET", issue, "get", self._get)
         self.route(app, "POST", issue + "/comment", "comment", self._comment)
+        self.route(app, "GET", issue + "/comment", "comments", self._comments)
         self.route(app, "GET", issue + "/transitions", "transitions", self._transitions)
         self.route(app, "POST", issue + "/transitions", "transition", self._transition)
 
@@ -317,10 +335,49 @@ class JiraFake(FakeService):
                 for p in properties
                 if isinstance(p, dict)
             ),
-            "created": now_iso(),
+            "author": dict(BOT),
+            "created": jira_time(None),
         }
         self.comments[issue["key"]].append(comment)
         return web.json_response(comment, status=201)
+
+    async def _comments(self, request: web.Request, body: Json) -> web.Response:
+        issue = self._issue(request)
+        if issue is None:
+            return self._not_found()
+        comments = list(self.comments[issue["key"]])
+        if request.query.get("orderBy", "created") == "-created":
+            comments.reverse()
+        limit = int(request.query.get("maxResults", "5000"))
+        return web.json_response(
+            {
+                "comments": comments[:limit],
+                "startAt": 0,
+                "maxResults": limit,
+                "total": len(comments),
+            }
+        )
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """A portal customer's comment on issue ``ticket_id`` (its key)."""
+        issue = self.issues[ticket_id]
+        content = {
+            "type": "doc",
+            "version": 1,
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": body}]}],
+        }
+        self.comments[issue["key"]].append(
+            {
+                "id": str(next(self._comment_ids)),
+                "body": content,
+                "text": body,
+                "properties": [],
+                "internal": False,
+                "author": dict(CUSTOMER),
+                "jsdPublic": True,
+                "created": jira_time(at),
+            }
+        )
 
     def _offered(self, issue: dict[str, Any]) -> list[dict[str, Any]]:
         current = issue["fields"]["status"]["name"]

@@ -4,7 +4,14 @@
 
 Routes: ``create`` (POST /api/now/table/incident), ``list`` (GET /api/now/table/incident with
 ``sysparm_query``, ``sysparm_limit``, ``sysparm_fields``), ``get`` / ``update`` (GET and
-PATCH or PUT /api/now/table/incident/{sys_id}).
+PATCH or PUT /api/now/table/incident/{sys_id}), ``journal`` (GET
+/api/now/table/sys_journal_field, the journal entries: ``element_id``, ``element``, ``value``,
+``sys_created_on`` as ``YYYY-MM-DD HH:MM:SS`` UTC, ``sys_created_by`` the user name).
+
+Encoded queries take ``field=value``, ``field>value`` / ``<`` (compared as strings, as
+ServiceNow's date-times compare), ``ORDERBY``/``ORDERBYDESC``. ``sysparm_fields`` may dot-walk
+``caller_id.user_name`` (users from ``add_user``). ``customer_reply`` is an additional comment
+written by the incident's caller; no business rule moves the state on it.
 
 What it does, as the Table API does
 (https://docs.servicenow.com/bundle/utah-api-reference/page/integrate/inbound-rest/concept/c_TableAPI.html):
@@ -24,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -80,6 +89,15 @@ def sn_error(message: str, detail: str | None, status: int) -> web.Response:
     )
 
 
+_CONDITION = re.compile(r"^([A-Za-z0-9_.]+)(>=|<=|!=|=|>|<)(.*)$")
+
+
+def sn_time(at: float | None) -> str:
+    """ServiceNow's date-time: ``2026-11-24 10:00:00`` in UTC."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def split_query(query: str) -> list[str]:
     """An encoded query's conditions: split on "^", where "^^" is a literal caret."""
     parts = query.replace("^^", "\0").split("^")
@@ -90,9 +108,21 @@ def _sort_key(field: str, record: dict[str, Any]) -> str:
     return str(record.get(field, ""))
 
 
+def _holds(record: dict[str, Any], field: str, operator: str, value: str) -> bool:
+    have = str(record.get(field, ""))
+    return {
+        "=": have == value,
+        "!=": have != value,
+        ">": have > value,
+        "<": have < value,
+        ">=": have >= value,
+        "<=": have <= value,
+    }[operator]
+
+
 class ServiceNowFake(FakeService):
     service = "servicenow"
-    ROUTES = frozenset({"create", "list", "get", "update"})
+    ROUTES = frozenset({"create", "list", "get", "update", "journal"})
 
     def __init__(
         self,
@@ -107,6 +137,7 @@ class ServiceNowFake(FakeService):
         self.password = password
         self.tickets: dict[str, dict[str, Any]] = {}  # sys_id -> incident record
         self.journal: dict[str, list[dict[str, str]]] = defaultdict(list)
+        self.users: dict[str, str] = {}  # sys_id -> user_name
         self._numbers = itertools.count(10001)
 
     # --- the wire ------------------------------------------------------------------------
@@ -118,6 +149,7 @@ class ServiceNowFake(FakeService):
         self.route(app, "GET", table + "/{sys_id}", "get", self._get)
         self.route(app, "PATCH", table + "/{sys_id}", "update", self._update)
         self.route(app, "PUT", table + "/{sys_id}", "update", self._update)
+        self.route(app, "GET", "/api/now/table/sys_journal_field", "journal", self._journal)
 
     def authorized(self, request: web.Request) -> bool:
         return basic_credentials(request) == (self.username, self.password)
@@ -146,6 +178,8 @@ class ServiceNowFake(FakeService):
         out: dict[str, Any] = {}
         for name in keep:
             value = record.get(name, "")
+            if name == "caller_id.user_name":
+                value = self.users.get(str(record.get("caller_id", "")), "")
             if links and name in SN_REFERENCES and value:
                 value = {"link": f"{self.url}/api/now/table/sys_user/{value}", "value": value}
             out[name] = value
@@ -174,10 +208,23 @@ class ServiceNowFake(FakeService):
         for element in SN_JOURNAL:
             value = body.get(element)
             if value:
-                self.journal[record["sys_id"]].append(
-                    {"element": element, "value": str(value), "sys_created_on": now_iso()}
-                )
+                self._journal_entry(record["sys_id"], element, str(value), self.username, None)
         return None
+
+    def _journal_entry(
+        self, sys_id: str, element: str, value: str, by: str, at: float | None
+    ) -> None:
+        self.journal[sys_id].append(
+            {
+                "sys_id": uuid.uuid4().hex,
+                "name": "incident",
+                "element_id": sys_id,
+                "element": element,
+                "value": value,
+                "sys_created_on": sn_time(at),
+                "sys_created_by": by,
+            }
+        )
 
     # --- handlers ------------------------------------------------------------------------
 
@@ -208,16 +255,22 @@ class ServiceNowFake(FakeService):
         return response
 
     async def _list(self, request: web.Request, body: Json) -> web.Response:
-        records = list(self.tickets.values())
+        return self._query(list(self.tickets.values()), request)
+
+    async def _journal(self, request: web.Request, body: Json) -> web.Response:
+        entries = [entry for entries in self.journal.values() for entry in entries]
+        return self._query(entries, request)
+
+    def _query(self, records: list[dict[str, Any]], request: web.Request) -> web.Response:
+        """A table read: ``sysparm_query`` conditions and order, ``sysparm_limit``."""
         order: list[tuple[str, bool]] = []
         for condition in split_query(request.query.get("sysparm_query", "")):
             if condition.startswith("ORDERBYDESC"):
                 order.append((condition[len("ORDERBYDESC") :], True))
             elif condition.startswith("ORDERBY"):
                 order.append((condition[len("ORDERBY") :], False))
-            elif "=" in condition:
-                field, _, value = condition.partition("=")
-                records = [r for r in records if str(r.get(field, "")) == value]
+            elif match := _CONDITION.match(condition):
+                records = [r for r in records if _holds(r, *match.groups())]
             else:
                 return sn_error("Invalid query", f"Unsupported condition: {condition}", 400)
         for field, descending in reversed(order):
@@ -254,6 +307,18 @@ class ServiceNowFake(FakeService):
         record = self.tickets[ticket_id]
         record.update({k: str(v) for k, v in changes.items()})
         return dict(record)
+
+    def add_user(self, user_name: str) -> str:
+        """A sys_user (a caller); returns its sys_id."""
+        sys_id = uuid.uuid4().hex
+        self.users[sys_id] = user_name
+        return sys_id
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """An additional comment by the incident's caller (``customer`` without one)."""
+        record = self.tickets[ticket_id]
+        caller = self.users.get(str(record.get("caller_id", "")), "customer")
+        self._journal_entry(ticket_id, "comments", body, caller, at)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,11 @@
 the shared machinery (``start``/``stop``, ``fail_next``, the /_fake/ control plane).
 
 Routes: ``create`` (POST /api/v2/tickets.json), ``list`` (GET /api/v2/tickets.json, with
-``external_id``), ``get`` / ``update`` (GET / PUT /api/v2/tickets/{id}.json).
+``external_id``), ``get`` / ``update`` (GET / PUT /api/v2/tickets/{id}.json), ``comments``
+(GET /api/v2/tickets/{id}/comments.json, with ``sort_order`` asc/desc and ``per_page``).
+
+``customer_reply`` is a public comment by the ticket's requester; as Zendesk does, it moves a
+pending or solved ticket back to open.
 
 What it checks, as Zendesk does
 (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/): basic auth as
@@ -27,7 +31,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.freshdesk import FakeService, Json, basic_credentials, now_iso, serve_forever
+from tests.fakes.freshdesk import (
+    FakeService,
+    Json,
+    basic_credentials,
+    iso_at,
+    now_iso,
+    serve_forever,
+)
 
 ZD_PRIORITIES = ("urgent", "high", "normal", "low")
 ZD_STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
@@ -41,7 +52,7 @@ def zd_detail(field: str, description: str, error: str = "InvalidValue") -> dict
 
 class ZendeskFake(FakeService):
     service = "zendesk"
-    ROUTES = frozenset({"create", "list", "get", "update"})
+    ROUTES = frozenset({"create", "list", "get", "update", "comments"})
 
     def __init__(
         self,
@@ -68,6 +79,9 @@ class ZendeskFake(FakeService):
         self.route(app, "GET", "/api/v2/tickets.json", "list", self._list)
         self.route(app, "GET", r"/api/v2/tickets/{id:\d+}.json", "get", self._get)
         self.route(app, "PUT", r"/api/v2/tickets/{id:\d+}.json", "update", self._update)
+        self.route(
+            app, "GET", r"/api/v2/tickets/{id:\d+}/comments.json", "comments", self._comments
+        )
 
     def authorized(self, request: web.Request) -> bool:
         return basic_credentials(request) == (f"{self.email}/token", self.token)
@@ -155,7 +169,9 @@ class ZendeskFake(FakeService):
         }
         return user_id
 
-    def _add_comment(self, ticket_id: int, comment: dict[str, Any], author_id: int) -> None:
+    def _add_comment(
+        self, ticket_id: int, comment: dict[str, Any], author_id: int, at: float | None = None
+    ) -> None:
         self.comments[ticket_id].append(
             {
                 "id": next(self._comment_ids),
@@ -163,7 +179,7 @@ class ZendeskFake(FakeService):
                 "author_id": author_id,
                 "body": comment.get("body") or comment.get("html_body"),
                 "public": bool(comment.get("public", True)),
-                "created_at": now_iso(),
+                "created_at": iso_at(at),
             }
         )
 
@@ -226,6 +242,23 @@ class ZendeskFake(FakeService):
             return self._not_found()
         return web.json_response({"ticket": self._public(ticket)})
 
+    async def _comments(self, request: web.Request, body: Json) -> web.Response:
+        ticket_id = int(request.match_info["id"])
+        if ticket_id not in self.tickets:
+            return self._not_found()
+        comments = list(self.comments[ticket_id])
+        if request.query.get("sort_order", "asc") == "desc":
+            comments.reverse()
+        per_page = min(100, int(request.query.get("per_page", "100")))
+        return web.json_response(
+            {
+                "comments": comments[:per_page],
+                "next_page": None,
+                "previous_page": None,
+                "count": len(comments),
+            }
+        )
+
     async def _update(self, request: web.Request, body: Json) -> web.Response:
         ticket_id = int(request.match_info["id"])
         stored = self.tickets.get(ticket_id)
@@ -270,6 +303,14 @@ class ZendeskFake(FakeService):
         ticket.update(changes)
         ticket["updated_at"] = now_iso()
         return self._public(ticket)
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        ticket = self.tickets[int(ticket_id)]
+        comment = {"body": body, "public": True}
+        self._add_comment(ticket["id"], comment, author_id=ticket["requester_id"], at=at)
+        if ticket["status"] in ("pending", "solved"):
+            ticket["status"] = "open"
+        ticket["updated_at"] = now_iso()
 
     def state(self) -> dict[str, Any]:
         return {

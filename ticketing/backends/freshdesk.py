@@ -18,7 +18,10 @@ Endpoints and values used, as documented there:
   requester: ``POST /api/v2/tickets/{id}/reply`` (https://developers.freshdesk.com/api/#reply_ticket).
 - Update / view: ``PUT`` / ``GET /api/v2/tickets/{id}``
   (https://developers.freshdesk.com/api/#update_ticket, #view_a_ticket); ``responder_id`` is the
-  assigned agent.
+  assigned agent. ``?include=stats`` adds ``stats`` (``requester_responded_at``,
+  ``agent_responded_at``, ``status_updated_at``, ``pending_since``, ...): the requester's last
+  reply, which Freshdesk keeps from their incoming conversations, in the same request. On a
+  requester's reply Freshdesk itself moves a pending or resolved ticket back to Open.
 - Errors: ``{"description": "Validation failed", "errors": [{"field", "message", "code"}]}``,
   429 with ``Retry-After`` (https://developers.freshdesk.com/api/#error, #ratelimit).
 """
@@ -32,10 +35,11 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field, HttpUrl
 
-from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
+from ticketing.timestamps import epoch, latest
 
 PRIORITIES: Final[dict[Priority, int]] = {"low": 1, "medium": 2, "high": 3, "urgent": 4}
 STATUS_OPEN: Final = 2
@@ -43,6 +47,12 @@ STATUS_PENDING: Final = 3
 STATUS_RESOLVED: Final = 4
 STATUS_CLOSED: Final = 5
 SOURCE_PORTAL: Final = 2  # the documented default source of a ticket created through the API
+SET_STATUSES: Final[dict[NewStatus, int]] = {
+    "open": STATUS_OPEN,
+    "pending": STATUS_PENDING,
+    "resolved": STATUS_RESOLVED,
+    "closed": STATUS_CLOSED,
+}
 STATUSES: Final[dict[int, TicketStatus]] = {
     STATUS_OPEN: "open",
     STATUS_PENDING: "pending",
@@ -125,22 +135,29 @@ def reply_payload(body: str) -> dict[str, Any]:
     return {"body": text_to_html(body)}
 
 
-def status_payload(status: Literal["pending", "resolved"]) -> dict[str, Any]:
-    return {"status": STATUS_PENDING if status == "pending" else STATUS_RESOLVED}
+def status_payload(status: NewStatus) -> dict[str, Any]:
+    return {"status": SET_STATUSES[status]}
 
 
-def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
+def ticket_info(ticket: dict[str, Any], replies_since: float | None = None) -> TicketInfo:
+    """The ticket as viewed (with ``include=stats`` when ``replies_since`` is given)."""
     raw = ticket.get("status")
     status = STATUSES.get(raw, "open") if isinstance(raw, int) else "open"
     responder = ticket.get("responder_id")
     extra: dict[str, str] = {}
     if ticket.get("group_id") is not None:
         extra["group_id"] = str(ticket["group_id"])
+    replied = None
+    stats = ticket.get("stats")
+    if replies_since is not None and isinstance(stats, dict):
+        replied = latest([epoch(stats.get("requester_responded_at"))], replies_since)
     return TicketInfo(
         status=status,
         assignee=str(responder) if responder is not None else None,
         raw_status=str(raw) if raw is not None else None,
         extra=extra,
+        waiting_on_customer=raw == STATUS_PENDING,
+        last_customer_reply_at=replied,
     )
 
 
@@ -149,6 +166,7 @@ def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
 
 class FreshdeskBackend:
     name = "freshdesk"
+    reports_replies = True
 
     def __init__(
         self, settings: FreshdeskSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
@@ -200,16 +218,17 @@ class FreshdeskBackend:
                 json_body=note_payload(body, private=not public),
             )
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(
             "PUT", f"/api/v2/tickets/{ref.id}", json_body=status_payload(status)
         )
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
-        _, body = await self._http.request("GET", f"/api/v2/tickets/{ref.id}")
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
+        params = {"include": "stats"} if replies_since is not None else None
+        _, body = await self._http.request("GET", f"/api/v2/tickets/{ref.id}", params=params)
         if not isinstance(body, dict):
             raise RetryableError(f"{self.name}: ticket {ref.id}: answer is not a ticket")
-        return ticket_info(body)
+        return ticket_info(body, replies_since)
 
     async def aclose(self) -> None:
         await self._http.aclose()

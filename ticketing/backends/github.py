@@ -23,7 +23,14 @@ Endpoints and values used, as documented there (REST API version 2022-11-28):
   (https://docs.github.com/en/rest/issues/issues#update-an-issue).
 - Add labels: ``POST /repos/{owner}/{repo}/issues/{number}/labels`` with ``{labels}``
   (https://docs.github.com/en/rest/issues/labels#add-labels-to-an-issue). GitHub has no
-  "waiting on customer" state: pending adds the label ``status:pending`` (``pending_label``).
+  "waiting on customer" state: pending adds the label ``status:pending`` (``pending_label``);
+  ``DELETE .../issues/{number}/labels/{name}`` takes it off again (404 when it is not there)
+  (https://docs.github.com/en/rest/issues/labels#remove-a-label-from-an-issue).
+- List issue comments: ``GET .../issues/{number}/comments?since=<ISO 8601>`` ("only comments
+  updated after"), each with ``user {login, type}`` and ``created_at``
+  (https://docs.github.com/en/rest/issues/comments#list-issue-comments). GitHub knows no
+  requester: a customer's reply is a comment by anyone but the issue's author (our token's
+  account) that is not a bot (``user.type`` "Bot").
 - Rate limits: a 403 or a 429. ``retry-after`` present: wait that long; else
   ``x-ratelimit-remaining: 0``: wait until ``x-ratelimit-reset`` (epoch seconds); else a message
   about a secondary rate limit: wait at least a minute. Any other 403 (a token without access)
@@ -32,9 +39,11 @@ Endpoints and values used, as documented there (REST API version 2022-11-28):
   401 ``Bad credentials``; 422 ``Validation Failed`` names the field
   (https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api).
 
-``get``: an open issue is open, or pending while it carries ``pending_label``; a closed one is
-resolved (state_reason completed, or none) or closed (not_planned, duplicate). The assignee is the
-first assignee's login.
+``get``: an open issue is open, or pending (waiting on the customer) while it carries
+``pending_label``; a closed one is resolved (state_reason completed, or none) or closed
+(not_planned, duplicate). The assignee is the first assignee's login. Open again (a customer
+replied) reopens a closed issue and takes the pending label off; closed closes it as completed
+without the label.
 """
 
 from __future__ import annotations
@@ -43,14 +52,16 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
+from urllib.parse import quote
 
 from pydantic import Field, HttpUrl
 
-from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, parse_retry_after
 from ticketing.settings import IntegrationSettings
+from ticketing.timestamps import epoch, iso_utc, latest
 
 API_VERSION: Final = "2022-11-28"
 MAX_LABEL: Final = 50
@@ -145,7 +156,28 @@ def pending_payload(settings: GitHubSettings) -> dict[str, Any]:
     return {"labels": [settings.pending_label]}
 
 
-def ticket_info(issue: dict[str, Any], pending_label: str) -> TicketInfo:
+def reopen_payload() -> dict[str, Any]:
+    return {"state": "open"}
+
+
+def customer_reply_at(
+    issue: dict[str, Any], comments: list[Any], replies_since: float
+) -> float | None:
+    """The latest comment after ``replies_since`` by someone other than the issue's author
+    (watchdesk's account), bots left out."""
+    author = issue.get("user")
+    ours = author.get("login") if isinstance(author, dict) else None
+    found = []
+    for comment in comments:
+        user = comment.get("user") if isinstance(comment, dict) else None
+        if isinstance(user, dict) and user.get("login") != ours and user.get("type") != "Bot":
+            found.append(epoch(comment.get("created_at")))
+    return latest(found, replies_since)
+
+
+def ticket_info(
+    issue: dict[str, Any], pending_label: str, replied: float | None = None
+) -> TicketInfo:
     state = issue.get("state")
     reason = issue.get("state_reason")
     names = {
@@ -168,6 +200,8 @@ def ticket_info(issue: dict[str, Any], pending_label: str) -> TicketInfo:
         assignee=str(assignees[0]["login"]) if assignees else None,
         raw_status=str(state) if state is not None else None,
         extra=extra,
+        waiting_on_customer=state != "closed" and pending_label in names,
+        last_customer_reply_at=replied,
     )
 
 
@@ -198,6 +232,7 @@ def rate_limit_wait(
 
 class GitHubBackend:
     name = "github"
+    reports_replies = True
 
     def __init__(
         self, settings: GitHubSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
@@ -252,23 +287,34 @@ class GitHubBackend:
             json_body=comment_payload(body, public),
         )
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
-        if status == "resolved":
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
+        issue = f"{self.repo_path}/issues/{ref.id}"
+        if status == "pending":
             await self._http.request(
-                "PATCH", f"{self.repo_path}/issues/{ref.id}", json_body=resolve_payload()
+                "POST", f"{issue}/labels", json_body=pending_payload(self.settings)
             )
-        else:
-            await self._http.request(
-                "POST",
-                f"{self.repo_path}/issues/{ref.id}/labels",
-                json_body=pending_payload(self.settings),
-            )
+            return
+        body = reopen_payload() if status == "open" else resolve_payload()
+        await self._http.request("PATCH", issue, json_body=body)
+        if status != "resolved":  # open again or closed for good: no longer waiting
+            label_path = quote(self.settings.pending_label, safe="")
+            await self._http.request("DELETE", f"{issue}/labels/{label_path}", accept={404})
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         _, body = await self._http.request("GET", f"{self.repo_path}/issues/{ref.id}")
         if not isinstance(body, dict):
             raise RetryableError(f"{self.name}: issue {ref.id}: answer is not an issue")
-        return ticket_info(body, self.settings.pending_label)
+        replied = None
+        if replies_since is not None:
+            _, comments = await self._http.request(
+                "GET",
+                f"{self.repo_path}/issues/{ref.id}/comments",
+                params={"since": iso_utc(replies_since), "per_page": "100"},
+            )
+            replied = customer_reply_at(
+                body, comments if isinstance(comments, list) else [], replies_since
+            )
+        return ticket_info(body, self.settings.pending_label, replied)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -29,29 +29,38 @@ Endpoints and values used, as documented there:
   Transition ids and names depend on the workflow, so they are looked up by name every time.
 - Get issue: ``GET /rest/api/3/issue/{key}?fields=status,assignee``; ``status.statusCategory.key``
   is ``new``, ``indeterminate`` or ``done``; ``assignee`` is ``{accountId, displayName}`` or null.
+- Get comments: ``GET /rest/api/3/issue/{key}/comment?orderBy=-created&maxResults=N`` (newest
+  first): ``{comments: [{author: {accountId, accountType}, created, ...}]}``
+  (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-comments/#api-rest-api-3-issue-issueidorkey-comment-get).
+  A customer's reply is a comment whose author's ``accountType`` is ``customer`` (the portal
+  customers of Jira Service Management; plain Jira has no customers to tell apart).
 - Errors: ``{"errorMessages": [...], "errors": {field: message}}``; 400 names the field; 429
   with ``Retry-After`` (https://developer.atlassian.com/cloud/jira/platform/rate-limiting/).
 
 Lifecycle: pending runs ``pending_transition`` (nothing at all when it is not set: plain Jira
-has no "waiting on customer" status by default); resolved runs ``resolve_transition``. Either is
-matched against the transition's name or its target status's name, case-insensitively. An issue
-already in the target status is left alone (the transition is no longer offered then), so a
-retried call is harmless; any other missing transition is a PermanentError that lists the
-transitions on offer.
+has no "waiting on customer" status by default); resolved and closed run ``resolve_transition``;
+open (a customer replied) runs ``reopen_transition``, or when that is not set, the first
+transition on offer back to a status of category ``new`` (To Do, Open, Waiting for support...).
+Each is matched against the transition's name or its target status's name, case-insensitively.
+An issue already in the target status is left alone (the transition is no longer offered then),
+so a retried call is harmless; any other missing transition is a PermanentError that lists the
+transitions on offer. The issue waits on the customer while its status is the one
+``pending_transition`` names, or "Waiting for customer" (Jira Service Management's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
+from ticketing.timestamps import epoch, latest
 
 # Jira's default priority scheme: Highest, High, Medium, Low, Lowest.
 DEFAULT_PRIORITIES: Final[dict[Priority, str]] = {
@@ -72,6 +81,8 @@ MAX_LABEL: Final = 255
 INTERNAL_PREFIX: Final = "[internal] "
 INTERNAL_PROPERTY: Final[dict[str, Any]] = {"key": "sd.public.comment", "value": {"internal": True}}
 SEARCH_FIELDS: Final = ["summary", "created"]
+WAITING_FOR_CUSTOMER: Final = "waiting for customer"
+COMMENT_PAGE: Final = 50
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -87,6 +98,8 @@ class JiraSettings(IntegrationSettings):
     issue_type: str = "Task"
     resolve_transition: str = "Done"
     pending_transition: str | None = None
+    # Back to open after a customer's reply; unset: the first transition to a "new" status.
+    reopen_transition: str | None = None
     labels: list[str] = []
     # Our priority -> the name of a priority in the project's priority scheme.
     priorities: dict[Priority, str] = dict(DEFAULT_PRIORITIES)
@@ -186,7 +199,33 @@ def pick_transition(transitions: list[dict[str, Any]], wanted: str) -> dict[str,
     return None
 
 
-def ticket_info(issue: dict[str, Any]) -> TicketInfo:
+def pick_reopen(transitions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first transition on offer to a status of category ``new`` (To Do, Open...)."""
+    for transition in transitions:
+        target = transition.get("to")
+        category = target.get("statusCategory") if isinstance(target, dict) else None
+        if isinstance(category, dict) and category.get("key") == "new":
+            return transition
+    return None
+
+
+def customer_reply_at(comments: list[Any], replies_since: float) -> float | None:
+    """The latest comment of a customer account after ``replies_since``."""
+    return latest(
+        [
+            epoch(c.get("created"))
+            for c in comments
+            if isinstance(c, dict)
+            and isinstance(c.get("author"), dict)
+            and c["author"].get("accountType") == "customer"
+        ],
+        replies_since,
+    )
+
+
+def ticket_info(
+    issue: dict[str, Any], pending_status: str | None = None, replied: float | None = None
+) -> TicketInfo:
     fields = issue.get("fields")
     fields = fields if isinstance(fields, dict) else {}
     status = fields.get("status")
@@ -203,11 +242,14 @@ def ticket_info(issue: dict[str, Any]) -> TicketInfo:
             extra["assignee_account_id"] = str(assignee["accountId"])
         name = assignee.get("displayName") or assignee.get("accountId")
     raw = status.get("name")
+    waiting = {WAITING_FOR_CUSTOMER, (pending_status or WAITING_FOR_CUSTOMER).casefold()}
     return TicketInfo(
         status=STATUS_CATEGORIES.get(str(category_key), "open"),
         assignee=str(name) if name else None,
         raw_status=str(raw) if raw is not None else None,
         extra=extra,
+        waiting_on_customer=str(raw).casefold() in waiting,
+        last_customer_reply_at=replied,
     )
 
 
@@ -216,6 +258,7 @@ def ticket_info(issue: dict[str, Any]) -> TicketInfo:
 
 class JiraBackend:
     name = "jira"
+    reports_replies = True
 
     def __init__(
         self, settings: JiraSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
@@ -263,18 +306,20 @@ class JiraBackend:
             "POST", f"/rest/api/3/issue/{ref.id}/comment", json_body=comment_payload(body, public)
         )
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
-        wanted = (
-            self.settings.resolve_transition
-            if status == "resolved"
-            else self.settings.pending_transition
-        )
-        if wanted is None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
+        settings = self.settings
+        wanted = {
+            "open": settings.reopen_transition,
+            "pending": settings.pending_transition,
+            "resolved": settings.resolve_transition,
+            "closed": settings.resolve_transition,
+        }[status]
+        if wanted is None and status == "pending":
             return  # no pending status configured: the ticket stays where it is
         _, body = await self._http.request("GET", f"/rest/api/3/issue/{ref.id}/transitions")
         raw = body.get("transitions") if isinstance(body, dict) else None
         transitions = [t for t in raw or [] if isinstance(t, dict) and t.get("id") is not None]
-        transition = pick_transition(transitions, wanted)
+        transition = pick_transition(transitions, wanted) if wanted else pick_reopen(transitions)
         if transition is not None:
             await self._http.request(
                 "POST",
@@ -284,23 +329,39 @@ class JiraBackend:
             return
         # Not on offer: fine if the issue is there already (a retry, or a person was quicker).
         info = await self.get(ref)
-        if (info.raw_status or "").casefold() == wanted.casefold() or (
-            status == "resolved" and info.status == "resolved"
-        ):
+        if _already(info, status, wanted):
             return
         offered = ", ".join(repr(str(t.get("name"))) for t in transitions) or "none"
         raise PermanentError(
             f"{self.name}: issue {ref.id} (status {info.raw_status!r}) has no transition "
-            f"{wanted!r}; transitions available: {offered}"
+            f"{wanted or 'back to open'!r}; transitions available: {offered}"
         )
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         _, body = await self._http.request(
             "GET", f"/rest/api/3/issue/{ref.id}", params={"fields": "status,assignee"}
         )
         if not isinstance(body, dict):
             raise RetryableError(f"{self.name}: issue {ref.id}: answer is not an issue")
-        return ticket_info(body)
+        replied = None
+        if replies_since is not None:
+            _, listed = await self._http.request(
+                "GET",
+                f"/rest/api/3/issue/{ref.id}/comment",
+                params={"orderBy": "-created", "maxResults": str(COMMENT_PAGE)},
+            )
+            comments = listed.get("comments") if isinstance(listed, dict) else None
+            replied = customer_reply_at(comments or [], replies_since)
+        return ticket_info(body, self.settings.pending_transition, replied)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _already(info: TicketInfo, status: NewStatus, wanted: str | None) -> bool:
+    """Whether the issue is where ``set_status(status)`` would take it."""
+    if wanted is not None and (info.raw_status or "").casefold() == wanted.casefold():
+        return True
+    if status in ("resolved", "closed"):
+        return info.status == "resolved"
+    return status == "open" and info.status != "resolved" and not info.waiting_on_customer

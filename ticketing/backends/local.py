@@ -1,12 +1,15 @@
 """The built-in helpdesk: tickets kept in the agent's own SQLite file, in tables of their own.
 
-Statuses open / pending / resolved / closed; a ticket left pending for ``auto_close_after``
-closes by itself, as a helpdesk's auto-close would. ``watchdesk tickets`` and /api/incidents
-show them. The dedup key is unique in the table, so a repeated create finds the first ticket.
+Statuses open / pending / resolved / closed. Like every helpdesk that can report a customer's
+reply, a ticket left pending is closed by watchdesk after ``auto_close_after`` (a closing note,
+then status closed), and reopened by a customer's reply (``customer_reply``: what the customer
+does, for tools and tests). ``watchdesk tickets`` and /api/incidents show them. The dedup key
+is unique in the table, so a repeated create finds the first ticket.
 
 The agent calls it from its event loop: every statement (the connection too, opened at the
 first one) runs in a worker thread (``asyncio.to_thread``). The synchronous ``assign``,
-``sweep``, ``tickets`` and ``notes`` are for tools and tests, or for a worker thread.
+``change_status``, ``customer_reply``, ``tickets`` and ``notes`` are for tools and tests, or
+for a worker thread.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 
-from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import PermanentError, RetryableError
 from ticketing.settings import IntegrationSettings
 
@@ -46,7 +49,8 @@ CREATE TABLE IF NOT EXISTS local_ticket_notes (
     ticket_id INTEGER NOT NULL REFERENCES local_tickets(id),
     body TEXT NOT NULL,
     public INTEGER NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    from_customer INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -54,15 +58,16 @@ CREATE TABLE IF NOT EXISTS local_ticket_notes (
 class LocalSettings(IntegrationSettings):
     DURATIONS: ClassVar[tuple[str, ...]] = ("auto_close_after",)
 
-    # Seconds; written as a duration in config.toml ("7d").
-    auto_close_after: float = Field(default=7 * 86400.0, gt=0)
+    # Seconds ("7d" in config.toml). The key's first home, kept working: ``[ticketing]
+    # auto_close_after`` now says it for every backend (``Config.auto_close_after``).
+    auto_close_after: float | None = Field(default=None, gt=0)
 
 
 class LocalBackend:
     name = "local"
+    reports_replies = True
 
-    def __init__(self, db_path: str | Path, auto_close_after: float = 7 * 86400.0) -> None:
-        self.auto_close_after = auto_close_after
+    def __init__(self, db_path: str | Path) -> None:
         self._path = str(db_path)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -76,6 +81,12 @@ class LocalBackend:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(local_ticket_notes)")}
+            if "from_customer" not in columns:  # a file from before customer replies
+                db.execute(
+                    "ALTER TABLE local_ticket_notes"
+                    " ADD COLUMN from_customer INTEGER NOT NULL DEFAULT 0"
+                )
             self._db = db
         return self._db
 
@@ -126,17 +137,29 @@ class LocalBackend:
             (int(ref.id), body, int(public), time.time()),
         )
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._existing(ref)
-        await asyncio.to_thread(
-            self._run,
-            "UPDATE local_tickets SET status = ?, updated_at = ? WHERE id = ?",
-            (status, time.time(), int(ref.id)),
-        )
+        await asyncio.to_thread(self.change_status, ref.id, status)
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         status, assignee = await self._existing(ref)
-        return TicketInfo(status=status, assignee=assignee, raw_status=status)
+        replied = None
+        if replies_since is not None:
+            rows = await asyncio.to_thread(
+                self._run,
+                "SELECT MAX(created_at) FROM local_ticket_notes"
+                " WHERE ticket_id = ? AND from_customer = 1 AND created_at > ?",
+                (int(ref.id), replies_since),
+            )
+            value = rows[0][0] if rows else None
+            replied = float(value) if isinstance(value, (int, float)) else None
+        return TicketInfo(
+            status=status,
+            assignee=assignee,
+            raw_status=status,
+            waiting_on_customer=status == "pending",
+            last_customer_reply_at=replied,
+        )
 
     async def _existing(self, ref: TicketRef) -> tuple[TicketStatus, str | None]:
         rows = await asyncio.to_thread(
@@ -154,14 +177,21 @@ class LocalBackend:
             (assignee, time.time(), int(ticket_id)),
         )
 
-    def sweep(self, now: float) -> int:
-        """Close tickets pending for longer than ``auto_close_after``; return how many."""
-        rows = self._run(
-            "UPDATE local_tickets SET status = 'closed', updated_at = ?"
-            " WHERE status = 'pending' AND updated_at <= ? RETURNING id",
-            (now, now - self.auto_close_after),
+    def change_status(self, ticket_id: str, status: TicketStatus) -> None:
+        """Set the status (what a person does in a helpdesk, and what ``set_status`` does)."""
+        self._run(
+            "UPDATE local_tickets SET status = ?, updated_at = ? WHERE id = ?",
+            (status, time.time(), int(ticket_id)),
         )
-        return len(rows)
+
+    def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
+        """The requester answers on the ticket (``at``: when, default now). The local helpdesk
+        leaves the status alone: reopening is watchdesk's part."""
+        self._run(
+            "INSERT INTO local_ticket_notes (ticket_id, body, public, created_at, from_customer)"
+            " VALUES (?,?,1,?,1)",
+            (int(ticket_id), body, time.time() if at is None else at),
+        )
 
     def tickets(self) -> list[dict[str, object]]:
         rows = self._run(
@@ -186,11 +216,14 @@ class LocalBackend:
 
     def notes(self, ticket_id: str) -> list[dict[str, object]]:
         rows = self._run(
-            "SELECT body, public, created_at FROM local_ticket_notes WHERE ticket_id = ?"
-            " ORDER BY id",
+            "SELECT body, public, created_at, from_customer FROM local_ticket_notes"
+            " WHERE ticket_id = ? ORDER BY id",
             (int(ticket_id),),
         )
-        return [{"body": r[0], "public": bool(r[1]), "created_at": r[2]} for r in rows]
+        return [
+            {"body": r[0], "public": bool(r[1]), "created_at": r[2], "from_customer": bool(r[3])}
+            for r in rows
+        ]
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._close)

@@ -18,21 +18,34 @@ Endpoints and values used, as documented in the Table API reference
   internal), ``state`` (1 New, 2 In Progress, 3 On Hold, 6 Resolved, 7 Closed, 8 Canceled),
   ``hold_reason`` (1 Awaiting Caller), ``close_code`` + ``close_notes`` (required to resolve:
   the out-of-box data policy answers 403 "Data Policy Exception" without them),
-  ``assigned_to``.
+  ``assigned_to``. A reference field can be dot-walked in ``sysparm_fields``
+  (``caller_id.user_name``: the caller's user name, under that dotted key).
+- Journal entries live in ``sys_journal_field`` (``element_id`` = the record's sys_id,
+  ``element`` = ``comments`` or ``work_notes``, ``value``, ``sys_created_on``,
+  ``sys_created_by`` = the user name). A customer's reply is an additional comment written by
+  the incident's caller (by anyone but our integration user when the incident has no caller).
+  Dates are UTC ``YYYY-MM-DD HH:MM:SS`` and compare in encoded queries
+  (``sys_created_on>2026-11-24 10:00:00``).
+
+Waiting on the customer = On Hold with hold reason Awaiting Caller (the other hold reasons wait
+on a change, a problem or a vendor: someone is on it). Open again = In Progress; closed = state
+7 with the close code (a resolved incident is closed by ServiceNow's own auto-close later).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
+from ticketing.timestamps import epoch, latest, servicenow_utc
 
 TABLE: Final = "/api/now/table/incident"
+JOURNAL: Final = "/api/now/table/sys_journal_field"
 # (urgency, impact): the out-of-box priority lookup gives 1 Critical, 2 High, 3 Moderate, 4 Low.
 URGENCY_IMPACT: Final[dict[Priority, tuple[str, str]]] = {
     "urgent": ("1", "1"),
@@ -40,8 +53,10 @@ URGENCY_IMPACT: Final[dict[Priority, tuple[str, str]]] = {
     "medium": ("2", "2"),
     "low": ("3", "2"),
 }
+STATE_IN_PROGRESS: Final = "2"
 STATE_ON_HOLD: Final = "3"
 STATE_RESOLVED: Final = "6"
+STATE_CLOSED: Final = "7"
 HOLD_AWAITING_CALLER: Final = "1"
 STATES: Final[dict[str, TicketStatus]] = {
     "1": "open",  # New
@@ -60,7 +75,9 @@ STATE_LABELS: Final[dict[str, str]] = {
     "8": "Canceled",
 }
 CLOSE_NOTES: Final = "Resolved by watchdesk: the monitored service answers again."
-GET_FIELDS: Final = "sys_id,number,state,assigned_to"
+CLOSED_NOTES: Final = "Closed by watchdesk: no reply from the caller while it waited on them."
+CALLER_NAME: Final = "caller_id.user_name"
+GET_FIELDS: Final = f"sys_id,number,state,hold_reason,assigned_to,{CALLER_NAME}"
 
 
 class ServiceNowSettings(IntegrationSettings):
@@ -112,12 +129,44 @@ def note_payload(body: str, public: bool) -> dict[str, Any]:
     return {"comments": body} if public else {"work_notes": body}
 
 
-def status_payload(
-    status: Literal["pending", "resolved"], settings: ServiceNowSettings
-) -> dict[str, Any]:
+def status_payload(status: NewStatus, settings: ServiceNowSettings) -> dict[str, Any]:
+    if status == "open":
+        return {"state": STATE_IN_PROGRESS, "hold_reason": ""}
     if status == "pending":
         return {"state": STATE_ON_HOLD, "hold_reason": HOLD_AWAITING_CALLER}
+    if status == "closed":
+        return {
+            "state": STATE_CLOSED,
+            "close_code": settings.close_code,
+            "close_notes": CLOSED_NOTES,
+        }
     return {"state": STATE_RESOLVED, "close_code": settings.close_code, "close_notes": CLOSE_NOTES}
+
+
+def journal_params(sys_id: str, since: float) -> dict[str, str]:
+    """The additional comments (customer-visible journal) of an incident after ``since``,
+    newest first."""
+    return {
+        "sysparm_query": f"element_id={sys_id}^element=comments"
+        f"^sys_created_on>{servicenow_utc(since)}^ORDERBYDESCsys_created_on",
+        "sysparm_fields": "sys_created_on,sys_created_by",
+        "sysparm_limit": "50",
+    }
+
+
+def customer_reply_at(
+    entries: list[Any], caller: str | None, ours: str, replies_since: float
+) -> float | None:
+    """The latest comment of the caller (or of anyone but us, without a caller)."""
+    return latest(
+        [
+            epoch(e.get("sys_created_on"))
+            for e in entries
+            if isinstance(e, dict)
+            and (e.get("sys_created_by") == caller if caller else e.get("sys_created_by") != ours)
+        ],
+        replies_since,
+    )
 
 
 def _reference_value(value: Any) -> str | None:
@@ -128,7 +177,7 @@ def _reference_value(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def ticket_info(record: dict[str, Any]) -> TicketInfo:
+def ticket_info(record: dict[str, Any], replied: float | None = None) -> TicketInfo:
     raw = str(record.get("state", "")) or None
     extra: dict[str, str] = {}
     if record.get("number"):
@@ -140,6 +189,9 @@ def ticket_info(record: dict[str, Any]) -> TicketInfo:
         assignee=_reference_value(record.get("assigned_to")),
         raw_status=raw,
         extra=extra,
+        waiting_on_customer=raw == STATE_ON_HOLD
+        and str(record.get("hold_reason", "")) == HOLD_AWAITING_CALLER,
+        last_customer_reply_at=replied,
     )
 
 
@@ -148,6 +200,7 @@ def ticket_info(record: dict[str, Any]) -> TicketInfo:
 
 class ServiceNowBackend:
     name = "servicenow"
+    reports_replies = True
 
     def __init__(
         self, settings: ServiceNowSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
@@ -186,12 +239,12 @@ class ServiceNowBackend:
     async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
         await self._http.request("PATCH", f"{TABLE}/{ref.id}", json_body=note_payload(body, public))
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(
             "PATCH", f"{TABLE}/{ref.id}", json_body=status_payload(status, self.settings)
         )
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         _, body = await self._http.request(
             "GET",
             f"{TABLE}/{ref.id}",
@@ -200,7 +253,20 @@ class ServiceNowBackend:
         record = body.get("result") if isinstance(body, dict) else None
         if not isinstance(record, dict):
             raise RetryableError(f"{self.name}: incident {ref.id}: answer is not a record")
-        return ticket_info(record)
+        if replies_since is None:
+            return ticket_info(record)
+        _, listed = await self._http.request(
+            "GET", JOURNAL, params=journal_params(ref.id, replies_since)
+        )
+        entries = listed.get("result") if isinstance(listed, dict) else None
+        caller = str(record.get(CALLER_NAME) or "") or None
+        replied = customer_reply_at(
+            entries if isinstance(entries, list) else [],
+            caller,
+            self.settings.username,
+            replies_since,
+        )
+        return ticket_info(record, replied)
 
     async def aclose(self) -> None:
         await self._http.aclose()

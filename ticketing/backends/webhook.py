@@ -13,13 +13,19 @@ This is watchdesk's own format (there is no outside API to follow). Every call i
   ticket's id is the dedup key. A create may arrive twice for one incident (a lost answer is
   retried): treat ``dedup_key`` as the idempotency key.
 - ``note``: ``ticket`` = ``{id, url}``, plus ``"note": {"body", "public"}``.
-- ``status``: ``ticket`` = ``{id, url}``, plus ``"status": "pending" | "resolved"``.
+- ``status``: ``ticket`` = ``{id, url}``, plus ``"status": "pending" | "resolved"`` (the
+  agent never sends ``open`` or ``closed`` here: see below).
 - ``find`` (reconciliation after a create whose answer was lost): ``ticket`` is null. Answer
   ``{"id": ..., "url": ...}`` for the ticket of that dedup key; 404 (or 405/501, or a 2xx
   without an id) means none.
 - ``get``: ``ticket`` = ``{id, url}``. Answer ``{"status": "open"|"pending"|"resolved"|"closed",
   "assignee": "..."}`` if you track tickets; anything else reads as "open, nobody assigned",
-  which means escalation goes by pager acknowledgements alone.
+  which means escalation goes by pager acknowledgements alone. ``"pending"`` counts as waiting
+  on the customer (the SLA clocks stop while it holds).
+
+A receiver cannot tell watchdesk that the customer replied (``reports_replies`` is False): with
+this backend watchdesk neither reopens a ticket on a reply nor closes a pending one after
+``auto_close_after``; the receiver's own helpdesk does what it does.
 
 Later events name the ticket by ``ticket.id``: the id the receiver answered to create, or the
 dedup key when it answered none. ``send_queries = false`` stops ``find`` and ``get`` events for a
@@ -42,7 +48,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import HttpUrl
 
-from ticketing.base import TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp
 from ticketing.settings import IntegrationSettings
 
@@ -107,9 +113,7 @@ def note_event(ref: TicketRef, body: str, public: bool, sent_at: datetime) -> di
     }
 
 
-def status_event(
-    ref: TicketRef, status: Literal["pending", "resolved"], sent_at: datetime
-) -> dict[str, Any]:
+def status_event(ref: TicketRef, status: NewStatus, sent_at: datetime) -> dict[str, Any]:
     return {
         "event": "status",
         "dedup_key": None,
@@ -168,6 +172,7 @@ def info_from_answer(answer: Any) -> TicketInfo:
         status=status,
         assignee=str(assignee) if isinstance(assignee, (str, int)) and str(assignee) else None,
         raw_status=raw if isinstance(raw, str) else None,
+        waiting_on_customer=status == "pending",
     )
 
 
@@ -176,6 +181,7 @@ def info_from_answer(answer: Any) -> TicketInfo:
 
 class WebhookBackend:
     name = "webhook"
+    reports_replies = False
 
     def __init__(
         self,
@@ -223,11 +229,11 @@ class WebhookBackend:
         now = datetime.now(UTC)
         await self._post(note_event(ref, body, public, now), now)
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         now = datetime.now(UTC)
         await self._post(status_event(ref, status, now), now)
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         if not self.settings.send_queries:
             return TicketInfo(status="open")
         now = datetime.now(UTC)

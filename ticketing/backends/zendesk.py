@@ -13,7 +13,13 @@ Endpoints and values used, as documented there:
 - Update Ticket: ``PUT /api/v2/tickets/{id}.json`` with a ``comment`` (``public`` false makes
   an internal note) and/or a ``status`` (new, open, pending, hold, solved, closed). A closed
   ticket refuses every update (422).
-- Show Ticket: ``GET /api/v2/tickets/{id}.json``; ``assignee_id`` is the agent working it.
+- Show Ticket: ``GET /api/v2/tickets/{id}.json``; ``assignee_id`` is the agent working it,
+  ``requester_id`` the customer.
+- List Comments: ``GET /api/v2/tickets/{id}/comments.json`` with ``sort_order=desc`` (newest
+  first) and ``per_page`` (at most 100); each comment has ``author_id``, ``public`` and
+  ``created_at`` (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/).
+  A customer's reply is a public comment whose author is the ticket's requester; Zendesk itself
+  moves a pending or solved ticket back to open when the requester replies.
 - Errors: 401 ``{"error": "Couldn't authenticate you"}``; 422 ``{"error": "RecordInvalid",
   "description": "Record validation errors", "details": {field: [...]}}``; 429 with
   ``Retry-After`` (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
@@ -21,14 +27,15 @@ Endpoints and values used, as documented there:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
+from ticketing.timestamps import epoch, latest
 
 PRIORITIES: Final[dict[Priority, str]] = {
     "urgent": "urgent",
@@ -44,6 +51,13 @@ STATUSES: Final[dict[str, TicketStatus]] = {
     "solved": "resolved",
     "closed": "closed",
 }
+SET_STATUSES: Final[dict[NewStatus, str]] = {
+    "open": "open",
+    "pending": "pending",
+    "resolved": "solved",
+    "closed": "closed",
+}
+COMMENT_PAGE: Final = 100
 
 
 class ZendeskSettings(IntegrationSettings):
@@ -90,11 +104,29 @@ def comment_payload(body: str, public: bool) -> dict[str, Any]:
     return {"ticket": {"comment": {"body": body, "public": public}}}
 
 
-def status_payload(status: Literal["pending", "resolved"]) -> dict[str, Any]:
-    return {"ticket": {"status": "pending" if status == "pending" else "solved"}}
+def status_payload(status: NewStatus) -> dict[str, Any]:
+    return {"ticket": {"status": SET_STATUSES[status]}}
 
 
-def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
+def customer_reply_at(
+    ticket: dict[str, Any], comments: list[Any], replies_since: float
+) -> float | None:
+    """The latest public comment of the ticket's requester after ``replies_since``."""
+    requester = ticket.get("requester_id")
+    return latest(
+        [
+            epoch(c.get("created_at"))
+            for c in comments
+            if isinstance(c, dict)
+            and requester is not None
+            and c.get("author_id") == requester
+            and c.get("public", True)
+        ],
+        replies_since,
+    )
+
+
+def ticket_info(ticket: dict[str, Any], replied: float | None = None) -> TicketInfo:
     raw = ticket.get("status")
     assignee = ticket.get("assignee_id")
     extra: dict[str, str] = {}
@@ -105,6 +137,8 @@ def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
         assignee=str(assignee) if assignee is not None else None,
         raw_status=str(raw) if raw is not None else None,
         extra=extra,
+        waiting_on_customer=raw == "pending",
+        last_customer_reply_at=replied,
     )
 
 
@@ -113,6 +147,7 @@ def ticket_info(ticket: dict[str, Any]) -> TicketInfo:
 
 class ZendeskBackend:
     name = "zendesk"
+    reports_replies = True
 
     def __init__(
         self, settings: ZendeskSettings, secret: str, timeout: float = DEFAULT_TIMEOUT
@@ -160,17 +195,25 @@ class ZendeskBackend:
             "PUT", f"/api/v2/tickets/{ref.id}.json", json_body=comment_payload(body, public)
         )
 
-    async def set_status(self, ref: TicketRef, status: Literal["pending", "resolved"]) -> None:
+    async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(
             "PUT", f"/api/v2/tickets/{ref.id}.json", json_body=status_payload(status)
         )
 
-    async def get(self, ref: TicketRef) -> TicketInfo:
+    async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         _, body = await self._http.request("GET", f"/api/v2/tickets/{ref.id}.json")
         ticket = body.get("ticket") if isinstance(body, dict) else None
         if not isinstance(ticket, dict):
             raise RetryableError(f"{self.name}: ticket {ref.id}: answer is not a ticket")
-        return ticket_info(ticket)
+        if replies_since is None:
+            return ticket_info(ticket)
+        _, listed = await self._http.request(
+            "GET",
+            f"/api/v2/tickets/{ref.id}/comments.json",
+            params={"sort_order": "desc", "per_page": str(COMMENT_PAGE)},
+        )
+        comments = listed.get("comments") if isinstance(listed, dict) else None
+        return ticket_info(ticket, customer_reply_at(ticket, comments or [], replies_since))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -61,6 +61,7 @@ TRANSITION_COLUMNS = (
 # Table -> columns, in the order they are filled (an outbox row needs its incident).
 COPIED: dict[str, tuple[str, ...]] = {
     "incidents": INCIDENT_COLUMNS,
+    "sla_pauses": ("id", "incident_id", "started_at", "ended_at"),
     "customer_notices": NOTICE_COLUMNS,
     "outbox": OUTBOX_COLUMNS,
     "transitions": TRANSITION_COLUMNS,
@@ -71,7 +72,7 @@ COPIED: dict[str, tuple[str, ...]] = {
     "reports_sent": tuple(REPORT_COLUMNS.split(", ")),
 }
 PER_VANTAGE = frozenset({"transitions", "target_state"})
-WITH_IDS = ("incidents", "customer_notices", "outbox", "transitions")
+WITH_IDS = ("incidents", "sla_pauses", "customer_notices", "outbox", "transitions")
 
 
 def source_copy(path: Path) -> sqlite3.Connection:

@@ -13,9 +13,11 @@ from monitor.errors import StoreError
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import connect, describe
 from monitor.store.postgres.notices import notices_query
+from monitor.store.postgres.pauses import watched_query
 from monitor.store.postgres.sql import (
     TARGETS_SEEN,
     actions_query,
+    incident_of,
     incident_query,
     incidents_of,
     incidents_query,
@@ -51,7 +53,10 @@ class PostgresReader:
 
     def incident(self, incident_id: int) -> Incident | None:
         rows = self._rows(*incident_query(incident_id))
-        return Incident.from_row(rows[0]) if rows else None
+        return incident_of(rows[0]) if rows else None
+
+    def watched_incidents(self) -> list[Incident]:
+        return incidents_of(self._rows(*watched_query()))
 
     def actions_of(self, incident_id: int) -> list[OutboxAction]:
         return [OutboxAction.from_row(row) for row in self._rows(*actions_query(incident_id))]

@@ -40,7 +40,13 @@ INSERT_TRANSITION = (
     "INSERT INTO transitions (target, vantage, previous, current, at, first_failure_at,"
     " consecutive_failures, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
-SELECT_INCIDENTS = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents"
+# An incident's row ends with the pauses of its SLA clocks, in order, as one array of
+# [start, end] pairs (``monitor.store.postgres.pauses``): one statement, one snapshot.
+PAUSES_OF = (
+    "ARRAY(SELECT ARRAY[p.started_at, p.ended_at] FROM sla_pauses p"
+    " WHERE p.incident_id = incidents.id ORDER BY p.started_at, p.id)"
+)
+SELECT_INCIDENTS = f"SELECT {', '.join(INCIDENT_COLUMNS)}, {PAUSES_OF} FROM incidents"
 SELECT_ACTIONS = "SELECT " + ", ".join(
     "payload::text" if c == "payload" else c for c in OUTBOX_COLUMNS
 )
@@ -113,8 +119,12 @@ def states_of(rows: list[tuple[Any, ...]]) -> dict[str, tuple[str, TargetState]]
 # ---- reads shared with the commands: (query, parameters) -------------------------------------
 
 
-def incidents_query(open_only: bool, limit: int | None) -> tuple[str, tuple[object, ...]]:
-    query = SELECT_INCIDENTS + (" WHERE status = 'open'" if open_only else "") + " ORDER BY id DESC"
+def incidents_query(
+    open_only: bool, limit: int | None, where: str = ""
+) -> tuple[str, tuple[object, ...]]:
+    """Incidents newest first: open ones only, or those ``where`` (a condition) says."""
+    condition = " WHERE status = 'open'" if open_only else (f" WHERE {where}" if where else "")
+    query = SELECT_INCIDENTS + condition + " ORDER BY id DESC"
     if limit:
         return query + " LIMIT %s", (int(limit),)
     return query, ()
@@ -145,8 +155,14 @@ def transitions_query(
     return query + " ORDER BY at, id", params
 
 
+def incident_of(row: tuple[Any, ...]) -> Incident:
+    """An incident from a row of ``SELECT_INCIDENTS`` (its columns, then its pauses)."""
+    *columns, pauses = row
+    return Incident.from_row(tuple(columns), tuple((start, end) for start, end in pauses or ()))
+
+
 def incidents_of(rows: list[tuple[Any, ...]]) -> list[Incident]:
-    return [Incident.from_row(row) for row in rows]
+    return [incident_of(row) for row in rows]
 
 
 def transitions_of(rows: list[tuple[Any, ...]]) -> list[StoredTransition]:

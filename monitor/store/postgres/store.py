@@ -31,6 +31,7 @@ from monitor.store.base import BuildActions
 from monitor.store.postgres.access import Connection
 from monitor.store.postgres.notices import PostgresNotices
 from monitor.store.postgres.outbox import set_clause
+from monitor.store.postgres.pauses import PostgresPauses, end_pauses
 from monitor.store.postgres.reports import PostgresReports
 from monitor.store.postgres.sql import (
     INSERT_TRANSITION,
@@ -38,6 +39,7 @@ from monitor.store.postgres.sql import (
     NOT_BEFORE,
     TARGETS_SEEN,
     UPSERT_STATE,
+    incident_of,
     incident_query,
     incidents_of,
     incidents_query,
@@ -52,7 +54,7 @@ from monitor.store.records import INCIDENT_COLUMNS, Incident, StoredTransition
 from monitor.store.schema import StateRow
 
 
-class PostgresStore(PostgresNotices, PostgresReports):
+class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses):
     """The ``Store`` of an agent with a ``[cluster]`` section."""
 
     async def writable(self) -> bool:
@@ -226,7 +228,7 @@ class PostgresStore(PostgresNotices, PostgresReports):
             await self._enqueue(conn, incident_id, actions, incident["opened_at"])
             cursor = await conn.execute(*incident_query(incident_id))
             stored = await cursor.fetchone()
-            return Incident.from_row(stored) if stored else None
+            return incident_of(stored) if stored else None
 
         return await self._write(work)
 
@@ -240,7 +242,7 @@ class PostgresStore(PostgresNotices, PostgresReports):
         transition: Transition | None = None,
     ) -> None:
         """Change an incident and queue its next actions in one transaction, with the state
-        (and transition) that caused it, if any."""
+        (and transition) that caused it, if any. Resolving it ends a pause of its clocks."""
         values = {k: json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()}
         assignments = set_clause(values) if values else None
         queued = list(actions)
@@ -253,6 +255,7 @@ class PostgresStore(PostgresNotices, PostgresReports):
                     (*values.values(), incident_id),
                 )
             if changes.get("status") == "resolved":
+                await end_pauses(conn, incident_id, changes.get("resolved_at") or now)
                 # A page held for business hours has nothing left to wait for: due now, to be
                 # dropped at once instead of counting as held until the office opens.
                 await conn.execute(
@@ -269,4 +272,4 @@ class PostgresStore(PostgresNotices, PostgresReports):
 
     async def incident(self, incident_id: int) -> Incident | None:
         rows = await self._rows(*incident_query(incident_id))
-        return Incident.from_row(rows[0]) if rows else None
+        return incident_of(rows[0]) if rows else None
