@@ -530,3 +530,20 @@ def test_config_targets_exist_on_the_compose_network(compose: dict[str, Any]) ->
         if "url" in target and host in services:
             port = urlsplit(target["url"]).port
             assert port in container_ports(services[host]), target["name"]
+
+
+def _dist(requirement: str) -> str:
+    """A requirement's distribution name, normalised (PEP 503): "psycopg[binary]>=3" -> psycopg."""
+    name = re.split(r"[\[<>=!~;\s]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_lock_pins_every_runtime_dependency() -> None:
+    """The image installs the lock, then the project with --no-deps and ``pip check``: a
+    dependency added to pyproject.toml but not to the lock breaks the image build (run
+    deploy/container/update-lock.sh)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_dist(requirement) for requirement in project["dependencies"]}
+    lock = (ROOT / "deploy" / "container" / "requirements.lock").read_text().splitlines()
+    pinned = {_dist(line) for line in lock if line.strip() and not line.startswith("#")}
+    assert wanted <= pinned, f"not in requirements.lock: {sorted(wanted - pinned)}"
