@@ -13,7 +13,7 @@ from monitor.policy import texts
 from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
 from monitor.store import BuildActions
-from ticketing.base import TicketDraft
+from ticketing.base import Priority, TicketDraft
 
 if TYPE_CHECKING:
     from monitor.policy.escalation import SupportPolicy
@@ -56,6 +56,8 @@ def plan(
         "last_reason": state.last_reason,
         "last_update_at": now,
         "tier": config.escalation.first_tier,
+        # What the ticket is created with: a later change of it in the helpdesk is a person's.
+        "ticket_priority": target.priority,
         **sla_fields(config, target.customer, target.priority),
     }
     description = texts.ticket_description(config, target, state, first_failure, failed, zone)
@@ -82,9 +84,17 @@ def plan(
 
 
 def priority_change(
-    config: Config, target: TargetConfig, previous: str
+    config: Config,
+    target: TargetConfig,
+    previous: str,
+    priority: Priority | None = None,
+    reason: str = "",
 ) -> tuple[dict[str, Any], list[Action]]:
-    """What an open incident becomes once its target's priority changed: the new priority
-    with the SLA targets in force for it now, and the note that tells the requester."""
-    changes = {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
-    return changes, [AddNote(texts.priority_note(config, target, previous), public=True)]
+    """What an open incident becomes once its priority changed (to its target's configured
+    one, unless ``priority`` says otherwise: a person changed it in the helpdesk): the new
+    priority with the SLA targets in force for it now, and the note that tells the requester
+    (with ``reason``, if any)."""
+    new = priority or target.priority
+    changes = {"priority": new, **sla_fields(config, target.customer, new)}
+    body = texts.priority_note(config, target, previous, priority=new, reason=reason)
+    return changes, [AddNote(body, public=True)]
