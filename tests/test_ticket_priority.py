@@ -5,6 +5,7 @@ through its real backend."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from tests.fakes.pagerduty import PagerDutyFake
 from tests.helpdesks import ENV, NAMES, helpdesk
 from tests.test_policy import OG_KEY, PD_KEY, policy_config, run
 from tests.test_sla_policy import MORE_TARGETS, paged, series
+from ticketing.base import TicketRef
 
 POLL = 5 * 60.0  # [escalation] poll_interval of policy_config
 CHANGED = "changed the priority of this ticket"
@@ -178,6 +180,30 @@ async def test_a_person_can_set_back_what_a_reload_changed_and_nothing_is_guesse
     h.local.change_priority(str(incident.ticket_id), "critical")  # type: ignore[arg-type]
     await poll(h)
     assert (await one(h, "vip-api")).priority == "urgent"
+    assert len(told(h, incident)) == 1
+
+
+async def test_two_readings_of_one_change_at_once_tell_it_once(
+    stand: tuple[Start, PagerDutyFake, Callable[[], str]],
+) -> None:
+    """Two readings of the ticket that both saw the change (say a sweep, and a deadline's
+    forced poll) decide on the same incident as read before: the first takes the change; the
+    second reads the incident again under the lock, finds it taken, and tells nobody."""
+    start, _, _ = stand
+    h = await start(START)
+    await h.fail("vip-web", 3)
+    await run(h)
+    incident = await one(h, "vip-web")
+    h.local.change_priority(str(incident.ticket_id), "medium")
+    info = await h.agent.integrations.current.backend.get(TicketRef(str(incident.ticket_id)))
+    target = h.agent.targets["vip-web"]
+    follow = h.agent.policy.reprioritising.follow
+    now = h.clock.now()
+    first, second = await asyncio.gather(
+        follow(incident, target, info, now), follow(incident, target, info, now)
+    )
+    assert first.priority == second.priority == "medium"
+    await run(h)
     assert len(told(h, incident)) == 1
 
 

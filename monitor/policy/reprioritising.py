@@ -79,7 +79,7 @@ class Reprioritising:
             return incident
         async with self.decisions:
             current = await self.store.incident(incident.id)
-            if (
+            if (  # compare-and-set: as read before the helpdesk was asked, or not now
                 current is None
                 or current.status != "open"
                 or current.priority != incident.priority
