@@ -36,7 +36,7 @@ from monitor.metrics import Metrics
 from monitor.policy import opening, texts
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
-from monitor.policy.reprioritising import reconfigured
+from monitor.policy.reprioritising import priority_change, reconfigured
 from monitor.policy.settling import settled
 from monitor.policy.shared_outage import SharedOutages
 from monitor.state import TargetState, Transition
@@ -136,7 +136,7 @@ class IncidentManager:
                 incident = self._open.get(target.name)
                 if incident is None or incident.priority == target.priority:
                     continue
-                changes, note = opening.priority_change(self.config, target, incident.priority)
+                changes, note = priority_change(self.config, target, incident.priority)
                 await self.store.update_incident(incident.id, changes, note, now)
                 self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()

@@ -7,13 +7,13 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, AddNote, CreateTicket
+from monitor.actions import Action, CreateTicket
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
 from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
 from monitor.store import BuildActions
-from ticketing.base import Priority, TicketDraft
+from ticketing.base import TicketDraft
 
 if TYPE_CHECKING:
     from monitor.policy.escalation import SupportPolicy
@@ -81,20 +81,3 @@ def plan(
         return key, actions
 
     return fields, build
-
-
-def priority_change(
-    config: Config,
-    target: TargetConfig,
-    previous: str,
-    priority: Priority | None = None,
-    reason: str = "",
-) -> tuple[dict[str, Any], list[Action]]:
-    """What an open incident becomes once its priority changed (to its target's configured
-    one, unless ``priority`` says otherwise: a person changed it in the helpdesk): the new
-    priority with the SLA targets in force for it now, and the note that tells the requester
-    (with ``reason``, if any)."""
-    new = priority or target.priority
-    changes = {"priority": new, **sla_fields(config, target.customer, new)}
-    body = texts.priority_note(config, target, previous, priority=new, reason=reason)
-    return changes, [AddNote(body, public=True)]

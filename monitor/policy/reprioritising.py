@@ -1,4 +1,6 @@
-"""A person changed the priority of an incident's ticket in the helpdesk: the incident takes it.
+"""An open incident's priority changes: what any change writes (``priority_change``: the new
+priority, its SLA targets, the requester's note), which targets a reload changes
+(``reconfigured``), and a person's change in the helpdesk, which the incident takes.
 
 The ticket watch reads each open incident's ticket every ``poll_interval``; the priority the
 helpdesk shows is compared with the one it showed before (``Incident.ticket_priority``: the
@@ -29,10 +31,12 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from monitor.actions import Action
+from monitor.actions import Action, AddNote
 from monitor.config import Config, TargetConfig
-from monitor.policy import opening
+from monitor.policy import texts
+from monitor.policy.timeliness import sla_fields
 from monitor.store import Incident, Store
 from ticketing.base import Priority, TicketInfo
 
@@ -41,6 +45,23 @@ log = logging.getLogger("watchdesk.policy")
 REASON = "changed in the helpdesk"
 # (target, incident, new priority, now) -> the pages the incident gets at the new priority.
 RaisePages = Callable[[TargetConfig, Incident, Priority, float], Awaitable[list[Action]]]
+
+
+def priority_change(
+    config: Config,
+    target: TargetConfig,
+    previous: str,
+    priority: Priority | None = None,
+    reason: str = "",
+) -> tuple[dict[str, Any], list[Action]]:
+    """What an open incident becomes once its priority changed (to its target's configured
+    one, unless ``priority`` says otherwise: a person changed it in the helpdesk): the new
+    priority with the SLA targets in force for it now, and the note that tells the requester
+    (with ``reason``, if any)."""
+    new = priority or target.priority
+    changes = {"priority": new, **sla_fields(config, target.customer, new)}
+    body = texts.priority_note(config, target, previous, priority=new, reason=reason)
+    return changes, [AddNote(body, public=True)]
 
 
 def reconfigured(previous: Config, config: Config) -> list[TargetConfig]:
@@ -100,7 +121,7 @@ class Reprioritising:
                         target.name,
                     )
                 return dataclasses.replace(current, ticket_priority=seen)
-            changes, actions = opening.priority_change(
+            changes, actions = priority_change(
                 self._config(), target, current.priority, priority=seen, reason=REASON
             )
             actions += await self._raise_pages(target, current, seen, now)
