@@ -88,7 +88,7 @@ class Agent:
             self.incidents.decisions,
             self.metrics,
         )
-        self.incidents.policy = self.incidents.shared.policy = self.policy
+        self.incidents.attach(self.policy)
         self.desk = Desk(
             self.store,
             self.clock,

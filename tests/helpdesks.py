@@ -5,7 +5,9 @@ A ``Helpdesk`` reads the stand-in's own records (or the local helpdesk's tables)
 agent's: a test asserts what the customer and the team would see. ``state`` says where a
 ticket stands in the words of this module (open / pending / resolved / closed), whatever the
 helpdesk calls it; ``set_pending`` and ``set_open`` are a person changing the status by hand;
-``reply`` is the customer writing back at a given moment.
+``reply`` is the customer writing back at a given moment; ``set_priority`` is a person changing
+the ticket's priority in the helpdesk's own field, and ``set_unmapped_priority`` one to a value
+watchdesk never creates tickets with (False: the helpdesk has none).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from tests.fakes.github import GitHubFake
 from tests.fakes.jira import JiraFake
 from tests.fakes.servicenow import ServiceNowFake
 from tests.fakes.zendesk import ZendeskFake
+from ticketing.backends.freshdesk import PRIORITIES as FRESHDESK_PRIORITIES
+from ticketing.backends.jira import DEFAULT_PRIORITIES as JIRA_PRIORITIES
 from ticketing.backends.local import LocalBackend
+from ticketing.backends.servicenow import URGENCY_IMPACT
+from ticketing.backends.zendesk import PRIORITIES as ZENDESK_PRIORITIES
+from ticketing.base import Priority
 
 SECRET = "stand-in-secret-0123456789"
 ENV = {"WD_HELPDESK_SECRET": SECRET}
@@ -56,6 +63,13 @@ class Helpdesk:
     def set_open(self, ticket_id: str) -> None:
         self.local.change_status(ticket_id, "open")
 
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        self.local.change_priority(ticket_id, priority)
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        self.local.change_priority(ticket_id, "critical")  # type: ignore[arg-type]
+        return True
+
     def reply(self, ticket_id: str, at: float) -> None:
         self.local.customer_reply(ticket_id, "It is broken again, please have a look.", at)
 
@@ -90,6 +104,12 @@ class FreshdeskDesk(Helpdesk):
 
     def set_open(self, ticket_id: str) -> None:
         self.fake.agent_update(ticket_id, {"status": 2})
+
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        self.fake.agent_update(ticket_id, {"priority": FRESHDESK_PRIORITIES[priority]})
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        return False  # Low, Medium, High, Urgent: all four are ours
 
     def reply(self, ticket_id: str, at: float) -> None:
         self.fake.customer_reply(ticket_id, "It is broken again, please have a look.", at)
@@ -126,6 +146,13 @@ class ZendeskDesk(Helpdesk):
 
     def set_open(self, ticket_id: str) -> None:
         self.fake.agent_update(ticket_id, {"status": "open"})
+
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        self.fake.agent_update(ticket_id, {"priority": ZENDESK_PRIORITIES[priority]})
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        self.fake.agent_update(ticket_id, {"priority": None})  # a person cleared the field
+        return True
 
     def reply(self, ticket_id: str, at: float) -> None:
         self.fake.customer_reply(ticket_id, "It is broken again, please have a look.", at)
@@ -164,6 +191,13 @@ class JiraDesk(Helpdesk):
     def set_open(self, ticket_id: str) -> None:
         self.fake.agent_update(ticket_id, {"status": "To Do"})
 
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        self.fake.agent_update(ticket_id, {"priority": JIRA_PRIORITIES[priority]})
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        self.fake.agent_update(ticket_id, {"priority": "Lowest"})  # in the scheme, not ours
+        return True
+
     def reply(self, ticket_id: str, at: float) -> None:
         self.fake.customer_reply(ticket_id, "It is broken again, please have a look.", at)
 
@@ -199,6 +233,15 @@ class ServiceNowDesk(Helpdesk):
 
     def set_open(self, ticket_id: str) -> None:
         self.fake.agent_update(ticket_id, {"state": "2", "hold_reason": ""})
+
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        urgency, impact = URGENCY_IMPACT[priority]
+        self.fake.agent_update(ticket_id, {"urgency": urgency, "impact": impact})
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        # Priority 2 (High) in the lookup, as 1/2 is, but not the pair watchdesk creates.
+        self.fake.agent_update(ticket_id, {"urgency": "2", "impact": "1"})
+        return True
 
     def reply(self, ticket_id: str, at: float) -> None:
         self.fake.customer_reply(ticket_id, "It is broken again, please have a look.", at)
@@ -238,6 +281,16 @@ class GitHubDesk(Helpdesk):
     def set_open(self, ticket_id: str) -> None:
         labels = self.fake.issues[int(ticket_id)]["labels"]
         self.fake.agent_update(ticket_id, {"labels": [n for n in labels if n != "status:pending"]})
+
+    def set_priority(self, ticket_id: str, priority: Priority) -> None:
+        labels = self.fake.issues[int(ticket_id)]["labels"]
+        kept = [n for n in labels if not n.startswith("priority:")]
+        self.fake.agent_update(ticket_id, {"labels": [*kept, f"priority:{priority}"]})
+
+    def set_unmapped_priority(self, ticket_id: str) -> bool:
+        labels = self.fake.issues[int(ticket_id)]["labels"]  # a second label, the old one left
+        self.fake.agent_update(ticket_id, {"labels": [*labels, "priority:low", "priority:high"]})
+        return True
 
     def reply(self, ticket_id: str, at: float) -> None:
         self.fake.customer_reply(ticket_id, "It is broken again, please have a look.", at)

@@ -170,7 +170,9 @@ async def test_lifecycle(fake: FreshdeskFake, backend: FreshdeskBackend) -> None
         ("note", True, "paged oncall"),
     ]
 
-    assert await backend.get(ref) == TicketInfo(status="open", assignee=None, raw_status="2")
+    assert await backend.get(ref) == TicketInfo(
+        status="open", assignee=None, raw_status="2", priority="urgent"
+    )
     fake.agent_update("1", {"responder_id": 42})
     assert (await backend.get(ref)).assignee == "42"
 

@@ -161,9 +161,9 @@ async def test_lifecycle(fake: GitHubFake, backend: GitHubBackend) -> None:
     await backend.add_note(ref, "paged oncall", public=False)
     assert [c["body"] for c in fake.comments[1]] == ["still down", "**[internal]** paged oncall"]
 
-    assert await backend.get(ref) == TicketInfo("open", None, "open")
+    assert await backend.get(ref) == TicketInfo("open", None, "open", priority="urgent")
     fake.agent_update("1", {"assignees": ["octocat"]})
-    assert await backend.get(ref) == TicketInfo("open", "octocat", "open")
+    assert await backend.get(ref) == TicketInfo("open", "octocat", "open", priority="urgent")
 
     await backend.set_status(ref, "pending")
     assert "status:pending" in fake.issues[1]["labels"]
@@ -173,7 +173,7 @@ async def test_lifecycle(fake: GitHubFake, backend: GitHubBackend) -> None:
     await backend.set_status(ref, "resolved")
     assert (fake.issues[1]["state"], fake.issues[1]["state_reason"]) == ("closed", "completed")
     assert await backend.get(ref) == TicketInfo(
-        "resolved", "octocat", "closed", {"state_reason": "completed"}
+        "resolved", "octocat", "closed", {"state_reason": "completed"}, priority="urgent"
     )
     # A closed issue is still found: a lost answer is reconciled whatever happened since.
     assert await backend.find("watchdesk-web-17") == ref

@@ -210,7 +210,9 @@ async def test_lifecycle(fake: JiraFake, backend: JiraBackend) -> None:
         ("[internal] paged oncall", True),
     ]
 
-    assert await backend.get(ref) == TicketInfo("open", None, "To Do", {"status_category": "new"})
+    assert await backend.get(ref) == TicketInfo(
+        "open", None, "To Do", {"status_category": "new"}, priority="urgent"
+    )
     fake.agent_update("OPS-1", {"assignee": {"accountId": "acc-9", "displayName": "Mia"}})
     info = await backend.get(ref)
     assert (info.status, info.assignee) == ("open", "Mia")

@@ -141,7 +141,7 @@ async def test_lifecycle(fake: ServiceNowFake, backend: ServiceNowBackend) -> No
     ]
 
     assert await backend.get(ref) == TicketInfo(
-        "open", None, "1", {"number": record["number"], "state_label": "New"}
+        "open", None, "1", {"number": record["number"], "state_label": "New"}, priority="urgent"
     )
     fake.agent_update(sys_id, {"assigned_to": "user42", "state": "2"})
     info = await backend.get(ref)

@@ -155,9 +155,13 @@ async def test_lifecycle(fake: ZendeskFake, backend: ZendeskBackend) -> None:
         ("paged oncall", False),
     ]
 
-    assert await backend.get(ref) == TicketInfo(status="open", assignee=None, raw_status="new")
+    assert await backend.get(ref) == TicketInfo(
+        status="open", assignee=None, raw_status="new", priority="urgent"
+    )
     fake.agent_update("1", {"assignee_id": 99, "status": "open"})
-    assert await backend.get(ref) == TicketInfo(status="open", assignee="99", raw_status="open")
+    assert await backend.get(ref) == TicketInfo(
+        status="open", assignee="99", raw_status="open", priority="urgent"
+    )
 
     await backend.set_status(ref, "pending")
     assert fake.tickets[1]["status"] == "pending"

@@ -142,7 +142,8 @@ def test_a_database_of_schema_3_follows_the_tickets_it_had_set_pending(
                     " VALUES (1, 'ticket', 'status', %s, 'done', 1, 1, %s, %s)",
                     (payload, done_at, notice),
                 )
-        assert [step.version for step in migrate.apply(conn)] == [4]
+        later = [step.version for step in migrate.migrations()[3:]]
+        assert [step.version for step in migrate.apply(conn)] == later
         rows = conn.execute(
             "SELECT id, ticket_state, pending_since FROM incidents ORDER BY id"
         ).fetchall()
@@ -152,6 +153,40 @@ def test_a_database_of_schema_3_follows_the_tickets_it_had_set_pending(
         assert [i.id for i in reader.watched_incidents()] == [2, 1]
     finally:
         reader.close()
+
+
+def test_a_database_of_schema_4_knows_the_priority_its_tickets_were_created_with(
+    pg_server: PostgresServer,
+) -> None:
+    """Migration 0005: an incident's ticket priority seen is the one its own ticket was created
+    with (a customer notice's ticket is not its own); unknown without a create action."""
+    url = pg_server.new_database(migrated=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute(migrate.CREATE_LEDGER)
+            for step in migrate.migrations()[:4]:
+                conn.execute(step.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (step.version, step.name),
+                )
+            for key in ("k-1", "k-2"):
+                conn.execute(
+                    "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
+                    " opened_at, first_failure_at, failed_checks, last_reason)"
+                    " VALUES (%s, %s, 'open', 'urgent', 'local', 1, 1, 3, 'x')",
+                    (key, key),
+                )
+            for priority, notice in (("urgent", "globex"), ("high", None)):
+                conn.execute(
+                    "INSERT INTO outbox (incident_id, channel, operation, payload, state,"
+                    " next_attempt_at, created_at, notice)"
+                    " VALUES (1, 'ticket', 'create', %s, 'done', 1, 1, %s)",
+                    (json.dumps({"v": 2, "draft": {"priority": priority}}), notice),
+                )
+        assert [step.version for step in migrate.apply(conn)][:1] == [5]
+        rows = conn.execute("SELECT id, ticket_priority FROM incidents ORDER BY id").fetchall()
+    assert rows == [(1, "high"), (2, None)]
 
 
 def test_an_agent_refuses_a_database_it_does_not_know(

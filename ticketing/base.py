@@ -7,8 +7,9 @@ attempt did not succeed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 Priority = Literal["urgent", "high", "medium", "low"]
 # The one list of priorities, most urgent first.
@@ -18,6 +19,17 @@ TicketStatus = Literal["open", "pending", "resolved", "closed"]
 # What the agent may set: open again (a customer replied), waiting on the customer (after
 # recovery), resolved, or closed for good (no reply for ``auto_close_after``).
 NewStatus = Literal["open", "pending", "resolved", "closed"]
+_Value = TypeVar("_Value")
+
+
+def priority_of(mapping: Mapping[Priority, _Value], value: object) -> Priority | None:
+    """Our priority for a helpdesk's own value, by reversing the mapping a backend creates
+    tickets with; None for a value it does not map, or one it maps from several priorities (a
+    person's choice is never guessed)."""
+    if isinstance(value, bool):  # JSON true is no priority, though Python holds it equal to 1
+        return None
+    found = [priority for priority, mapped in mapping.items() if mapped == value]
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,9 @@ class TicketInfo:
     # The latest reply of the requester after the ``replies_since`` that ``get`` was given
     # (epoch seconds); None when there is none, or the backend was not asked.
     last_customer_reply_at: float | None = None
+    # The ticket's priority as the helpdesk shows it now (a person may have changed it there);
+    # None when the backend cannot tell, or the helpdesk's value maps to none of ours.
+    priority: Priority | None = None
 
 
 class TicketBackend(Protocol):

@@ -22,6 +22,7 @@ are asked outside the lock: a slow service never holds up a transition).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,9 +36,12 @@ from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
 from monitor.policy import texts
 from monitor.policy.followup import TicketFollowUp
+from monitor.policy.reprioritising import Reprioritising
 from monitor.policy.timeliness import Timeliness, deadline
 from monitor.policy.watch import TicketWatch
+from monitor.state import TargetState
 from monitor.store import Incident, Store
+from ticketing.base import Priority
 from ticketing.pagers.base import Page, PageReason
 
 log = logging.getLogger("watchdesk.policy")
@@ -66,6 +70,10 @@ class SupportPolicy:
         self.metrics = metrics
         self.timeliness = Timeliness(lambda: self.config, self.metrics)
         self.watch = TicketWatch(store, integrations, lambda: self.config, decisions)
+        # A person changed the ticket's priority in the helpdesk: the incident takes it.
+        self.reprioritising = Reprioritising(
+            store, lambda: self.config, decisions, notify, self.raise_pages
+        )
         # After recovery: the ticket waits on the customer, is reopened or closed.
         self.follow_up = TicketFollowUp(
             store, clock, lambda: self.config, self.watch, self.timeliness, notify, metrics
@@ -121,6 +129,19 @@ class SupportPolicy:
         return self.page_actions(
             target, self.config.escalation.page_on_open, "open", details, key, now
         )
+
+    async def raise_pages(
+        self, target: TargetConfig, incident: Incident, priority: Priority, now: float
+    ) -> list[Action]:
+        """The pages of an incident raised to ``priority``: those of an issue that opens at it
+        (none if its policy pages nobody), unless the incident has paged already."""
+        for action in await self.store.actions_of(incident.id):
+            if action.channel.startswith("pager:"):
+                return []
+        raised = dataclasses.replace(target, priority=priority)
+        state = TargetState(status="down", last_reason=incident.last_reason)
+        details = texts.page_details(raised, state, incident.first_failure_at, self._zone)
+        return self.open_actions(raised, details, incident.dedup_key, now)
 
     async def recover_actions(self, incident: Incident, summary: str) -> list[Action]:
         """A resolve for every pager this incident paged (or queued a page for). Called by the
@@ -197,7 +218,7 @@ class SupportPolicy:
         the requester is not told "the team has been notified" while the page is held."""
         if incident.worked_at is not None:
             return None
-        start = self._not_before(target, now)
+        start = self._not_before(dataclasses.replace(target, priority=incident.priority), now)
         return None if start is None else self._local(start)
 
     def _next_level(self, incident: Incident) -> tuple[EscalationLevel, float] | None:
@@ -258,6 +279,7 @@ class SupportPolicy:
             info = await self.watch.read(incident, now)
             if info is not None:
                 incident = await self.watch.follow_pause(incident, info, now)
+                incident = await self.reprioritising.follow(incident, target, info, now)
             if incident.status != "open":
                 return
             if following is not None and incident.worked_at is None:
@@ -289,6 +311,9 @@ class SupportPolicy:
         for the requester (the policy says every escalation is communicated to them)."""
         waited = format_duration(level.after_for(incident.priority))
         pagers = level.page
+        # Paged (and held for business hours) as the priority the incident has now, which a
+        # reload, a shared component or a person in the helpdesk may have changed.
+        target = dataclasses.replace(target, priority=incident.priority)
         details = (
             f"{incident.target} has been down since {self._local(incident.first_failure_at)} and "
             f"nobody has started working its ticket: escalated to {level.tier} ({level.role}). "

@@ -36,6 +36,7 @@ from monitor.metrics import Metrics
 from monitor.policy import opening, texts
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.maintenance import window_for
+from monitor.policy.reprioritising import priority_change, reconfigured
 from monitor.policy.settling import settled
 from monitor.policy.shared_outage import SharedOutages
 from monitor.state import TargetState, Transition
@@ -80,9 +81,17 @@ class IncidentManager:
         # target -> transitions of it on their way to ``on_transition``.
         self._expected: dict[str, int] = {}
         self.shared = SharedOutages(store, config, notify)
+        self._previous = config  # the config before the last reload: follow_priorities
+
+    def attach(self, policy: SupportPolicy) -> None:
+        """The support policy pages with the incidents, and tells of a priority changed in the
+        helpdesk (a shared component's incident stays urgent whatever the helpdesk says)."""
+        self.policy = self.shared.policy = policy
+        policy.reprioritising.changed = self.took_priority
+        policy.reprioritising.holds_urgent = self.shared.is_shared
 
     def set_config(self, config: Config) -> None:
-        self.config = config
+        self.config, self._previous = config, self.config
         self._zone = ZoneInfo(config.agent.timezone)
         self.shared.set_config(config)
 
@@ -108,17 +117,26 @@ class IncidentManager:
         self._last_resolved[target] = at
         self._update_open_gauge()
 
+    def took_priority(self, incident: Incident) -> None:
+        """The open incident's priority changed outside a reload (a person, in the helpdesk)."""
+        cached = self._open.get(incident.target)
+        if cached is not None and cached.id == incident.id:
+            self._open[incident.target] = dataclasses.replace(cached, priority=incident.priority)
+            self._update_open_gauge()
+
     async def follow_priorities(self, now: float) -> None:
-        """After a reload: open incidents take their target's new priority; requesters are told.
-        A shared component's stays urgent (the sweep raises one that became shared)."""
-        for target in self.config.targets:
-            incident = self._open.get(target.name)
-            if incident is None or incident.priority == target.priority:
-                continue
+        """After a reload: open incidents of targets whose *configured* priority changed take
+        the new one; requesters are told. The others keep theirs, which a person may have
+        changed in the helpdesk: a reload does not undo that. A shared component's stays urgent
+        (the sweep raises one that became shared)."""
+        for target in reconfigured(self._previous, self.config):
             if self.shared.is_shared(target):
                 continue
-            changes, note = opening.priority_change(self.config, target, incident.priority)
             async with self.decisions:
+                incident = self._open.get(target.name)
+                if incident is None or incident.priority == target.priority:
+                    continue
+                changes, note = priority_change(self.config, target, incident.priority)
                 await self.store.update_incident(incident.id, changes, note, now)
                 self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()

@@ -7,7 +7,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, AddNote, CreateTicket
+from monitor.actions import Action, CreateTicket
 from monitor.config import Config, TargetConfig
 from monitor.policy import texts
 from monitor.policy.timeliness import sla_fields
@@ -56,6 +56,8 @@ def plan(
         "last_reason": state.last_reason,
         "last_update_at": now,
         "tier": config.escalation.first_tier,
+        # What the ticket is created with: a later change of it in the helpdesk is a person's.
+        "ticket_priority": target.priority,
         **sla_fields(config, target.customer, target.priority),
     }
     description = texts.ticket_description(config, target, state, first_failure, failed, zone)
@@ -79,12 +81,3 @@ def plan(
         return key, actions
 
     return fields, build
-
-
-def priority_change(
-    config: Config, target: TargetConfig, previous: str
-) -> tuple[dict[str, Any], list[Action]]:
-    """What an open incident becomes once its target's priority changed: the new priority
-    with the SLA targets in force for it now, and the note that tells the requester."""
-    changes = {"priority": target.priority, **sla_fields(config, target.customer, target.priority)}
-    return changes, [AddNote(texts.priority_note(config, target, previous), public=True)]

@@ -39,7 +39,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.config import Config, TargetConfig
@@ -215,7 +214,8 @@ class SharedOutages:
             self.config, target, incident.priority, priority="urgent", reason=reason
         )
         actions: list[Action] = [AddNote(body, public=True)]
-        actions += await self._urgent_pages(target, incident, now)
+        if self.policy is not None:  # an urgent issue's pages, unless it has paged already
+            actions += await self.policy.raise_pages(target, incident, "urgent", now)
         # The urgent SLA targets are the ones it is judged against from now on.
         changes = {"priority": "urgent", **sla_fields(self.config, target.customer, "urgent")}
         await self.store.update_incident(incident.id, changes, actions, now)
@@ -229,21 +229,6 @@ class SharedOutages:
         )
         self.notify()
         return dataclasses.replace(incident, priority="urgent")
-
-    async def _urgent_pages(
-        self, target: TargetConfig, incident: Incident, now: float
-    ) -> list[Action]:
-        """The pages of an urgent issue's open, unless the incident has paged already."""
-        if self.policy is None:
-            return []
-        for action in await self.store.actions_of(incident.id):
-            if action.channel.startswith("pager:"):
-                return []
-        urgent = dataclasses.replace(target, priority="urgent")
-        state = TargetState(status="down", last_reason=incident.last_reason)
-        zone = ZoneInfo(self.config.agent.timezone)
-        details = texts.page_details(urgent, state, incident.first_failure_at, zone)
-        return self.policy.open_actions(urgent, details, incident.dedup_key, now)
 
     async def _tell(
         self,

@@ -41,6 +41,7 @@ INCIDENT_COLUMNS = (
     "reopens",
     "reopen_worked_at",
     "closed_at",
+    "ticket_priority",
 )
 # What watchdesk knows of the ticket's life: "open" (the outage, or after recovery when it was
 # left open), "pending" (waiting on the customer since ``pending_since``), "resolved" (resolved
@@ -118,6 +119,9 @@ class Incident:
     reopens: int = 0
     reopen_worked_at: float | None = None
     closed_at: float | None = None
+    # The priority the helpdesk last showed on the incident's own ticket: the one it was
+    # created with, until a person changes it there (None: not known yet, from an older store).
+    ticket_priority: Priority | None = None
     # While the ticket waited on the customer during the outage, the SLA clocks stood still.
     pauses: tuple[Pause, ...] = ()
 

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     reopened_at REAL,
     reopens INTEGER NOT NULL DEFAULT 0,
     reopen_worked_at REAL,
-    closed_at REAL
+    closed_at REAL,
+    ticket_priority TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -218,6 +219,20 @@ def _migrate_ticket_follow_up(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_ticket_priority(db: sqlite3.Connection) -> None:
+    """Version 9: the priority the helpdesk last showed on the incident's own ticket (a change
+    from it is a person's, ``monitor.policy.reprioritising``). Rows from before: the priority
+    the ticket was created with, from its create action while the outbox keeps it; else NULL
+    (the first reading is taken as it stands, nothing guessed)."""
+    _add_column(db, "incidents", "ticket_priority", "TEXT")
+    db.execute(
+        "UPDATE incidents SET ticket_priority = (SELECT json_extract(o.payload,"
+        " '$.draft.priority') FROM outbox o WHERE o.incident_id = incidents.id"
+        " AND o.channel = 'ticket' AND o.operation = 'create' AND o.notice IS NULL"
+        " ORDER BY o.id LIMIT 1) WHERE ticket_priority IS NULL"
+    )
+
+
 def stored_version(db: sqlite3.Connection) -> int | None:
     """The schema version of the file: ``PRAGMA user_version`` (from version 3 on), else the
     ``meta`` row versions 1 and 2 kept; None for a new file."""
@@ -272,6 +287,8 @@ def migrate(db: sqlite3.Connection) -> None:
         )
     if version < 8:
         _migrate_ticket_follow_up(db)
+    if version < 9:
+        _migrate_ticket_priority(db)
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")

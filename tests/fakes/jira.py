@@ -418,12 +418,18 @@ class JiraFake(FakeService):
     # --- state ---------------------------------------------------------------------------
 
     def agent_update(self, ticket_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """``{"assignee": {"accountId", "displayName"} | None, "status": "In Progress"}``."""
+        """``{"assignee": {"accountId", "displayName"} | None, "status": "In Progress",
+        "priority": "High"}`` (a priority by its name in the scheme, as a person picks it)."""
         issue = self.issues[ticket_id]
         if "status" in changes:
             issue["fields"]["status"] = self._status(changes["status"])
         if "assignee" in changes:
             issue["fields"]["assignee"] = changes["assignee"]
+        if "priority" in changes:
+            name = changes["priority"]
+            if name not in JIRA_PRIORITIES:
+                raise ValueError(f"no priority {name!r} in the scheme {JIRA_PRIORITIES}")
+            issue["fields"]["priority"] = {"id": str(JIRA_PRIORITIES.index(name) + 1), "name": name}
         return self._public(issue, None)
 
     def state(self) -> dict[str, Any]:

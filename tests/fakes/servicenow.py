@@ -304,8 +304,13 @@ class ServiceNowFake(FakeService):
     # --- state ---------------------------------------------------------------------------
 
     def agent_update(self, ticket_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """What a person does on the form: assign, change state, urgency or impact (the
+        priority follows them, as the lookup computes it)."""
         record = self.tickets[ticket_id]
         record.update({k: str(v) for k, v in changes.items()})
+        record["priority"] = SN_PRIORITY.get(
+            (record.get("impact", "3"), record.get("urgency", "3")), record.get("priority", "5")
+        )
         return dict(record)
 
     def add_user(self, user_name: str) -> str:

@@ -35,7 +35,15 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field, HttpUrl
 
-from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+    priority_of,
+)
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
@@ -158,6 +166,7 @@ def ticket_info(ticket: dict[str, Any], replies_since: float | None = None) -> T
         extra=extra,
         waiting_on_customer=raw == STATUS_PENDING,
         last_customer_reply_at=replied,
+        priority=priority_of(PRIORITIES, ticket.get("priority")),
     )
 
 

@@ -41,7 +41,8 @@ Endpoints and values used, as documented there (REST API version 2022-11-28):
 
 ``get``: an open issue is open, or pending (waiting on the customer) while it carries
 ``pending_label``; a closed one is resolved (state_reason completed, or none) or closed
-(not_planned, duplicate). The assignee is the first assignee's login. Open again (a customer
+(not_planned, duplicate). The assignee is the first assignee's login; the priority is the
+one ``priority:<p>`` label (a person changes it by swapping that label). Open again (a customer
 replied) reopens a closed issue and takes the pending label off; closed closes it as completed
 without the label.
 """
@@ -57,7 +58,15 @@ from urllib.parse import quote
 
 from pydantic import Field, HttpUrl
 
-from ticketing.base import NewStatus, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    PRIORITIES,
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+)
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, parse_retry_after
 from ticketing.settings import IntegrationSettings
@@ -175,6 +184,13 @@ def customer_reply_at(
     return latest(found, replies_since)
 
 
+def label_priority(names: set[str]) -> Priority | None:
+    """The issue's priority: its one ``priority:<p>`` label; None without one, or with two
+    (a person added a label and left the old one: which they meant is not guessed)."""
+    found = [p for p in PRIORITIES if f"priority:{p}" in names]
+    return found[0] if len(found) == 1 else None
+
+
 def ticket_info(
     issue: dict[str, Any], pending_label: str, replied: float | None = None
 ) -> TicketInfo:
@@ -202,6 +218,7 @@ def ticket_info(
         extra=extra,
         waiting_on_customer=state != "closed" and pending_label in names,
         last_customer_reply_at=replied,
+        priority=label_priority(names),
     )
 
 

@@ -27,8 +27,10 @@ Endpoints and values used, as documented there:
   ``{"transition": {"id": ...}}`` (204) moves it
   (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-get).
   Transition ids and names depend on the workflow, so they are looked up by name every time.
-- Get issue: ``GET /rest/api/3/issue/{key}?fields=status,assignee``; ``status.statusCategory.key``
-  is ``new``, ``indeterminate`` or ``done``; ``assignee`` is ``{accountId, displayName}`` or null.
+- Get issue: ``GET /rest/api/3/issue/{key}?fields=status,assignee,priority``;
+  ``status.statusCategory.key`` is ``new``, ``indeterminate`` or ``done``; ``assignee`` is
+  ``{accountId, displayName}`` or null; ``priority`` is ``{id, name}`` (read back through the
+  ``priorities`` map: a name it does not hold, or holds twice, is no priority of ours).
 - Get comments: ``GET /rest/api/3/issue/{key}/comment?orderBy=-created&maxResults=N`` (newest
   first): ``{comments: [{author: {accountId, accountType}, created, ...}]}``
   (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-comments/#api-rest-api-3-issue-issueidorkey-comment-get).
@@ -56,7 +58,15 @@ from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+    priority_of,
+)
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
@@ -103,6 +113,11 @@ class JiraSettings(IntegrationSettings):
     labels: list[str] = []
     # Our priority -> the name of a priority in the project's priority scheme.
     priorities: dict[Priority, str] = dict(DEFAULT_PRIORITIES)
+
+    def priority_names(self) -> dict[Priority, str]:
+        """Every priority's name as issues are created with: the configured one, else the
+        default scheme's."""
+        return {**DEFAULT_PRIORITIES, **self.priorities}
 
 
 # --- pure payload building -----------------------------------------------------------------
@@ -224,7 +239,10 @@ def customer_reply_at(comments: list[Any], replies_since: float) -> float | None
 
 
 def ticket_info(
-    issue: dict[str, Any], pending_status: str | None = None, replied: float | None = None
+    issue: dict[str, Any],
+    pending_status: str | None = None,
+    replied: float | None = None,
+    priorities: dict[Priority, str] = DEFAULT_PRIORITIES,
 ) -> TicketInfo:
     fields = issue.get("fields")
     fields = fields if isinstance(fields, dict) else {}
@@ -242,6 +260,7 @@ def ticket_info(
             extra["assignee_account_id"] = str(assignee["accountId"])
         name = assignee.get("displayName") or assignee.get("accountId")
     raw = status.get("name")
+    priority = fields.get("priority")
     waiting = {WAITING_FOR_CUSTOMER, (pending_status or WAITING_FOR_CUSTOMER).casefold()}
     return TicketInfo(
         status=STATUS_CATEGORIES.get(str(category_key), "open"),
@@ -250,6 +269,9 @@ def ticket_info(
         extra=extra,
         waiting_on_customer=str(raw).casefold() in waiting,
         last_customer_reply_at=replied,
+        priority=priority_of(priorities, priority.get("name"))
+        if isinstance(priority, dict)
+        else None,
     )
 
 
@@ -339,7 +361,7 @@ class JiraBackend:
 
     async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
         _, body = await self._http.request(
-            "GET", f"/rest/api/3/issue/{ref.id}", params={"fields": "status,assignee"}
+            "GET", f"/rest/api/3/issue/{ref.id}", params={"fields": "status,assignee,priority"}
         )
         if not isinstance(body, dict):
             raise RetryableError(f"{self.name}: issue {ref.id}: answer is not an issue")
@@ -352,7 +374,8 @@ class JiraBackend:
             )
             comments = listed.get("comments") if isinstance(listed, dict) else None
             replied = customer_reply_at(comments or [], replies_since)
-        return ticket_info(body, self.settings.pending_transition, replied)
+        settings = self.settings
+        return ticket_info(body, settings.pending_transition, replied, settings.priority_names())
 
     async def aclose(self) -> None:
         await self._http.aclose()

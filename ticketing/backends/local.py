@@ -3,13 +3,14 @@
 Statuses open / pending / resolved / closed. Like every helpdesk that can report a customer's
 reply, a ticket left pending is closed by watchdesk after ``auto_close_after`` (a closing note,
 then status closed), and reopened by a customer's reply (``customer_reply``: what the customer
-does, for tools and tests). ``watchdesk tickets`` and /api/incidents show them. The dedup key
-is unique in the table, so a repeated create finds the first ticket.
+does, for tools and tests; ``change_priority``: a person changing the priority). ``watchdesk
+tickets`` and /api/incidents show them. The dedup key is unique in the table, so a repeated
+create finds the first ticket.
 
 The agent calls it from its event loop: every statement (the connection too, opened at the
 first one) runs in a worker thread (``asyncio.to_thread``). The synchronous ``assign``,
-``change_status``, ``customer_reply``, ``tickets`` and ``notes`` are for tools and tests, or
-for a worker thread.
+``change_status``, ``change_priority``, ``customer_reply``, ``tickets`` and ``notes`` are for
+tools and tests, or for a worker thread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ticketing.base import NewStatus, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    PRIORITIES,
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+)
 from ticketing.errors import PermanentError, RetryableError
 from ticketing.settings import IntegrationSettings
 
@@ -142,7 +151,7 @@ class LocalBackend:
         await asyncio.to_thread(self.change_status, ref.id, status)
 
     async def get(self, ref: TicketRef, replies_since: float | None = None) -> TicketInfo:
-        status, assignee = await self._existing(ref)
+        status, assignee, priority = await self._existing(ref)
         replied = None
         if replies_since is not None:
             rows = await asyncio.to_thread(
@@ -159,22 +168,32 @@ class LocalBackend:
             raw_status=status,
             waiting_on_customer=status == "pending",
             last_customer_reply_at=replied,
+            priority=next((p for p in PRIORITIES if p == priority), None),
         )
 
-    async def _existing(self, ref: TicketRef) -> tuple[TicketStatus, str | None]:
+    async def _existing(self, ref: TicketRef) -> tuple[TicketStatus, str | None, str]:
         rows = await asyncio.to_thread(
-            self._run, "SELECT status, assignee FROM local_tickets WHERE id = ?", (int(ref.id),)
+            self._run,
+            "SELECT status, assignee, priority FROM local_tickets WHERE id = ?",
+            (int(ref.id),),
         )
         if not rows:
             raise PermanentError(f"local: no ticket {ref.id}")
-        status, assignee = rows[0]
-        return status, assignee  # type: ignore[return-value]
+        status, assignee, priority = rows[0]
+        return status, assignee, str(priority)  # type: ignore[return-value]
 
     def assign(self, ticket_id: str, assignee: str) -> None:
         """Someone takes the ticket (what a person does in a helpdesk; used by tests and tools)."""
         self._run(
             "UPDATE local_tickets SET assignee = ?, updated_at = ? WHERE id = ?",
             (assignee, time.time(), int(ticket_id)),
+        )
+
+    def change_priority(self, ticket_id: str, priority: Priority) -> None:
+        """Set the priority (what a person does in a helpdesk; used by tests and tools)."""
+        self._run(
+            "UPDATE local_tickets SET priority = ?, updated_at = ? WHERE id = ?",
+            (priority, time.time(), int(ticket_id)),
         )
 
     def change_status(self, ticket_id: str, status: TicketStatus) -> None:

@@ -27,6 +27,9 @@ Endpoints and values used, as documented in the Table API reference
   Dates are UTC ``YYYY-MM-DD HH:MM:SS`` and compare in encoded queries
   (``sys_created_on>2026-11-24 10:00:00``).
 
+Our priority read back = the (urgency, impact) pair it was created with (URGENCY_IMPACT);
+any other pair (say 2/1, also "High" in the lookup) is none of ours: never guessed.
+
 Waiting on the customer = On Hold with hold reason Awaiting Caller (the other hold reasons wait
 on a change, a problem or a vendor: someone is on it). Open again = In Progress; closed = state
 7 with the close code (a resolved incident is closed by ServiceNow's own auto-close later).
@@ -38,7 +41,15 @@ from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+    priority_of,
+)
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
@@ -77,7 +88,7 @@ STATE_LABELS: Final[dict[str, str]] = {
 CLOSE_NOTES: Final = "Resolved by watchdesk: the monitored service answers again."
 CLOSED_NOTES: Final = "Closed by watchdesk: no reply from the caller while it waited on them."
 CALLER_NAME: Final = "caller_id.user_name"
-GET_FIELDS: Final = f"sys_id,number,state,hold_reason,assigned_to,{CALLER_NAME}"
+GET_FIELDS: Final = f"sys_id,number,state,hold_reason,assigned_to,urgency,impact,{CALLER_NAME}"
 
 
 class ServiceNowSettings(IntegrationSettings):
@@ -192,6 +203,10 @@ def ticket_info(record: dict[str, Any], replied: float | None = None) -> TicketI
         waiting_on_customer=raw == STATE_ON_HOLD
         and str(record.get("hold_reason", "")) == HOLD_AWAITING_CALLER,
         last_customer_reply_at=replied,
+        # A person sets urgency and impact; a pair we never create with is none of ours.
+        priority=priority_of(
+            URGENCY_IMPACT, (str(record.get("urgency")), str(record.get("impact")))
+        ),
     )
 
 

@@ -31,7 +31,15 @@ from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
-from ticketing.base import NewStatus, Priority, TicketDraft, TicketInfo, TicketRef, TicketStatus
+from ticketing.base import (
+    NewStatus,
+    Priority,
+    TicketDraft,
+    TicketInfo,
+    TicketRef,
+    TicketStatus,
+    priority_of,
+)
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
 from ticketing.settings import IntegrationSettings
@@ -139,6 +147,7 @@ def ticket_info(ticket: dict[str, Any], replied: float | None = None) -> TicketI
         extra=extra,
         waiting_on_customer=raw == "pending",
         last_customer_reply_at=replied,
+        priority=priority_of(PRIORITIES, ticket.get("priority")),
     )
 
 
