@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from monitor.config import parse_config
+from monitor.delivery.integrations import build_backend
+from tests.helpdesks import ENV, NAMES, Helpdesk, helpdesk
 from tests.helpers import FD_KEY, PD_KEY, AgentProcess, FakeProcess, free_port
 from tests.pg import PostgresServer
+from ticketing.backends.local import LocalBackend
+from ticketing.base import TicketBackend
 
 
 @pytest.fixture
@@ -61,3 +66,20 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
     url = pg_server.new_database()
     yield url
     pg_server.drop(url)
+
+
+@pytest.fixture(params=NAMES)
+async def desk_and_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[tuple[Helpdesk, TicketBackend]]:
+    """Each helpdesk's stand-in (``tests.helpdesks``) with the real backend that talks to it."""
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    async with helpdesk(request.param) as desk:
+        config = parse_config(f'[agent]\nstate_dir = "{tmp_path}"\n' + desk.toml())
+        backend = build_backend(config)
+        if isinstance(backend, LocalBackend):
+            local = backend
+            desk.bind(lambda: local)
+        yield desk, backend
+        await backend.aclose()

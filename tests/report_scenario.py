@@ -18,7 +18,8 @@ from tests.agent_harness import Harness
 NOV_1 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 DEC_1 = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 
-CONFIG = """
+# Two targets of one customer: the agent's config in the report tests, which add to it.
+ACME = """
 [defaults]
 interval = "30s"
 failure_threshold = 3
@@ -39,13 +40,18 @@ customer = "acme"
 
 [customers.acme]
 email = "it@acme.example"
+"""
 
+CONFIG = (
+    ACME
+    + """
 [[maintenance]]
 targets = ["web"]
 start = "2026-11-15T02:00:00+00:00"
 end = "2026-11-15T04:00:00+00:00"
 reason = "database upgrade"
 """
+)
 
 
 def at(day: int, hour: int, minute: int = 0) -> float:

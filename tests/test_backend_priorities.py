@@ -5,35 +5,11 @@ asked: it answers nothing about priorities."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from monitor.config import parse_config
-from monitor.delivery.integrations import build_backend
-from tests.helpdesks import ENV, NAMES, Helpdesk, helpdesk
+from tests.helpdesks import Helpdesk
 from tests.samples import DRAFT
 from ticketing.backends import github, jira, servicenow, webhook, zendesk
 from ticketing.backends.jira import JiraSettings
-from ticketing.backends.local import LocalBackend
 from ticketing.base import PRIORITIES, TicketBackend, priority_of
-
-
-@pytest.fixture(params=NAMES)
-async def desk_and_backend(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[tuple[Helpdesk, TicketBackend]]:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    async with helpdesk(request.param) as desk:
-        config = parse_config(f'[agent]\nstate_dir = "{tmp_path}"\n' + desk.toml())
-        backend = build_backend(config)
-        if isinstance(backend, LocalBackend):
-            local = backend
-            desk.bind(lambda: local)
-        yield desk, backend
-        await backend.aclose()
 
 
 async def test_the_priority_a_person_sets_is_read_back(

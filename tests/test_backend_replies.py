@@ -4,37 +4,13 @@ and the customer's replies it reports (only the requester's, only after ``replie
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from monitor.config import parse_config
-from monitor.delivery.integrations import build_backend
-from tests.helpdesks import ENV, NAMES, Helpdesk, helpdesk
+from tests.helpdesks import Helpdesk
 from tests.samples import DRAFT
-from ticketing.backends.local import LocalBackend
 from ticketing.base import NewStatus, TicketBackend
 
 # Where each status the agent sets leaves the ticket, in tests.helpdesks' words (Jira's Done and
 # a closed GitHub issue are where both resolved and closed go).
 RESOLVED = {"jira": "closed", "github": "closed"}
-
-
-@pytest.fixture(params=NAMES)
-async def desk_and_backend(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[tuple[Helpdesk, TicketBackend]]:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    async with helpdesk(request.param) as desk:
-        config = parse_config(f'[agent]\nstate_dir = "{tmp_path}"\n' + desk.toml())
-        backend = build_backend(config)
-        if isinstance(backend, LocalBackend):
-            local = backend
-            desk.bind(lambda: local)
-        yield desk, backend
-        await backend.aclose()
 
 
 async def test_the_statuses_the_agent_sets(

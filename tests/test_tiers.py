@@ -17,29 +17,11 @@ from monitor.reporting.timelines import ReportData
 from monitor.web.server import make_app
 from tests.agent_harness import START, Harness
 from tests.helpers import run_cli
+from tests.report_scenario import ACME
 
-CONFIG = """
-[defaults]
-interval = "30s"
-failure_threshold = 3
-recovery_threshold = 2
-
-[[targets]]
-name = "web"
-kind = "http"
-url = "https://web.acme.example/"
-customer = "acme"
-
-[[targets]]
-name = "db"
-kind = "tcp"
-host = "db.acme.example"
-port = 5432
-customer = "acme"
-
-[customers.acme]
-email = "it@acme.example"
-
+CONFIG = (
+    ACME
+    + """
 [pagers.engineer]
 type = "log"
 [pagers.senior]
@@ -55,6 +37,7 @@ chain = [
 ]
 repeat = 1
 """
+)
 
 
 def samples(h: Harness, name: str) -> dict[tuple[str, ...], float]:

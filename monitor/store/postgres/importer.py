@@ -28,26 +28,14 @@ import psycopg
 from monitor.errors import StoreError
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import connect, describe
+from monitor.store.postgres.sql import STATE_FIELDS
 from monitor.store.records import INCIDENT_COLUMNS, NOTICE_COLUMNS, OUTBOX_COLUMNS
 from monitor.store.reports import REPORT_COLUMNS
 from monitor.store.schema import SCHEMA
 from monitor.store.schema import migrate as migrate_sqlite
 from monitor.store.sqlite import FILE_NAME
 
-STATE_COLUMNS = (
-    "target",
-    "identity",
-    "status",
-    "consecutive_failures",
-    "consecutive_successes",
-    "first_failure_at",
-    "since",
-    "last_checked_at",
-    "last_ok",
-    "last_reason",
-    "last_duration",
-    "seq",
-)
+STATE_COLUMNS = ("target", *STATE_FIELDS)
 TRANSITION_COLUMNS = (
     "id",
     "target",
