@@ -23,6 +23,7 @@ from monitor.config.model import (
     DefaultsSection,
     EscalationSection,
     SlaSection,
+    StormSection,
 )
 from monitor.config.schedules import parse_calendars, parse_maintenance
 from monitor.config.sections import (
@@ -48,6 +49,7 @@ TOP_LEVEL_KEYS = (
     "escalation",
     "maintenance",
     "calendars",
+    "storm",
 )
 
 
@@ -139,6 +141,21 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                         missing_ref("pager", name, pagers, "[pagers.NAME]"),
                     )
     maintenance = parse_maintenance(raw.get("maintenance", []), raw.get("targets", []), problems)
+    storm = problems.validate(("storm",), StormSection, raw.get("storm", {}))
+    if agent is not None:
+        # Every name written, so a target refused for another reason is not reported twice.
+        raw_targets = raw.get("targets", [])
+        names = {
+            str(body.get("name"))
+            for body in (raw_targets if isinstance(raw_targets, list) else [])
+            if isinstance(body, dict) and isinstance(body.get("name"), str)
+        }
+        for index, name in enumerate(agent.canaries):
+            if name not in names:
+                problems.add(
+                    ("agent", "canaries", index),
+                    missing_ref("target", name, names, "a [[targets]] entry"),
+                )
 
     if problems.problems:
         return None
@@ -148,6 +165,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     assert ticketing
     assert backend_settings
     assert escalation
+    assert storm
     return Config(
         source=problems.source,
         agent=agent,
@@ -164,4 +182,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         maintenance=tuple(maintenance),
         raw_sections=frozenset(raw),
         calendars=calendars,
+        storm=storm,
     )

@@ -66,6 +66,9 @@ class AgentSection(Strict):
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_concurrent_probes: int = Field(default=2000, ge=1)
+    # Targets that are the agent's own view of the world (outside resolvers, the gateway):
+    # all of them down means the agent cannot see, not that everything is down.
+    canaries: list[str] = []
 
     @field_validator("listen")
     @classmethod
@@ -117,6 +120,8 @@ class TargetCommon(Strict):
     depends_on: list[str] = []
     tags: list[str] = []
     description: str | None = None
+    # Targets with the same group fail together for one reason: one incident for all of them.
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 COMMON_KEYS = frozenset(TargetCommon.model_fields)
@@ -138,6 +143,7 @@ class TargetConfig:
     depends_on: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     description: str | None = None
+    group: str | None = None
 
     def where(self) -> str:
         return self.settings.where()
@@ -279,6 +285,15 @@ class EscalationSection(Strict):
         ]
 
 
+class StormSection(Strict):
+    """``[storm]``: many targets down at once are one incident (``monitor.policy.storms``)."""
+
+    threshold: int = Field(default=10, ge=1)
+    window: Duration = 60.0
+    # How long a new down waits for others of a storm before it opens on its own; "0s": never.
+    group_wait: DurationOrZero = 10.0
+
+
 class MaintenanceSection(Strict):
     """A one-off window (``start``/``end`` as ISO date-times) or a weekly one (``days`` + HH:MM)."""
 
@@ -322,6 +337,7 @@ class Config:
     raw_sections: frozenset[str] = field(default_factory=frozenset)
     # Every [calendars.NAME], and "default" from [business_hours] unless one is named so.
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    storm: StormSection = field(default_factory=StormSection)
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,6 +65,8 @@ class SupportPolicy:
         self.decisions = decisions
         self.metrics = metrics
         self.timeliness = Timeliness(lambda: self.config, self.metrics)
+        # Targets standing for incidents of no one target (a storm's), by incident target.
+        self.stand_ins: Callable[[], dict[str, TargetConfig]] = dict
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -130,7 +133,7 @@ class SupportPolicy:
 
     async def sweep(self) -> None:
         now = self.clock.now()
-        targets = {target.name: target for target in self.config.targets}
+        targets = {target.name: target for target in self.config.targets} | self.stand_ins()
         for incident in await self.store.incidents(open_only=True):
             target = targets.get(incident.target)
             if target is None:
@@ -145,7 +148,8 @@ class SupportPolicy:
                         await self._status_update(current, target, now)
             if incident.worked_at is None and self._next_level(incident) is not None:
                 await self._check_worked_or_escalate(incident, target, now)
-        still_open = await self.store.incidents(open_only=True)
+        # The agent's own alert (monitoring impaired) is no customer's issue: no SLA for it.
+        still_open = [i for i in await self.store.incidents(open_only=True) if i.kind != "agent"]
         self.timeliness.breaching(still_open, now)
         open_ids = {i.id for i in still_open}
         self._last_poll = {k: v for k, v in self._last_poll.items() if k in open_ids}

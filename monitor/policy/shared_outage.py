@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.config import Config, TargetConfig
-from monitor.policy import texts
+from monitor.policy import storm_texts, texts
 from monitor.policy.opening import requester
 from monitor.state import TargetState
 from monitor.store import Incident, Store
@@ -335,6 +335,15 @@ class SharedOutages:
                 successes,
                 resolution=resolution,
             )
+            if incident.kind == "storm":  # its targets, not the storm's name
+                body = storm_texts.recovery(
+                    self.config,
+                    notice.customer,
+                    notice.dependents,
+                    recovered_at,
+                    incident.first_failure_at,
+                    resolution,
+                )
             actions: list[Action] = []
             if notice.via_incident is None:
                 actions.append(AddNote(body, public=True, notice=notice.customer))

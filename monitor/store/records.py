@@ -31,6 +31,7 @@ INCIDENT_COLUMNS = (
     "escalated_at",
     "last_update_at",
     "escalation_level",
+    "kind",
 )
 OUTBOX_COLUMNS = (
     "id",
@@ -86,6 +87,9 @@ class Incident:
     last_update_at: float | None
     # How many levels of the escalation chain have fired (repeats counted).
     escalation_level: int = 0
+    # target: one target's outage; storm: many targets' (``StormMember``), told to each
+    # customer by a notice ticket, none of its own; agent: monitoring impaired (pages only).
+    kind: str = "target"
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Incident:
@@ -158,6 +162,40 @@ class CustomerNotice:
         data = {key: getattr(self, key) for key in NOTICE_COLUMNS}
         data["dependents"] = list(self.dependents)
         return data
+
+
+STORM_MEMBER_COLUMNS = (
+    "incident_id",
+    "target",
+    "customer",
+    "joined_at",
+    "first_failure_at",
+    "reason",
+    "left_at",
+    "told",
+)
+
+
+@dataclass(frozen=True)
+class StormMember:
+    """A target in a storm incident: down since ``joined_at`` (``left_at``: up again), and
+    what its customer was last told of it (``told``: none, down or up)."""
+
+    incident_id: int
+    target: str
+    customer: str
+    joined_at: float
+    first_failure_at: float
+    reason: str
+    left_at: float | None = None
+    told: str = "none"
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StormMember:
+        return cls(**dict(zip(STORM_MEMBER_COLUMNS, row, strict=True)))
+
+    def as_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in STORM_MEMBER_COLUMNS}
 
 
 @dataclass(frozen=True)

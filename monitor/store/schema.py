@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     worked_at REAL,
     escalated_at REAL,
     last_update_at REAL,
-    escalation_level INTEGER NOT NULL DEFAULT 0
+    escalation_level INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'target'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -98,6 +99,17 @@ CREATE TABLE IF NOT EXISTS customer_notices (
     ticket_id TEXT,
     ticket_url TEXT,
     UNIQUE (incident_id, customer)
+);
+CREATE TABLE IF NOT EXISTS storm_members (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    target TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    first_failure_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    left_at REAL,
+    told TEXT NOT NULL DEFAULT 'none',
+    PRIMARY KEY (incident_id, target)
 );
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
@@ -201,6 +213,10 @@ def migrate(db: sqlite3.Connection) -> None:
         # Customer notices of a shared outage (the table is made by SCHEMA above); an outbox
         # action names the customer whose notice ticket it is for (NULL: the incident's own).
         _add_column(db, "outbox", "notice", "TEXT")
+    if version < 8:
+        # What an incident stands for: a target, a storm of targets (their members in
+        # storm_members, made by SCHEMA above), or the agent itself (monitoring impaired).
+        _add_column(db, "incidents", "kind", "TEXT NOT NULL DEFAULT 'target'")
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
