@@ -409,7 +409,7 @@ class Agent:
         return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
-        return status_rows(self.targets, self.states)
+        return status_rows(self.targets, self.states, self.incidents)
 
     @property
     def state_dir(self) -> Path:

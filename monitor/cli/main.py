@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(str(problem), file=sys.stderr)
         return EXIT_CONFIG
-    if args.command in ("ack", "mute", "unmute"):
+    if args.command in ("ack", "mute", "unmute", "explain"):
         return desk.run(config, args)
     handlers = {
         "run": _run,
@@ -278,7 +278,12 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             store.close()
     try:
         rows = [
-            incident_row(incident, store.actions_of(incident.id), store.notices(incident.id))
+            incident_row(
+                incident,
+                store.actions_of(incident.id),
+                store.notices(incident.id),
+                store.storm_members(incident.id) if incident.kind == "storm" else (),
+            )
             for incident in store.incidents(open_only=not args.all, limit=200)
         ]
     finally:

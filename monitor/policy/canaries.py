@@ -156,8 +156,8 @@ class Canaries:
         count = self._gate.get(name)
         if count is None:
             return False
-        if ok:
-            del self._gate[name]
+        if ok:  # still down until it recovers: its fresh count starts again
+            self._gate[name] = 0
             return False
         fresh = self.recovered_at is None or (started_at or 0.0) >= self.recovered_at
         count += 1 if fresh else 0
@@ -166,6 +166,10 @@ class Canaries:
             return True
         self._gate[name] = count
         return False
+
+    def forget(self, name: str) -> None:
+        """``name`` is up: whatever fails from now on is fresh."""
+        self._gate.pop(name, None)
 
     def verdict(self, name: str, state: TargetState, now: float) -> Verdict | None:
         """Why a target that is down opens nothing now because of the canaries; None: they

@@ -97,9 +97,34 @@ class OpenRules:
                 f"its parent {parent} is down (depends_on): it is named on {parent}'s ticket",
                 parent=parent,
             )
+        waiting = self._parent_failing(target, state, now)
+        if waiting is not None:
+            return waiting
         # The agent's own view first: a cluster's confirmation from several vantages (a quorum
         # of their verdicts) belongs right after it, before any grouping.
         return self.canaries.verdict(name, state, now)
+
+    def _parent_failing(
+        self, target: TargetConfig, state: TargetState, now: float
+    ) -> Verdict | None:
+        """A parent failing but not down yet decides first: if it goes down, the child is
+        named on its ticket (never in a storm of its own). Waits at most as long as the parent
+        needs from its first failure to its verdict."""
+        for name in target.depends_on:
+            parent, parent_state = self._targets.get(name), self.states.get(name)
+            if parent is None or parent_state is None or parent_state.status == "down":
+                continue
+            if parent_state.consecutive_failures == 0:
+                continue
+            until = (state.since or now) + parent.failure_threshold * parent.interval
+            if now < until:
+                return Verdict(
+                    "hold",
+                    f"its parent {name} is failing too ({parent_state.consecutive_failures} of "
+                    f"{parent.failure_threshold}): waiting for its verdict (depends_on)",
+                    until=until,
+                )
+        return None
 
     def verdict(self, target: TargetConfig, state: TargetState, now: float) -> Verdict:
         """What the rules say about ``target`` (down, no incident of its own), acting on

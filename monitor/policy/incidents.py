@@ -207,6 +207,8 @@ class IncidentManager(OpenRules, RecoveryRules):
         self, target: TargetConfig, transition: Transition, row: StateRow
     ) -> None:
         self._changes[target.name].append(transition.at)
+        # Children waiting for this parent's verdict have it now.
+        self._due_now(n for n in self._waiting if target.name in self._targets[n].depends_on)
         if not await self._reconcile(target, (row, transition)):
             await self.store.record(row, transition)
         if transition.current == "up":
@@ -270,6 +272,8 @@ class IncidentManager(OpenRules, RecoveryRules):
         if state.status != "down":
             self._settled(name)
             self.storms.depart(name)
+            if state.status == "up":
+                self.canaries.forget(name)
         incident = self._open.get(name)
         if incident is None and name in self.storms.member_of:
             if state.status == "up":
