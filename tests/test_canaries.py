@@ -129,7 +129,8 @@ async def test_canaries_down_mean_no_customer_ticket_and_one_impaired_page(
     assert all(h.agent.states[name].status == "down" for name in (*CANARIES, *CUSTOMER))
     assert h.tickets() == []
     (alert,) = await h.incidents()
-    assert alert.kind == "agent" and alert.dedup_key == KEY
+    assert alert.kind == "agent"
+    assert alert.dedup_key == KEY
     (page,) = await pager_actions(h)
     assert isinstance(page, SendPage)
     assert page.page.dedup_key == KEY

@@ -132,7 +132,8 @@ async def test_200_targets_of_7_customers_down_within_5s_are_one_incident(
     await wave(h, names, False, 5.0)  # the second: each turns down
     await h.deliver()
     (storm,) = await h.incidents()
-    assert storm.kind == "storm" and storm.target == "storm:*"
+    assert storm.kind == "storm"
+    assert storm.target == "storm:*"
     assert storm.priority == "urgent"  # several customers: a major problem
     assert h.tickets() == []  # held for group_wait: the storm gathers first
 
@@ -197,7 +198,8 @@ async def test_a_lone_failure_opens_its_own_incident_at_the_usual_time(
     h.clock.advance(10.0)
     await probe(h, name(5), False)
     (incident,) = await h.incidents()
-    assert incident.target == name(5) and incident.kind == "target"
+    assert incident.target == name(5)
+    assert incident.kind == "target"
     assert incident.opened_at == START + 10.0  # at its threshold: no group_wait for a lone one
     await h.deliver()
     (ticket,) = h.tickets()
@@ -236,7 +238,8 @@ async def test_a_failure_whose_company_recovers_opens_at_once(
     await probe(h, name(7), True)  # no storm after all: nothing left to wait for
     await settle(h)
     (incident,) = await h.incidents()
-    assert incident.target == name(5) and incident.opened_at == START + 12.0
+    assert incident.target == name(5)
+    assert incident.opened_at == START + 12.0
 
 
 GROUPS = (
@@ -336,7 +339,8 @@ async def test_a_lone_member_of_a_group_opens_its_own_incident_after_group_wait(
     h.clock.set(START + 20.0)
     await settle(h)
     (incident,) = await h.incidents()
-    assert incident.target == "rack-a" and incident.opened_at == START + 20.0
+    assert incident.target == "rack-a"
+    assert incident.opened_at == START + 20.0
 
 
 SWITCH = (
@@ -378,7 +382,8 @@ async def test_depends_on_wins_over_a_storm(make: Callable[..., Awaitable[Harnes
     await probe(h, "switch", False)  # the switch is down
     await settle(h)
     (incident,) = await h.incidents()
-    assert incident.target == "switch" and incident.kind == "target"
+    assert incident.target == "switch"
+    assert incident.kind == "target"
     assert sorted(incident.affected) == children
 
 
