@@ -133,7 +133,7 @@ async def test_200_targets_of_7_customers_down_within_5s_are_one_incident(
     await h.deliver()
     (storm,) = await h.incidents()
     assert storm.kind == "storm"
-    assert storm.target == "storm:*"
+    assert storm.target == "the outage of many services"
     assert storm.priority == "urgent"  # several customers: a major problem
     assert h.tickets() == []  # held for group_wait: the storm gathers first
 
@@ -298,7 +298,7 @@ async def test_targets_of_one_group_down_together_are_one_incident(
     h.clock.advance(3.0)
     await probe(h, "rack-b", False)  # down too: the group's incident
     (storm,) = await h.incidents()
-    assert storm.target == "storm:rack-7"
+    assert storm.target == "the outage of group rack-7"
     h.clock.advance(7.0)
     await settle(h)
     tickets = tickets_of(h)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -212,12 +212,12 @@ class Canaries:
         self,
         now: float,
         fresh: Collection[str],
-        failing: Mapping[str, TargetState],
+        failing: Callable[[], Mapping[str, TargetState]],
         cause: tuple[StateRow, Transition] | None,
     ) -> bool:
         """Open or resolve the alert as the canaries now say (with the transition that made
-        them say it); True when ``cause`` was stored with it. ``failing``: the targets with no
-        incident of their own, which must earn their open once the impairment ends."""
+        them say it); True when ``cause`` was stored with it. ``failing()``: the targets with
+        no incident of their own, which must earn their open once the impairment ends."""
         self._restoring = False
         if not self.names:
             return False
@@ -236,7 +236,7 @@ class Canaries:
                 consumed = cause is not None
         self._was = self.impaired()
         if was and not self._was:
-            self._end(now, failing)
+            self._end(now, failing())
         self.metrics.agent_impaired.set(1 if self._was else 0)
         return consumed
 

@@ -138,7 +138,11 @@ class OpenRules:
     def _grouping(self, target: TargetConfig, now: float, arrived: float) -> Verdict:
         name = target.name
         return self.storms.verdict(
-            target, now, arrived, self._company(name, now), lambda: self._others_failing(name)
+            target,
+            now,
+            arrived,
+            lambda: self._company(name, now),
+            lambda: self._others_failing(name),
         )
 
     def _company(self, name: str, now: float) -> list[str]:

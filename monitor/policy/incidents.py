@@ -42,7 +42,7 @@ from monitor.policy.gate import OpenRules
 from monitor.policy.recovery import RecoveryRules
 from monitor.policy.settling import settled
 from monitor.policy.shared_outage import SharedOutages
-from monitor.policy.storm_telling import PREFIX, WAVE
+from monitor.policy.storm_telling import WAVE
 from monitor.policy.storms import Storms
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
@@ -137,7 +137,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         storm's: none of its targets still down; the impairment alert: not sent again)."""
         self._open.pop(target, None)
         self._last_resolved[target] = at
-        for member in self.storms.closed_by_hand(target) if target.startswith(PREFIX) else ():
+        for member in self.storms.closed_by_hand(target):
             self._last_resolved[member] = at
         if target == AGENT_TARGET:
             self.canaries.closed_by_hand(at)
@@ -225,7 +225,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         canaries' view, storms' targets gone from the config, storms' customers told."""
         async with self.decisions:
             now = self.clock.now()
-            await self.canaries.follow(now, self._fresh, self._uncovered(), None)
+            await self.canaries.follow(now, self._fresh, self._uncovered, None)
             for target in self.config.targets:
                 await self._reconcile(target)
                 await self._share(target)
@@ -265,7 +265,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         now = self.clock.now()
         stored = False
         if name in self.canaries.names:
-            stored = await self.canaries.follow(now, self._fresh, self._uncovered(), cause)
+            stored = await self.canaries.follow(now, self._fresh, self._uncovered, cause)
             cause = None if stored else cause
             if stored or cause is not None:
                 self._due_now(self._waiting)  # a canary's verdict: the waiting decide again
@@ -315,7 +315,7 @@ class IncidentManager(OpenRules, RecoveryRules):
             act = self.storms.open if verdict.action == "storm" else self.storms.join
             stored = await act(verdict.group or WAVE, verdict.members, now, cause)
             self._update_open_gauge()
-            self.notify()
+            self._wake.set()  # its customers are told at its next telling
             return stored
         elif verdict.action == "open":
             return await self._open_incident(target, state, now, cause)
@@ -328,6 +328,7 @@ class IncidentManager(OpenRules, RecoveryRules):
                 self.policy.timeliness.resolved(done, done.resolved_at or at)
             self._last_resolved[done.target] = done.resolved_at or at
             self._update_open_gauge()
+        self._wake.set()
         self.notify()
 
     async def _share(self, target: TargetConfig) -> None:

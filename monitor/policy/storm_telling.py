@@ -29,11 +29,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("watchdesk.incidents")
 
-PREFIX = "storm:"
+WAVE_TARGET = "the outage of many services"
+GROUP_TARGET = "the outage of group "
 # The key of the storm that more than ``threshold`` targets make, whatever their groups.
 WAVE = "*"
 # Whose notice ticket lists the targets of no customer (no customer name can be this).
 NO_CUSTOMER = "(none)"
+
+
+def storm_target(key: str) -> str:
+    """The target name of a storm's incident, as people read it in the texts every incident
+    gets ("An update on the outage of group rack-7: ..."); no configured target can have it
+    (names hold no spaces)."""
+    return WAVE_TARGET if key == WAVE else GROUP_TARGET + key
+
+
+def storm_key(target: str) -> str | None:
+    """The storm's key of an incident target (None: not a storm's)."""
+    if target == WAVE_TARGET:
+        return WAVE
+    return target[len(GROUP_TARGET) :] if target.startswith(GROUP_TARGET) else None
 
 
 @dataclass
@@ -48,7 +63,7 @@ class Storm:
 
     @property
     def key(self) -> str:
-        return self.incident.target[len(PREFIX) :]
+        return storm_key(self.incident.target) or WAVE
 
     def active(self) -> list[StormMember]:
         return [m for m in self.members.values() if m.left_at is None]
@@ -110,8 +125,8 @@ class StormTelling:
         customers = len({m.customer for m in members})
         details = storm_texts.page(self.config, members, customers, self._group(storm))
         summary = (
-            f"[{incident.priority.upper()}] {len(members)} targets of {customers} "
-            f"customer(s) down together ({incident.target})"
+            f"[{incident.priority.upper()}] {incident.target}: {len(members)} targets of "
+            f"{customers} customer(s) down together"
         )
         pages: list[Action] = [
             dataclasses.replace(action, page=dataclasses.replace(action.page, summary=summary))

@@ -2,12 +2,12 @@
 ``group_by`` and ``group_wait``, adapted to tickets).
 
 - **A storm**: more than ``storm.threshold`` targets go down within ``storm.window``; or
-  targets with the same ``group`` tag go down together. One incident (kind ``storm``, target
-  ``storm:*`` or ``storm:<group>``) holds them all: one ticket per affected customer listing
-  their targets (a customer notice, as for a shared component), one page with the count and
-  the list, one escalation chain. Targets that join or leave it later are notes on the same
-  tickets; it resolves when its last target is up (each ticket gets the recovery note, the
-  pagers one resolve).
+  targets with the same ``group`` tag go down together. One incident (kind ``storm``, named
+  "the outage of many services" or "the outage of group G") holds them all: one ticket per
+  affected customer listing their targets (a customer notice, as for a shared component),
+  one page with the count and the list, one escalation chain. Targets that join or leave it
+  later are notes on the same tickets; it resolves when its last target is up (each ticket
+  gets the recovery note, the pagers one resolve).
 - **group_wait**: a target that goes down while others are failing too (or that has a group
   tag) waits ``storm.group_wait`` for company before it opens an incident of its own, so the
   first failures of a storm do not open tickets the storm then duplicates. A lone failure
@@ -17,8 +17,8 @@
   down (the ticket lists everything that joined by then), and after that at most once per
   ``group_wait`` (one note per customer for everything that joined or recovered since).
 - ``depends_on`` wins where declared: a target behind a down parent is named on the parent's
-  ticket, and a target others depend on opens its own incident (its dependents are covered by
-  it); canaries are never grouped either.
+  ticket (and waits for a failing parent's verdict first), and a target others depend on opens
+  its own incident (its dependents are covered by it); canaries are never grouped either.
 
 Every change is one store transaction with what caused it (``monitor.store.storms``), and a
 customer is told of a target at most once per change (``told`` on the member row, written with
@@ -39,7 +39,14 @@ from monitor.faults import crash_point
 from monitor.policy import storm_texts
 from monitor.policy.opening import dedup_key
 from monitor.policy.shared_outage import SharedOutages, children_of
-from monitor.policy.storm_telling import NO_CUSTOMER, PREFIX, WAVE, Storm, StormTelling
+from monitor.policy.storm_telling import (
+    NO_CUSTOMER,
+    WAVE,
+    Storm,
+    StormTelling,
+    storm_key,
+    storm_target,
+)
 from monitor.policy.verdict import Verdict
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store, StormMember
@@ -135,11 +142,12 @@ class Storms(StormTelling):
         target: TargetConfig,
         now: float,
         arrived: float,
-        waiting: Sequence[str],
+        waiting: Callable[[], list[str]],
         failing: Callable[[], bool],
     ) -> Verdict:
-        """What a down target with no incident does, as far as grouping goes. ``waiting``:
-        the other targets waiting for their verdict, down, that could go with it."""
+        """What a down target with no incident does, as far as grouping goes. ``waiting()``:
+        the other targets waiting for their verdict, down, that could go with it (asked only
+        when needed: a storm's thousandth target joins without a look at the rest)."""
         storm = self.config.storm
         name = target.name
         if name not in self._groupable:
@@ -157,30 +165,28 @@ class Storms(StormTelling):
                 group=group,
                 members=(name,),
             )
-        recent = self.recent(now, also=name)
-        together = (name, *[n for n in waiting if n in recent and n != name])
         wave = self.storms.get(WAVE)
         window = format_duration(storm.window)
-        if wave is not None and (
-            now - wave.last_join <= storm.window or len(recent) > storm.threshold
-        ):
+        if wave is not None and now - wave.last_join <= storm.window:
             return Verdict(
                 "join",
                 f"the storm incident {wave.incident.id} is open and targets are still going "
                 f"down (within storm.window, {window}): it joins it",
                 group=WAVE,
-                members=together,
+                members=(name, *waiting()),
             )
+        recent = self.recent(now, also=name)
         if len(recent) > storm.threshold:
+            together = (name, *[n for n in waiting() if n in recent])
             return Verdict(
-                "storm",
+                "join" if wave is not None else "storm",
                 f"{len(recent)} targets went down within storm.window ({window}), more than "
                 f"storm.threshold ({storm.threshold}): one incident for all of them",
                 group=WAVE,
                 members=together,
             )
         if group is not None:
-            mates = [n for n in waiting if n != name and self._targets[n].group == group]
+            mates = [n for n in waiting() if self._targets[n].group == group]
             if mates:
                 return Verdict(
                     "storm",
@@ -232,7 +238,7 @@ class Storms(StormTelling):
     ) -> bool:
         """Open the storm ``key`` with its first members; True when ``cause`` was stored."""
         members = [self._member(name, now) for name in names]
-        target = PREFIX + key
+        target = storm_target(key)
         fields: dict[str, Any] = {
             "target": target,
             "kind": "storm",
@@ -255,8 +261,11 @@ class Storms(StormTelling):
             transition,
         )
         crash_point("after_incident_row")
-        if incident is None:
-            raise RuntimeError(f"{target} is open in the store already; the sweep reloads it")
+        if incident is None:  # open in the store, not here: take it up and join it
+            found = [i for i in await self.store.incidents(open_only=True) if i.target == target]
+            await self.load([*self.open_incidents(), *found], now)
+            await self.join(key, names, now, None)
+            return cause is not None
         arrivals = [self._arrived.get(m.target, now) for m in members]
         storm = Storm(
             incident,
@@ -330,7 +339,8 @@ class Storms(StormTelling):
     def closed_by_hand(self, target: str) -> list[str]:
         """A person resolved the storm: its targets still down open nothing until they have
         recovered. Their names."""
-        storm = self.storms.pop(target[len(PREFIX) :], None)
+        key = storm_key(target)
+        storm = self.storms.pop(key, None) if key is not None else None
         if storm is None:
             return []
         names = [m.target for m in storm.active()]
