@@ -96,9 +96,10 @@ def _print_explanation(answer: dict[str, Any]) -> None:
     """What decides first, then the counters, then every rule in effect."""
     print(f"{answer['target']}: {answer['why']}")
     print(
-        f"  state {answer['state']}: {answer['consecutive_failures']} of "
-        f"{answer['failure_threshold']} consecutive failures, "
-        f"{answer['consecutive_successes']} of {answer['recovery_threshold']} successes"
+        f"  state {answer['state']}: {answer['consecutive_failures']} consecutive failures "
+        f"(failure_threshold {answer['failure_threshold']}), "
+        f"{answer['consecutive_successes']} successes "
+        f"(recovery_threshold {answer['recovery_threshold']})"
     )
     last = answer.get("last_result")
     if last:
