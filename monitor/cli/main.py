@@ -301,7 +301,9 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             "STATUS": str(row["status"]),
             "PRIORITY": str(row["priority"]),
             "OPENED": _when(row["opened_at"], config.agent.timezone),
-            "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
+            "TICKET": f"{row['backend']}#{row['ticket_id']}"
+            if row["ticket_id"]
+            else NO_TICKET.get(str(row["kind"]), "(pending)"),
             "OUTBOX": str(row["outbox"]),
             "LAST ERROR": str(row["last_reason"]),
         }
@@ -314,6 +316,10 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         for notice in row["customer_tickets"]:  # a shared component's: what each customer got
             print(f"  -> customer {_customer_ticket(row, notice)}")
     return EXIT_OK
+
+
+# Incidents with no ticket of their own: a storm's are its customers', the agent's pages only.
+NO_TICKET = {"storm": "(per customer)", "agent": "(pages only)"}
 
 
 def _customer_ticket(row: dict[str, Any], notice: dict[str, Any]) -> str:

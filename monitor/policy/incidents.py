@@ -109,6 +109,9 @@ class IncidentManager(OpenRules, RecoveryRules):
         self.config = config
         self._zone = ZoneInfo(config.agent.timezone)
         self._targets = {target.name: target for target in config.targets}
+        for gone in [n for n in {*self._waiting, *self._due} if n not in self._targets]:
+            self._settled(gone)
+        self._failing &= set(self._targets)
         self.shared.set_config(config)
         self.storms.set_config(config)
         self.canaries.set_config(config)

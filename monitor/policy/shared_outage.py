@@ -325,17 +325,7 @@ class SharedOutages:
     ) -> None:
         on_recovery = self.config.ticketing.on_recovery
         for notice in await self.store.notices(incident.id, open_only=True):
-            body = texts.recovery_note(
-                self.config,
-                notice.customer,
-                incident.target,
-                recovered_at,
-                incident.first_failure_at,
-                failed,
-                successes,
-                resolution=resolution,
-            )
-            if incident.kind == "storm":  # its targets, not the storm's name
+            if incident.kind == "storm":  # a storm's customer: their targets are back
                 body = storm_texts.recovery(
                     self.config,
                     notice.customer,
@@ -343,6 +333,17 @@ class SharedOutages:
                     recovered_at,
                     incident.first_failure_at,
                     resolution,
+                )
+            else:
+                body = texts.recovery_note(
+                    self.config,
+                    notice.customer,
+                    incident.target,
+                    recovered_at,
+                    incident.first_failure_at,
+                    failed,
+                    successes,
+                    resolution=resolution,
                 )
             actions: list[Action] = []
             if notice.via_incident is None:
