@@ -411,3 +411,28 @@ async def test_explain_says_why_a_target_has_no_incident_of_its_own(
         assert missing.status == 404
         status = {row["target"]: row for row in await (await client.get("/api/status")).json()}
         assert status["rack-b"]["incident"] == joined["storm"]["id"]
+
+
+async def test_a_storm_resolved_by_hand_tells_each_customer_once_and_opens_nothing_more(
+    make: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make(GROUPS)
+    for target in ("rack-a", "rack-b"):
+        await probe(h, target, False)
+    h.clock.advance(10.0)
+    for target in ("rack-a", "rack-b"):
+        await probe(h, target, False)
+    h.clock.advance(10.0)
+    await settle(h)
+    (storm,) = await h.incidents()
+    await h.agent.desk.resolve(storm.id, "alice", "switch replaced", h.config, h.agent.incidents)
+    h.clock.advance(60.0)
+    for target in ("rack-a", "rack-b"):
+        await probe(h, target, False)  # still failing: covered by the resolved storm
+    await settle(h)
+    assert [i.status for i in await h.incidents()] == ["resolved"]
+    for ticket in h.tickets():
+        (note,) = h.notes(ticket["id"])
+        assert "resolved by alice: switch replaced" in note
+        assert ticket["status"] == "pending"
+    assert len(await resolves(h)) == 1

@@ -50,6 +50,9 @@ def explain(
         facts.append(f"muted by {mute['by']} until {until}: {mute['reason']}")
     if parent is not None:
         facts.append(f"its parent {parent} is down (depends_on)")
+    if incident is not None and incident.flapping:
+        stable = format_duration(config.escalation.flap_stable_after)
+        facts.append(f"it is flapping: its incident stays open until it has been up for {stable}")
     if target.group:
         facts.append(
             f"it belongs to group {target.group}: its members down together are one incident"
