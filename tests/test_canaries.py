@@ -5,7 +5,6 @@ probes opens."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from checks import ProbeResult
 from monitor.actions import ResolvePage, SendPage
+from monitor.policy.canaries import agent_name
 from monitor.web.server import make_app
 from tests.agent_harness import START, Harness
 
@@ -76,7 +76,7 @@ page_on_open = ["oncall"]
 
 CANARIES = ("dns-a", "dns-b")
 CUSTOMER = ("web", "api", "db")
-KEY = f"watchdesk-impaired-{socket.gethostname().split('.')[0]}"
+KEY = f"watchdesk-impaired-{agent_name()}"
 
 
 @pytest.fixture

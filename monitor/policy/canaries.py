@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from monitor.actions import Action, SendPage
-from monitor.clock import Clock
 from monitor.config import Config
 from monitor.durations import format_duration, format_local
 from monitor.metrics import Metrics
@@ -62,13 +61,11 @@ class Canaries:
     def __init__(
         self,
         store: Store,
-        clock: Clock,
         config: Config,
         states: Mapping[str, TargetState],
         metrics: Metrics,
     ) -> None:
         self.store = store
-        self.clock = clock
         self.states = states
         self.metrics = metrics
         self.agent = agent_name()

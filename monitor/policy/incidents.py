@@ -85,7 +85,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         # target -> transitions of it on their way to ``on_transition``.
         self._expected: dict[str, int] = {}
         self.shared = SharedOutages(store, config, notify)
-        self.canaries = Canaries(store, clock, config, states, metrics)
+        self.canaries = Canaries(store, config, states, metrics)
         self.storms = Storms(store, config, states, notify, self.shared)
         self._targets = {target.name: target for target in config.targets}
         self._waiting: set[str] = set()
