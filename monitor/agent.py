@@ -142,6 +142,7 @@ class Agent:
         self.scheduler.start()
         self._flusher = asyncio.create_task(self.book.flush_loop(), name="watchdesk-flusher")
         await self.incidents.sweep()
+        self.incidents.start_timers()
         self.outbox.start()
         self.housekeeping.start(self.config)
         self.systemd.ready(f"watching {len(self.targets)} targets")
@@ -168,6 +169,7 @@ class Agent:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.housekeeping.stop()
+        await self.incidents.stop_timers()
         await self.scheduler.stop(grace=2.0)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)
@@ -326,7 +328,7 @@ class Agent:
         self.states[target.name] = state
         crash_point("after_probe_result")
         self.metrics.record(target.name, result, state.consecutive_failures)
-        self.incidents.on_result(target.name, result.ok)
+        self.incidents.on_result(target.name, result.ok, self.clock.now() - result.duration_seconds)
         if transition is not None:
             # Held from now (no await before) until its transaction is done; a decision once
             # begun is finished even if this probe is cancelled (stop() waits for it).
@@ -413,7 +415,7 @@ class Agent:
         return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
-        return status_rows(self.targets, self.states)
+        return status_rows(self.targets, self.states, self.incidents)
 
     @property
     def state_dir(self) -> Path:

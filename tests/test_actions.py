@@ -27,6 +27,8 @@ DATA_V4 = Path(__file__).parent / "data" / "store-v4.sqlite3"
 # Made by watchdesk at 505f57f (schema 4, see V4_CONFIG): incident 1 of web escalated twice
 # (L2, L3) and resolved, incident 2 open.
 DATA_V4_ESCALATED = Path(__file__).parent / "data" / "store-v4-escalated.sqlite3"
+# Made by e2fd579 (schema 6) with DATA_CONFIG: web down (open), db down and back (resolved).
+DATA_V6 = Path(__file__).parent / "data" / "store-v6.sqlite3"
 
 DRAFT = TicketDraft(
     dedup_key="watchdesk-7-abc",
@@ -150,6 +152,38 @@ async def test_a_store_of_schema_4_is_migrated_and_its_queue_delivered(tmp_path:
             "[URGENT] web is down",
         ]
         assert await h.agent.store.outbox_counts() == {"done": 4}
+    finally:
+        await h.close()
+
+
+async def test_a_store_of_schema_6_is_migrated_and_its_queue_delivered(tmp_path: Path) -> None:
+    """Schema 8 adds what an incident stands for (a target, a storm, the agent) and the
+    members of storms; the incidents and queue of schema 6 (e2fd579) carry over."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(DATA_V6, state / "watchdesk.sqlite3")
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (6,)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(incidents)")}
+        assert "kind" not in columns
+
+    h = await Harness.create(state, DATA_CONFIG)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        incidents = await h.incidents()
+        assert [(i.target, i.status, i.kind) for i in incidents] == [
+            ("web", "open", "target"),
+            ("db", "resolved", "target"),
+        ]
+        assert await h.agent.store.storm_members() == []
+        assert h.agent.incidents.open_incident_of("web") == incidents[0]
+        h.clock.advance(600)
+        await h.deliver()
+        tickets = {str(t["subject"]): t for t in h.tickets()}
+        assert set(tickets) == {"[URGENT] web is down", "[URGENT] db is down"}
+        assert tickets["[URGENT] db is down"]["status"] == "pending"
+        assert await h.agent.store.outbox_counts() == {"done": 7}
     finally:
         await h.close()
 

@@ -41,6 +41,7 @@ INCIDENT_COLUMNS = (
     "reopens",
     "reopen_worked_at",
     "closed_at",
+    "kind",
 )
 # What watchdesk knows of the ticket's life: "open" (the outage, or after recovery when it was
 # left open), "pending" (waiting on the customer since ``pending_since``), "resolved" (resolved
@@ -118,6 +119,9 @@ class Incident:
     reopens: int = 0
     reopen_worked_at: float | None = None
     closed_at: float | None = None
+    # target: one target's outage; storm: many targets' (``StormMember``), told to each
+    # customer by a notice ticket, none of its own; agent: monitoring impaired (pages only).
+    kind: str = "target"
     # While the ticket waited on the customer during the outage, the SLA clocks stood still.
     pauses: tuple[Pause, ...] = ()
 
@@ -215,6 +219,40 @@ class CustomerNotice:
         data = {key: getattr(self, key) for key in NOTICE_COLUMNS}
         data["dependents"] = list(self.dependents)
         return data
+
+
+STORM_MEMBER_COLUMNS = (
+    "incident_id",
+    "target",
+    "customer",
+    "joined_at",
+    "first_failure_at",
+    "reason",
+    "left_at",
+    "told",
+)
+
+
+@dataclass(frozen=True)
+class StormMember:
+    """A target in a storm incident: down since ``joined_at`` (``left_at``: up again), and
+    what its customer was last told of it (``told``: none, down or up)."""
+
+    incident_id: int
+    target: str
+    customer: str
+    joined_at: float
+    first_failure_at: float
+    reason: str
+    left_at: float | None = None
+    told: str = "none"
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StormMember:
+        return cls(**dict(zip(STORM_MEMBER_COLUMNS, row, strict=True)))
+
+    def as_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in STORM_MEMBER_COLUMNS}
 
 
 @dataclass(frozen=True)

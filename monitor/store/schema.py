@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     reopened_at REAL,
     reopens INTEGER NOT NULL DEFAULT 0,
     reopen_worked_at REAL,
-    closed_at REAL
+    closed_at REAL,
+    kind TEXT NOT NULL DEFAULT 'target'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -131,6 +132,17 @@ CREATE TABLE IF NOT EXISTS sla_pauses (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS sla_pauses_by_incident ON sla_pauses (incident_id);
+CREATE TABLE IF NOT EXISTS storm_members (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    target TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    first_failure_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    left_at REAL,
+    told TEXT NOT NULL DEFAULT 'none',
+    PRIMARY KEY (incident_id, target)
+);
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
@@ -272,6 +284,10 @@ def migrate(db: sqlite3.Connection) -> None:
         )
     if version < 8:
         _migrate_ticket_follow_up(db)
+    if version < 9:
+        # What an incident stands for: a target, a storm of targets (their members in
+        # storm_members, made by SCHEMA above), or the agent itself (monitoring impaired).
+        _add_column(db, "incidents", "kind", "TEXT NOT NULL DEFAULT 'target'")
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
