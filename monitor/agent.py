@@ -23,9 +23,7 @@ from monitor.errors import ConfigError, SecretError
 from monitor.faults import crash_point
 from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
-from monitor.policy.desk import Desk
-from monitor.policy.escalation import SupportPolicy
-from monitor.policy.incidents import IncidentManager
+from monitor.policies import build_policies
 from monitor.probing import identity_of, run_probe
 from monitor.reporting.sender import ReportScheduler
 from monitor.scheduler import Scheduler
@@ -74,29 +72,16 @@ class Agent:
         self.reload_count = 0
         self.integrations = IntegrationsSlot(Integrations.build(config))
         self.outbox = Outbox(self.store, self.integrations, self.clock, self.metrics)
-        self.incidents = IncidentManager(
-            self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
-        )
-        # The policy decides under the incident manager's lock: never on an incident that a
-        # recovery is resolving at the same moment.
-        self.policy = SupportPolicy(
+        built = build_policies(
             self.store,
             self.clock,
+            self.metrics,
             config,
+            self.states,
             self.integrations,
             self.outbox.notify,
-            self.incidents.decisions,
-            self.metrics,
         )
-        self.incidents.policy = self.incidents.shared.policy = self.policy
-        self.desk = Desk(
-            self.store,
-            self.clock,
-            self.policy.timeliness,
-            self.incidents.decisions,
-            self.outbox.notify,
-        )
-        self.incidents.muted = self.desk.muted
+        self.incidents, self.policy, self.desk = built.incidents, built.policy, built.desk
         self.reports = ReportScheduler(
             self.store, self.clock, lambda: self.config, self.integrations, self.metrics
         )

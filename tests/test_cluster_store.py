@@ -142,7 +142,7 @@ def test_a_database_of_schema_3_follows_the_tickets_it_had_set_pending(
                     " VALUES (1, 'ticket', 'status', %s, 'done', 1, 1, %s, %s)",
                     (payload, done_at, notice),
                 )
-        assert [step.version for step in migrate.apply(conn)] == [4]
+        assert [step.version for step in migrate.apply(conn)] == [4, 5]
         rows = conn.execute(
             "SELECT id, ticket_state, pending_since FROM incidents ORDER BY id"
         ).fetchall()

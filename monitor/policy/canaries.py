@@ -39,6 +39,7 @@ from monitor.policy import storm_texts
 from monitor.policy.verdict import Verdict
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
+from monitor.store.records import agent_target
 from ticketing.pagers.base import Page
 
 if TYPE_CHECKING:
@@ -46,13 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("watchdesk.incidents")
 
-# The target name of the impairment's incident: no configured target can have it (no ':').
-AGENT_TARGET = "watchdesk:impaired"
 
-
-def agent_name() -> str:
-    """This agent's name in the impairment page's dedup key: the machine's name (a cluster's
-    vantage name when there is one)."""
+def agent_name(vantage: str | None = None) -> str:
+    """This agent's name in the impairment page's dedup key: a cluster's vantage (agents of
+    one vantage share one view of the world), else the machine's name."""
+    if vantage is not None:
+        return vantage
     name = socket.gethostname().split(".")[0] or "agent"
     return "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
 
@@ -68,8 +68,10 @@ class Canaries:
         self.store = store
         self.states = states
         self.metrics = metrics
-        self.agent = agent_name()
+        vantage = config.cluster.vantage if config.cluster is not None else None
+        self.agent = agent_name(vantage)
         self.key = f"watchdesk-impaired-{self.agent}"
+        self.target = agent_target(vantage)
         # The impairment's incident as the store has it (open or resolved); None: never made.
         self.alert: Incident | None = None
         # When the last impairment ended: fresh probes are the ones started after it.
@@ -97,9 +99,9 @@ class Canaries:
     ) -> None:
         """The open alert, if any, and when the last impairment ended (from the store)."""
         for incident in open_incidents:
-            if incident.kind == "agent":
+            if incident.kind == "agent" and incident.target == self.target:
                 self.alert = incident
-        self.recovered_at = resolved.get(AGENT_TARGET)
+        self.recovered_at = resolved.get(self.target)
         self.metrics.agent_impaired.set(1 if self.impaired() else 0)
 
     def settle(self, name: str, state: TargetState, has_incident: bool) -> None:
@@ -268,7 +270,7 @@ class Canaries:
             details=storm_texts.impaired_page(self.agent, reasons),
             priority="urgent",
             reason="open",
-            target=AGENT_TARGET,
+            target=self.target,
         )
         pages: list[Action] = [SendPage(name, page) for name in self.config.escalation.page_on_open]
         firsts = [(self.states.get(n) or TargetState()).first_failure_at for n in self.names]
@@ -290,7 +292,7 @@ class Canaries:
         if self.alert is None:
             new = {
                 **fields,
-                "target": AGENT_TARGET,
+                "target": self.target,
                 "kind": "agent",
                 "priority": "urgent",
                 "customer": None,
@@ -312,10 +314,12 @@ class Canaries:
 
     async def _known(self) -> Incident | None:
         """The alert row an earlier impairment left (its dedup key is fixed: it is reused),
-        or an open one of another name of this machine."""
+        or an open one of another name of this machine (on a cluster's database: of this
+        vantage, never another's)."""
         for incident in await self.store.incidents():
             if incident.kind == "agent" and (
-                incident.dedup_key == self.key or incident.status == "open"
+                incident.dedup_key == self.key
+                or (incident.status == "open" and incident.target == self.target)
             ):
                 return incident
         return None

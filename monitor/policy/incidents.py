@@ -30,13 +30,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from monitor.actions import AddNote
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.policy import opening, texts
-from monitor.policy.canaries import AGENT_TARGET, Canaries
+from monitor.policy import opening
+from monitor.policy.canaries import Canaries
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.gate import OpenRules
 from monitor.policy.recovery import RecoveryRules
@@ -142,7 +141,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         self._last_resolved[target] = at
         for member in self.storms.closed_by_hand(target):
             self._last_resolved[member] = at
-        if target == AGENT_TARGET:
+        if target == self.canaries.target:
             self.canaries.closed_by_hand(at)
         self._update_open_gauge()
 

@@ -51,6 +51,18 @@ INCIDENT_COLUMNS = (
 FOLLOWED_TICKET_STATES = ("pending", "resolved", "reopened")
 # One pause of an incident's SLA clocks: (start, end), end None while it lasts.
 Pause = tuple[float, float | None]
+# The target name of the impairment's incident (kind "agent"): no configured target can have
+# it (no ':').
+AGENT_TARGET = "watchdesk:impaired"
+
+
+def agent_target(vantage: str | None = None) -> str:
+    """The target of an agent's impairment incident. On a cluster's database one per vantage:
+    its "one open incident per target" index must not let one vantage's alert stand for (or
+    block) another's."""
+    return AGENT_TARGET if vantage is None else f"{AGENT_TARGET}:{vantage}"
+
+
 OUTBOX_COLUMNS = (
     "id",
     "incident_id",

@@ -34,7 +34,7 @@ def addressed(db: sqlite3.Connection, incident_id: int, actions: list[Action]) -
     """``actions`` as they are queued: on a storm incident, a ticket action without a
     ``notice`` goes to every customer's open notice ticket of it (and nowhere before the
     customers have been told)."""
-    if not any(_own_ticket(action) for action in actions):
+    if not any(own_ticket(action) for action in actions):
         return actions
     row = db.execute("SELECT kind FROM incidents WHERE id = ?", (incident_id,)).fetchone()
     if row is None or row[0] != "storm":
@@ -47,17 +47,23 @@ def addressed(db: sqlite3.Connection, incident_id: int, actions: list[Action]) -
             (incident_id,),
         )
     ]
-    spread: list[Action] = []
+    return spread(actions, customers)
+
+
+def own_ticket(action: Action) -> bool:
+    """A ticket action for the incident's own ticket (a storm has none)."""
+    return isinstance(action, CreateTicket | AddNote | SetStatus) and action.notice is None
+
+
+def spread(actions: list[Action], customers: Sequence[str]) -> list[Action]:
+    """A storm's ``actions`` with each own-ticket one copied to every customer's ticket."""
+    result: list[Action] = []
     for action in actions:
         if isinstance(action, CreateTicket | AddNote | SetStatus) and action.notice is None:
-            spread += [dataclasses.replace(action, notice=customer) for customer in customers]
+            result += [dataclasses.replace(action, notice=customer) for customer in customers]
         else:
-            spread.append(action)
-    return spread
-
-
-def _own_ticket(action: Action) -> bool:
-    return isinstance(action, CreateTicket | AddNote | SetStatus) and action.notice is None
+            result.append(action)
+    return result
 
 
 class StormQueries:
