@@ -1,7 +1,7 @@
 """Typed, versioned outbox actions, and stores made by older watchdesks (0.1: schema 1, actions
-without a version; schema 4, before customer notices, tiers and the ticket follow-up; schema 7,
-before the follow-up) opened and drained by this one, their pending tickets followed from when
-their status was delivered."""
+without a version; schema 4, before customer notices, tiers and the ticket follow-up; schema 6,
+before storms; schema 7, before the follow-up; schema 8, before storms' incident kinds) opened
+and drained by this one, their pending tickets followed from when their status was delivered."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ async def test_a_store_of_schema_4_is_migrated_and_its_queue_delivered(tmp_path:
 
 
 async def test_a_store_of_schema_6_is_migrated_and_its_queue_delivered(tmp_path: Path) -> None:
-    """Schema 8 adds what an incident stands for (a target, a storm, the agent) and the
+    """Schema 9 adds what an incident stands for (a target, a storm, the agent) and the
     members of storms; the incidents and queue of schema 6 (e2fd579) carry over."""
     state = tmp_path / "state"
     state.mkdir()
@@ -330,7 +330,9 @@ async def test_a_schema_7_store_follows_the_tickets_it_had_set_pending(tmp_path:
             "closed_at",
         ):
             db.execute(f"ALTER TABLE incidents DROP COLUMN {column}")
+        db.execute("ALTER TABLE incidents DROP COLUMN kind")  # schema 9's, as storm_members
         db.execute("DROP TABLE sla_pauses")
+        db.execute("DROP TABLE storm_members")
         db.execute(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state,"
             " next_attempt_at, created_at, done_at, notice) VALUES"
@@ -354,3 +356,47 @@ async def test_a_schema_7_store_follows_the_tickets_it_had_set_pending(tmp_path:
         assert "closed after 7 days without reply" in again.notes(ticket["id"])[-1]
     finally:
         await again.close()
+
+
+async def test_a_schema_8_store_gets_incident_kinds_and_keeps_its_follow_up(
+    tmp_path: Path,
+) -> None:
+    """A store of schema 8 (main before storms: the follow-up, no incident kinds): step 9 adds
+    the kind (every stored incident is a target's) and the storm members' table, and leaves
+    the follow-up as it was. Run again on a store that has them already, it changes nothing
+    (each of its changes is skipped where it was made)."""
+    state = tmp_path / "state"
+    h = await Harness.create(state, DATA_CONFIG)
+    await h.fail("web", 2)
+    await h.succeed("web")
+    await h.fail("db", 2)
+    await h.deliver()
+    web, db = await h.incidents()
+    assert (web.status, web.ticket_state, db.status) == ("resolved", "pending", "open")
+    await h.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as conn:  # back to what schema 8 wrote
+        conn.execute("ALTER TABLE incidents DROP COLUMN kind")
+        conn.execute("DROP TABLE storm_members")
+        conn.execute("PRAGMA user_version = 8")
+
+    again = await Harness.create(state, DATA_CONFIG, start=h.clock.now())
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+        migrated = await again.incidents()
+        assert [(i.target, i.kind, i.ticket_state) for i in migrated] == [
+            ("web", "target", "pending"),
+            ("db", "target", "open"),
+        ]
+        assert migrated[0].pending_since == web.pending_since
+        assert await again.agent.store.storm_members() == []
+        assert again.agent.incidents.open_incident_of("db") == migrated[1]
+    finally:
+        await again.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as conn:  # kind there, version 8
+        conn.execute("PRAGMA user_version = 8")
+    twice = await Harness.create(state, DATA_CONFIG, start=h.clock.now())
+    try:
+        assert [i.kind for i in await twice.incidents()] == ["target", "target"]
+    finally:
+        await twice.close()

@@ -226,3 +226,44 @@ async def test_one_canary_down_is_an_outage_like_any_other(
         "[URGENT] web is down",
     ]
     assert b"watchdesk_agent_impaired 0.0" in h.agent.metrics_text()
+
+
+async def test_on_a_cluster_each_vantage_pages_its_own_impairment(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With [cluster] the page's dedup key and the alert's target name the vantage (not the
+    host): two vantages impaired at once on one database page once each, and one vantage's
+    canaries back resolve its own alert only."""
+    monkeypatch.setenv("WD_TEST_DATABASE_URL", pg_url)
+    made: list[Harness] = []
+    try:
+        for vantage in ("east", "west"):
+            cluster = (
+                f'[cluster]\ndatabase_url_env = "WD_TEST_DATABASE_URL"\nvantage = "{vantage}"\n'
+            )
+            made.append(await Harness.create(tmp_path / vantage, CONFIG + cluster))
+        east, west = made
+        await lose_the_uplink(east)
+        await lose_the_uplink(west)
+        alerts = {i.target: i for i in await west.incidents()}
+        assert set(alerts) == {"watchdesk:impaired:east", "watchdesk:impaired:west"}
+        assert alerts["watchdesk:impaired:west"].dedup_key == "watchdesk-impaired-west"
+        assert all(alert.kind == "agent" and alert.status == "open" for alert in alerts.values())
+        sent = [p.page.dedup_key for p in await pager_actions(west) if isinstance(p, SendPage)]
+        assert sorted(sent) == ["watchdesk-impaired-east", "watchdesk-impaired-west"]
+        assert east.tickets() == west.tickets() == []
+
+        for second in (70, 80):  # east's canaries are back
+            east.clock.set(START + second)
+            await probe(east, CANARIES, True)
+        await east.deliver()
+        statuses = {i.target: i.status for i in await west.incidents()}
+        assert statuses == {
+            "watchdesk:impaired:east": "resolved",
+            "watchdesk:impaired:west": "open",
+        }
+        assert west.agent.incidents.canaries.impaired()
+        assert not east.agent.incidents.canaries.impaired()
+    finally:
+        for harness in made:
+            await harness.close()

@@ -19,7 +19,7 @@ import pytest
 
 from monitor.actions import Action, AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
 from monitor.state import TargetState, Transition
-from monitor.store import SqliteStore, Store
+from monitor.store import SqliteStore, Store, StormMember
 from monitor.store.postgres import PostgresStore
 from tests.agent_harness import START, Harness
 from tests.samples import DRAFT
@@ -62,6 +62,10 @@ def incident_fields(target: str, at: float) -> dict[str, Any]:
         "last_reason": "status 503",
         "last_update_at": at,
     }
+
+
+def member(target: str, customer: str, at: float) -> StormMember:
+    return StormMember(0, target, customer, at, at - 30, "status 503")
 
 
 def first_actions(held_until: float) -> Callable[[int], tuple[str, list[Action]]]:
@@ -267,6 +271,65 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
     assert [n.customer for n in await both("notices", other.id, True)] == ["gamma"]
     assert len(await both("notices")) == 2
     assert await both("notice", other.id, "delta") is None
+
+    # A storm: one incident for many targets, opened with its first members and the transition
+    # that made it; one open per name. Its own-ticket actions go to every customer's ticket
+    # (none before a customer was told); members join, leave and join again; the last leaving
+    # resolves it. The impairment alert is an incident of kind "agent".
+    wave = {**incident_fields("the outage of many services", now + 200), "kind": "storm"}
+    members = [member("api", "acme", now + 200), member("db", "beta", now + 200)]
+    storm = await both(
+        "open_storm",
+        {**wave, "customer": None},
+        lambda i: (f"watchdesk-{i}-storm", [SendPage("oncall", PAGE)]),
+        members,
+        ("api", "http:c", DOWN, 9),
+        TO_DOWN,
+    )
+    assert (storm.kind, storm.target) == ("storm", "the outage of many services")
+    assert await both("open_storm", wave, lambda i: ("k", []), members) is None
+    await both("update_incident", storm.id, {}, [AddNote("no one told yet", False)], now + 201)
+    assert [a.operation for a in await both("actions_of", storm.id)] == ["page"]
+    for customer, name in (("acme", "api"), ("beta", "db")):
+        create = CreateTicket(replace(DRAFT, dedup_key=f"storm-{customer}"), notice=customer)
+        told = (storm.id, customer, {name: "down"}, [create], [name], now + 210)
+        assert await both("tell_storm", *told, f"storm-{customer}") is True
+        assert await both("tell_storm", *told, f"storm-{customer}") is False
+    await both("update_incident", storm.id, {}, [AddNote("escalated to L2", False)], now + 220)
+    notes = [a for a in await both("actions_of", storm.id) if a.operation == "note"]
+    assert [(a.notice, a.payload["body"]) for a in notes] == [
+        ("acme", "escalated to L2"),
+        ("beta", "escalated to L2"),
+    ]
+    await both("join_storm", storm.id, [member("web", "acme", now + 230)], ("web", "h", DOWN, 10))
+    joined = [AddNote("web is down too", True, notice="acme")]
+    told_web = (storm.id, "acme", {"web": "down"}, joined, ["api", "web"], now + 235)
+    assert await both("tell_storm", *told_web) is True
+    assert (await both("notice", storm.id, "acme")).dependents == ("api", "web")
+    await both("leave_storm", storm.id, ["api"], now + 240, {}, [], now + 240)
+    await both("join_storm", storm.id, [member("api", "acme", now + 250)])
+    (api,) = [m for m in await both("storm_members", storm.id) if m.target == "api"]
+    assert (api.joined_at, api.left_at, api.told) == (now + 250, None, "down")
+    assert {m.target for m in await both("storm_members")} == {"api", "db", "web"}
+    await both(
+        "leave_storm",
+        storm.id,
+        ["api", "db", "web"],
+        now + 300,
+        {"status": "resolved", "resolved_at": now + 300},
+        [AddNote("all back", True), ResolvePage("oncall", "all back")],
+        now + 300,
+        ("api", "http:c", up, 11),
+        Transition("down", "up", now + 300, None, 0, "status 200"),
+    )
+    assert (await both("incident", storm.id)).status == "resolved"
+    assert await both("storm_members") == []
+    assert {m.left_at for m in await both("storm_members", storm.id)} == {now + 300}
+    last = [(a.operation, a.notice) for a in await both("actions_of", storm.id)][-3:]
+    assert last == [("note", "acme"), ("note", "beta"), ("resolve", None)]
+    impaired = {**incident_fields("watchdesk:impaired:test", now), "kind": "agent"}
+    alert = await both("open_incident", {**impaired, "customer": None}, first_actions(now))
+    assert alert.kind == "agent"
 
     # Scheduled reports: known since the first time, claimed once per period, released on a
     # failed send, settled as "unknown" when a send was cut off.

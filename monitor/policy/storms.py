@@ -47,6 +47,7 @@ from monitor.policy.storm_telling import (
     storm_key,
     storm_target,
 )
+from monitor.policy.timeliness import sla_fields
 from monitor.policy.verdict import Verdict
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store, StormMember
@@ -239,11 +240,12 @@ class Storms(StormTelling):
         """Open the storm ``key`` with its first members; True when ``cause`` was stored."""
         members = [self._member(name, now) for name in names]
         target = storm_target(key)
+        priority = self._priority(members)
         fields: dict[str, Any] = {
             "target": target,
             "kind": "storm",
             "status": "open",
-            "priority": self._priority(members),
+            "priority": priority,
             "customer": None,
             "backend": self.config.ticketing.backend,
             "opened_at": now,
@@ -251,6 +253,8 @@ class Storms(StormTelling):
             "failed_checks": len(members),
             "last_reason": f"{len(members)} targets down together",
             "last_update_at": now,
+            # Judged as an incident of no one customer: the SLA in force when it opened.
+            **sla_fields(self.config, None, priority),
         }
         row, transition = cause if cause is not None else (None, None)
         incident = await self.store.open_storm(
