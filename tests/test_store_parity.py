@@ -21,6 +21,7 @@ from monitor.actions import Action, AddNote, CreateTicket, ResolvePage, SendPage
 from monitor.state import TargetState, Transition
 from monitor.store import SqliteStore, Store, StormMember
 from monitor.store.postgres import PostgresStore
+from tests import test_storms as storms
 from tests.agent_harness import START, Harness
 from tests.samples import DRAFT
 from tests.test_store_async import CONFIG
@@ -483,4 +484,79 @@ async def test_the_agent_leaves_the_same_record_of_an_outage_in_both_stores(
     operations = [row[1] for row in on_sqlite[1]]
     assert operations == ["create", "page", "note", "note", "note", "note", "resolve", "status"]
     assert all(row[3] == "done" for row in on_sqlite[1])
+    assert on_postgres == on_sqlite
+
+
+async def storm(h: Harness) -> list[Any]:
+    """A storm from start to end (20 targets of 7 customers down within seconds, escalated
+    after an hour, back after it), then eight days of the follow-up: what the store and the
+    helpdesk hold. The customers' tickets of a storm are notices: after their recovery note
+    and status they are the helpdesk's, never closed or reopened by watchdesk."""
+    names = [storms.name(i) for i in range(20)]
+    await storms.wave(h, names, False, 5.0)
+    h.clock.advance(5.0)
+    await storms.wave(h, names, False, 5.0)
+    h.clock.advance(10.0)
+    await storms.settle(h)
+    h.clock.advance(3600.0)
+    await h.agent.policy.sweep()
+    await h.deliver()
+    await storms.wave(h, names, True, 5.0)
+    await storms.wave(h, names, True, 5.0)
+    await storms.settle(h)
+    (incident,) = await h.incidents()
+    at_recovery = len(await h.agent.store.actions_of(incident.id))
+    for _ in range(3):
+        h.clock.advance(3 * 86400.0)
+        await h.agent.policy.follow_up.sweep()
+        await h.agent.policy.sweep()
+        await h.sweep()
+        await h.deliver()
+    (incident,) = await h.incidents()
+    actions = await h.agent.store.actions_of(incident.id)
+    assert len(actions) == at_recovery
+    kept = [(a.channel, a.operation, a.notice, a.payload, a.state, a.done_at) for a in actions]
+    # The customers' creates go out together: the helpdesk numbers them as they arrive, so
+    # each ticket is known by its customer here.
+    whose = {str(ticket["id"]): ticket["customer"] for ticket in h.tickets()}
+    tickets = {
+        ticket["customer"]: {
+            k: v for k, v in ticket.items() if k not in ("id", "created_at", "updated_at")
+        }
+        for ticket in h.tickets()
+    }
+    notes = {ticket["customer"]: h.notes(ticket["id"]) for ticket in h.tickets()}
+    notices = [replace(n, ticket_id=whose[n.ticket_id]) for n in await h.agent.store.notices()]
+    members = await h.agent.store.storm_members(incident.id)
+    watched = await h.agent.store.watched_incidents()
+    return [incident, kept, members, notices, tickets, notes, watched]
+
+
+async def test_the_agent_leaves_the_same_record_of_a_storm_in_both_stores(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WD_TEST_DATABASE_URL", pg_url)
+    cluster = '[cluster]\ndatabase_url_env = "WD_TEST_DATABASE_URL"\nvantage = "test"\n'
+    records = []
+    for name, text in (("sqlite", storms.many(20)), ("postgres", storms.many(20) + cluster)):
+        h = await Harness.create(tmp_path / name, text)
+        try:
+            records.append(await storm(h))
+        finally:
+            await h.close()
+    on_sqlite, on_postgres = records
+    incident, kept, members, notices, tickets, notes, watched = on_sqlite
+    assert (incident.kind, incident.status, incident.ticket_state) == ("storm", "resolved", "open")
+    assert incident.response_target == 3600  # the default urgent plan's, stored at opening
+    assert len(members) == 20
+    assert all(m.left_at is not None for m in members)
+    assert [n.status for n in notices] == ["closed"] * 7
+    assert [t["status"] for t in tickets.values()] == ["pending"] * 7
+    for ticket_notes in notes.values():  # escalated once, recovered once, nothing after
+        assert sum("escalated" in note for note in ticket_notes) == 1
+        assert sum("the incident is over" in note for note in ticket_notes) == 1
+        assert not any("without reply" in note for note in ticket_notes)
+    assert [(op, notice) for _, op, notice, *_ in kept].count(("status", None)) == 0
+    assert all(row[4] == "done" for row in kept)
+    assert watched == []
     assert on_postgres == on_sqlite
