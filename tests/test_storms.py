@@ -188,6 +188,15 @@ async def test_200_targets_of_7_customers_down_within_5s_are_one_incident(
         assert ticket["status"] == "pending"
     assert len(await resolves(h)) == 1
     assert len(await pages(h)) == 2  # the open and the escalation: nothing per target
+    # Counted once, at the tier it reached (L2), late on its response target: nobody answered
+    # it within the urgent plan's hour.
+    metrics = h.agent.metrics.exposition().decode()
+    assert 'watchdesk_incidents_resolved_total{customer="",priority="urgent",tier="L2"} 1.0' in (
+        metrics
+    )
+    assert 'watchdesk_sla_breaches_total{customer="",kind="response",priority="urgent"} 1.0' in (
+        metrics
+    )
 
 
 async def test_a_lone_failure_opens_its_own_incident_at_the_usual_time(

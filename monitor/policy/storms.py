@@ -333,7 +333,10 @@ class Storms(StormTelling):
         )
         crash_point("after_recovery_committed")
         del self.storms[key]
-        done = dataclasses.replace(incident, status="resolved", resolved_at=recovered_at)
+        # As stored: the tier it reached, whether someone worked it (for its SLA and metrics).
+        done = await self.store.incident(incident.id) or dataclasses.replace(
+            incident, status="resolved", resolved_at=recovered_at
+        )
         await self.shared.close(done, recovered_at, incident.failed_checks, 0, now)
         log.info(
             "storm incident %d resolved: its %d targets are up", incident.id, len(storm.members)
