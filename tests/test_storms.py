@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from checks import ProbeResult
 from monitor.actions import ResolvePage, SendPage
+from monitor.reporting.figures import build_report
+from monitor.reporting.timelines import ReportData
 from monitor.web.server import make_app
 from tests.agent_harness import START, Harness
 
@@ -197,6 +199,40 @@ async def test_200_targets_of_7_customers_down_within_5s_are_one_incident(
     assert 'watchdesk_sla_breaches_total{customer="",kind="response",priority="urgent"} 1.0' in (
         metrics
     )
+
+
+async def test_a_storm_is_one_incident_of_each_of_its_targets_in_the_report(
+    make: Callable[..., Awaitable[Harness]],
+) -> None:
+    """Reports count a storm as the incident of every target in it, and judge its SLA and
+    count its tier once, in a customer's report too."""
+    h = await make(many(20))
+    names = [name(i) for i in range(20)]
+    await wave(h, names, False, 5.0)
+    await wave(h, names, False, 5.0)
+    h.clock.advance(10.0)
+    await settle(h)
+    h.clock.advance(3600.0)
+    await h.agent.policy.sweep()  # escalated to L2
+    await wave(h, names, True, 5.0)
+    await wave(h, names, True, 5.0)
+    await settle(h)
+    (storm,) = await h.incidents()
+    assert storm.status == "resolved"
+    data = await ReportData.fetch(h.agent.store)
+    report = build_report(data, h.config, START, h.clock.now())
+    assert {t.target: t.incidents for t in report.targets} == dict.fromkeys(names, 1)
+    (urgent,) = report.sla
+    assert (urgent.incidents, urgent.within) == (1, 0)  # nobody answered within the hour
+    assert (urgent.resolution_incidents, urgent.resolution_within) == (1, 1)
+    assert [(t.tier, t.incidents) for t in report.tiers] == [("L2", 1)]
+    theirs = build_report(data, h.config, START, h.clock.now(), customer="c0")
+    assert [(t.target, t.incidents) for t in theirs.targets] == [
+        ("svc-000", 1),
+        ("svc-007", 1),
+        ("svc-014", 1),
+    ]
+    assert [(e.priority, e.incidents) for e in theirs.sla] == [("urgent", 1)]
 
 
 async def test_a_lone_failure_opens_its_own_incident_at_the_usual_time(
