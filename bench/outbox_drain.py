@@ -54,6 +54,8 @@ def config_text(state: Path, url: str, targets: int) -> str:
         f'[ticketing.freshdesk]\nurl = "{url}"\napi_key_env = "BENCH_FD_KEY"\n'
         'requester_email = "monitoring@acme.example"\n',
         '[escalation]\nack_timeout = "24h"\nstatus_update_interval = "24h"\n',
+        # One incident per target (a queue to drain), not one storm for all of them.
+        "[storm]\nthreshold = 1000000\n",
     ]
     lines += [
         f'[[targets]]\nname = "t{i}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 9\n'

@@ -23,9 +23,7 @@ from monitor.errors import ConfigError, SecretError
 from monitor.faults import crash_point
 from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
-from monitor.policy.desk import Desk
-from monitor.policy.escalation import SupportPolicy
-from monitor.policy.incidents import IncidentManager
+from monitor.policies import build_policies
 from monitor.probing import identity_of, run_probe
 from monitor.reporting.sender import ReportScheduler
 from monitor.scheduler import Scheduler
@@ -74,29 +72,16 @@ class Agent:
         self.reload_count = 0
         self.integrations = IntegrationsSlot(Integrations.build(config))
         self.outbox = Outbox(self.store, self.integrations, self.clock, self.metrics)
-        self.incidents = IncidentManager(
-            self.store, self.clock, self.metrics, config, self.states, self.outbox.notify
-        )
-        # The policy decides under the incident manager's lock: never on an incident that a
-        # recovery is resolving at the same moment.
-        self.policy = SupportPolicy(
+        built = build_policies(
             self.store,
             self.clock,
+            self.metrics,
             config,
+            self.states,
             self.integrations,
             self.outbox.notify,
-            self.incidents.decisions,
-            self.metrics,
         )
-        self.incidents.attach(self.policy)
-        self.desk = Desk(
-            self.store,
-            self.clock,
-            self.policy.timeliness,
-            self.incidents.decisions,
-            self.outbox.notify,
-        )
-        self.incidents.muted = self.desk.muted
+        self.incidents, self.policy, self.desk = built.incidents, built.policy, built.desk
         self.reports = ReportScheduler(
             self.store, self.clock, lambda: self.config, self.integrations, self.metrics
         )
@@ -142,6 +127,7 @@ class Agent:
         self.scheduler.start()
         self._flusher = asyncio.create_task(self.book.flush_loop(), name="watchdesk-flusher")
         await self.incidents.sweep()
+        self.incidents.start_timers()
         self.outbox.start()
         self.housekeeping.start(self.config)
         self.systemd.ready(f"watching {len(self.targets)} targets")
@@ -168,6 +154,7 @@ class Agent:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.housekeeping.stop()
+        await self.incidents.stop_timers()
         await self.scheduler.stop(grace=2.0)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)
@@ -326,7 +313,7 @@ class Agent:
         self.states[target.name] = state
         crash_point("after_probe_result")
         self.metrics.record(target.name, result, state.consecutive_failures)
-        self.incidents.on_result(target.name, result.ok)
+        self.incidents.on_result(target.name, result.ok, self.clock.now() - result.duration_seconds)
         if transition is not None:
             # Held from now (no await before) until its transaction is done; a decision once
             # begun is finished even if this probe is cancelled (stop() waits for it).
@@ -413,7 +400,7 @@ class Agent:
         return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
-        return status_rows(self.targets, self.states)
+        return status_rows(self.targets, self.states, self.incidents)
 
     @property
     def state_dir(self) -> Path:

@@ -188,6 +188,16 @@ class Metrics:
             ["priority", "customer"],
             registry=r,
         )
+        self.agent_impaired = Gauge(
+            "watchdesk_agent_impaired",
+            "1 while every canary is down: this agent's verdicts open no incident",
+            registry=r,
+        )
+        self.targets_waiting = Gauge(
+            "watchdesk_targets_waiting",
+            "Down targets whose incident waits: for storm.group_wait or the canaries' verdict",
+            registry=r,
+        )
         self.build_info.labels(version).set(1)
         for priority in PRIORITIES:
             self.incidents_open.labels(priority).set(0)

@@ -1,7 +1,7 @@
 """Typed, versioned outbox actions, and stores made by older watchdesks (0.1: schema 1, actions
-without a version; schema 4, before customer notices, tiers and the ticket follow-up; schema 7,
-before the follow-up) opened and drained by this one, their pending tickets followed from when
-their status was delivered."""
+without a version; schema 4, before customer notices, tiers and the ticket follow-up; schema 6,
+before storms; schema 7, before the follow-up; schema 8, before storms' incident kinds) opened
+and drained by this one, their pending tickets followed from when their status was delivered."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ DATA_V4 = Path(__file__).parent / "data" / "store-v4.sqlite3"
 # Made by watchdesk at 505f57f (schema 4, see V4_CONFIG): incident 1 of web escalated twice
 # (L2, L3) and resolved, incident 2 open.
 DATA_V4_ESCALATED = Path(__file__).parent / "data" / "store-v4-escalated.sqlite3"
+# Made by e2fd579 (schema 6) with DATA_CONFIG: web down (open), db down and back (resolved).
+DATA_V6 = Path(__file__).parent / "data" / "store-v6.sqlite3"
 
 DRAFT = TicketDraft(
     dedup_key="watchdesk-7-abc",
@@ -150,6 +152,38 @@ async def test_a_store_of_schema_4_is_migrated_and_its_queue_delivered(tmp_path:
             "[URGENT] web is down",
         ]
         assert await h.agent.store.outbox_counts() == {"done": 4}
+    finally:
+        await h.close()
+
+
+async def test_a_store_of_schema_6_is_migrated_and_its_queue_delivered(tmp_path: Path) -> None:
+    """Schema 9 adds what an incident stands for (a target, a storm, the agent) and the
+    members of storms; the incidents and queue of schema 6 (e2fd579) carry over."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(DATA_V6, state / "watchdesk.sqlite3")
+    with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (6,)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(incidents)")}
+        assert "kind" not in columns
+
+    h = await Harness.create(state, DATA_CONFIG)
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        incidents = await h.incidents()
+        assert [(i.target, i.status, i.kind) for i in incidents] == [
+            ("web", "open", "target"),
+            ("db", "resolved", "target"),
+        ]
+        assert await h.agent.store.storm_members() == []
+        assert h.agent.incidents.open_incident_of("web") == incidents[0]
+        h.clock.advance(600)
+        await h.deliver()
+        tickets = {str(t["subject"]): t for t in h.tickets()}
+        assert set(tickets) == {"[URGENT] web is down", "[URGENT] db is down"}
+        assert tickets["[URGENT] db is down"]["status"] == "pending"
+        assert await h.agent.store.outbox_counts() == {"done": 7}
     finally:
         await h.close()
 
@@ -296,7 +330,9 @@ async def test_a_schema_7_store_follows_the_tickets_it_had_set_pending(tmp_path:
             "closed_at",
         ):
             db.execute(f"ALTER TABLE incidents DROP COLUMN {column}")
+        db.execute("ALTER TABLE incidents DROP COLUMN kind")  # schema 10's, as storm_members
         db.execute("DROP TABLE sla_pauses")
+        db.execute("DROP TABLE storm_members")
         db.execute(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state,"
             " next_attempt_at, created_at, done_at, notice) VALUES"
@@ -320,3 +356,48 @@ async def test_a_schema_7_store_follows_the_tickets_it_had_set_pending(tmp_path:
         assert "closed after 7 days without reply" in again.notes(ticket["id"])[-1]
     finally:
         await again.close()
+
+
+async def test_a_schema_9_store_gets_incident_kinds_and_keeps_its_follow_up(
+    tmp_path: Path,
+) -> None:
+    """A store of schema 9 (main before storms: the follow-up and the ticket priority, no incident
+    kinds): step 10 adds
+    the kind (every stored incident is a target's) and the storm members' table, and leaves
+    the follow-up as it was. Run again on a store that has them already, it changes nothing
+    (each of its changes is skipped where it was made)."""
+    state = tmp_path / "state"
+    h = await Harness.create(state, DATA_CONFIG)
+    await h.fail("web", 2)
+    await h.succeed("web")
+    await h.fail("db", 2)
+    await h.deliver()
+    web, db = await h.incidents()
+    assert (web.status, web.ticket_state, db.status) == ("resolved", "pending", "open")
+    await h.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as conn:  # back to what schema 9 wrote
+        conn.execute("ALTER TABLE incidents DROP COLUMN kind")
+        conn.execute("DROP TABLE storm_members")
+        conn.execute("PRAGMA user_version = 9")
+
+    again = await Harness.create(state, DATA_CONFIG, start=h.clock.now())
+    try:
+        with sqlite3.connect(state / "watchdesk.sqlite3") as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
+        migrated = await again.incidents()
+        assert [(i.target, i.kind, i.ticket_state) for i in migrated] == [
+            ("web", "target", "pending"),
+            ("db", "target", "open"),
+        ]
+        assert migrated[0].pending_since == web.pending_since
+        assert await again.agent.store.storm_members() == []
+        assert again.agent.incidents.open_incident_of("db") == migrated[1]
+    finally:
+        await again.close()
+    with sqlite3.connect(state / "watchdesk.sqlite3") as conn:  # kind there, version 9
+        conn.execute("PRAGMA user_version = 9")
+    twice = await Harness.create(state, DATA_CONFIG, start=h.clock.now())
+    try:
+        assert [i.kind for i in await twice.incidents()] == ["target", "target"]
+    finally:
+        await twice.close()

@@ -13,17 +13,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from monitor.actions import CreateTicket
 from monitor.cli.report import build_report
 from monitor.config import parse_config
-from monitor.store import SqliteDatabase, SqliteStore
+from monitor.store import SqliteDatabase, SqliteStore, StormMember
 from monitor.store.postgres import PostgresReader, PostgresStore, migrate
+from monitor.store.postgres.importer import import_store
 from tests.agent_harness import Harness
 from tests.helpers import (
     STAND_IN_ENV,
@@ -36,6 +38,7 @@ from tests.helpers import (
     run_cli,
 )
 from tests.pg import PostgresServer
+from tests.samples import DRAFT
 from tests.test_store_async import CONFIG
 from tests.test_store_parity import outage
 
@@ -187,6 +190,97 @@ def test_a_database_of_schema_4_knows_the_priority_its_tickets_were_created_with
         assert [step.version for step in migrate.apply(conn)][:1] == [5]
         rows = conn.execute("SELECT id, ticket_priority FROM incidents ORDER BY id").fetchall()
     assert rows == [(1, "high"), (2, None)]
+
+
+async def test_a_database_of_schema_5_gets_incident_kinds_and_takes_a_storm(
+    pg_server: PostgresServer,
+) -> None:
+    """Migration 0006 on a database of the release before: its incidents are targets', and a
+    storm opens with its members next to a target's open incident."""
+    url = pg_server.new_database(migrated=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute(migrate.CREATE_LEDGER)
+            for step in migrate.migrations()[:5]:
+                conn.execute(step.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (step.version, step.name),
+                )
+            conn.execute(
+                "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
+                " opened_at, first_failure_at, failed_checks, last_reason)"
+                " VALUES ('web', 'k-1', 'open', 'urgent', 'local', 1, 1, 3, 'x')"
+            )
+        assert [step.version for step in migrate.apply(conn)][:1] == [6]
+    store = PostgresStore(url, "east")
+    await store.open()
+    try:
+        (web,) = await store.incidents()
+        assert (web.target, web.kind) == ("web", "target")
+        members = [StormMember(0, name, "acme", 2.0, 1.5, "timeout") for name in ("api", "db")]
+        storm = {**incident_row(), "target": "the outage of many services", "kind": "storm"}
+        opened = await store.open_storm(storm, lambda i: (f"k-{i}", []), members)
+        assert opened is not None
+        assert [m.target for m in await store.storm_members()] == ["api", "db"]
+        assert [i.kind for i in await store.incidents(open_only=True)] == ["storm", "target"]
+    finally:
+        await store.close()
+
+
+async def test_db_import_carries_storms_and_gives_the_impairment_alert_to_the_vantage(
+    tmp_path: Path, pg_server: PostgresServer, write_config: Callable[..., Path]
+) -> None:
+    """A storm's members and its customers' tickets move with db import (the tickets command
+    lists them alike from either store); the single agent's impairment alert becomes its
+    vantage's, the target the agents of that vantage open and find it by."""
+    state = tmp_path / "state"
+    state.mkdir()
+    store = SqliteStore(state)
+    await store.open()
+    try:
+        members = [StormMember(0, "web", "acme", 2.0, 1.5, "timeout")]
+        members.append(StormMember(0, "db", "beta", 2.0, 1.0, "refused"))
+        fields = {**incident_row(), "target": "the outage of group rack-7", "kind": "storm"}
+        storm = await store.open_storm(fields, lambda i: (f"storm-{i}", []), members)
+        assert storm is not None
+        create = CreateTicket(replace(DRAFT, dedup_key="storm-acme"), notice="acme")
+        await store.tell_storm(storm.id, "acme", {"web": "down"}, [create], ["web"], 3.0, "s-a")
+        await store.leave_storm(storm.id, ["db"], 4.0, {}, [], 4.0)
+        alert = {**incident_row(), "target": "watchdesk:impaired", "kind": "agent"}
+        await store.open_incident(alert, lambda i: ("watchdesk-impaired-east", []))
+    finally:
+        await store.close()
+    url = pg_server.new_database(migrated=False)
+    assert import_store(state, url, "east")["storm_members"] == 2
+
+    sqlite, reader = SqliteDatabase(state), PostgresReader(url, "east")
+    try:
+        assert reader.storm_members(storm.id) == sqlite.storm_members(storm.id)
+        assert reader.storm_members() == sqlite.storm_members()
+        assert reader.notices() == sqlite.notices()
+        assert reader.incident(storm.id) == sqlite.incident(storm.id)
+        (moved,) = [i for i in reader.incidents() if i.kind == "agent"]
+        assert (moved.target, moved.dedup_key) == (
+            "watchdesk:impaired:east",
+            "watchdesk-impaired-east",
+        )
+    finally:
+        sqlite.close()
+        reader.close()
+    env = env_for(url)
+    listed = [
+        json.loads(run_cli("tickets", "--json", "-c", str(path), env=env).stdout)
+        for path in (
+            write_config(f'[agent]\nstate_dir = "{state}"\n' + MINIMAL, "sqlite.toml"),
+            write_config(MINIMAL + CLUSTER, "cluster.toml"),
+        )
+    ]
+    storms = [[row for row in rows if row["kind"] == "storm"] for rows in listed]
+    assert storms[1] == storms[0]
+    (row,) = storms[0]
+    assert [(m["target"], m["left_at"]) for m in row["members"]] == [("db", 4.0), ("web", None)]
+    assert [t["customer"] for t in row["customer_tickets"]] == ["acme"]
 
 
 def test_an_agent_refuses_a_database_it_does_not_know(

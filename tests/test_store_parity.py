@@ -19,8 +19,9 @@ import pytest
 
 from monitor.actions import Action, AddNote, CreateTicket, ResolvePage, SendPage, SetStatus
 from monitor.state import TargetState, Transition
-from monitor.store import SqliteStore, Store
+from monitor.store import SqliteStore, Store, StormMember
 from monitor.store.postgres import PostgresStore
+from tests import test_storms as storms
 from tests.agent_harness import START, Harness
 from tests.samples import DRAFT
 from tests.test_store_async import CONFIG
@@ -62,6 +63,10 @@ def incident_fields(target: str, at: float) -> dict[str, Any]:
         "last_reason": "status 503",
         "last_update_at": at,
     }
+
+
+def member(target: str, customer: str, at: float) -> StormMember:
+    return StormMember(0, target, customer, at, at - 30, "status 503")
 
 
 def first_actions(held_until: float) -> Callable[[int], tuple[str, list[Action]]]:
@@ -268,6 +273,65 @@ async def test_every_call_answers_the_same_on_both_stores(both: Both) -> None:
     assert len(await both("notices")) == 2
     assert await both("notice", other.id, "delta") is None
 
+    # A storm: one incident for many targets, opened with its first members and the transition
+    # that made it; one open per name. Its own-ticket actions go to every customer's ticket
+    # (none before a customer was told); members join, leave and join again; the last leaving
+    # resolves it. The impairment alert is an incident of kind "agent".
+    wave = {**incident_fields("the outage of many services", now + 200), "kind": "storm"}
+    members = [member("api", "acme", now + 200), member("db", "beta", now + 200)]
+    storm = await both(
+        "open_storm",
+        {**wave, "customer": None},
+        lambda i: (f"watchdesk-{i}-storm", [SendPage("oncall", PAGE)]),
+        members,
+        ("api", "http:c", DOWN, 9),
+        TO_DOWN,
+    )
+    assert (storm.kind, storm.target) == ("storm", "the outage of many services")
+    assert await both("open_storm", wave, lambda i: ("k", []), members) is None
+    await both("update_incident", storm.id, {}, [AddNote("no one told yet", False)], now + 201)
+    assert [a.operation for a in await both("actions_of", storm.id)] == ["page"]
+    for customer, name in (("acme", "api"), ("beta", "db")):
+        create = CreateTicket(replace(DRAFT, dedup_key=f"storm-{customer}"), notice=customer)
+        told = (storm.id, customer, {name: "down"}, [create], [name], now + 210)
+        assert await both("tell_storm", *told, f"storm-{customer}") is True
+        assert await both("tell_storm", *told, f"storm-{customer}") is False
+    await both("update_incident", storm.id, {}, [AddNote("escalated to L2", False)], now + 220)
+    notes = [a for a in await both("actions_of", storm.id) if a.operation == "note"]
+    assert [(a.notice, a.payload["body"]) for a in notes] == [
+        ("acme", "escalated to L2"),
+        ("beta", "escalated to L2"),
+    ]
+    await both("join_storm", storm.id, [member("web", "acme", now + 230)], ("web", "h", DOWN, 10))
+    joined = [AddNote("web is down too", True, notice="acme")]
+    told_web = (storm.id, "acme", {"web": "down"}, joined, ["api", "web"], now + 235)
+    assert await both("tell_storm", *told_web) is True
+    assert (await both("notice", storm.id, "acme")).dependents == ("api", "web")
+    await both("leave_storm", storm.id, ["api"], now + 240, {}, [], now + 240)
+    await both("join_storm", storm.id, [member("api", "acme", now + 250)])
+    (api,) = [m for m in await both("storm_members", storm.id) if m.target == "api"]
+    assert (api.joined_at, api.left_at, api.told) == (now + 250, None, "down")
+    assert {m.target for m in await both("storm_members")} == {"api", "db", "web"}
+    await both(
+        "leave_storm",
+        storm.id,
+        ["api", "db", "web"],
+        now + 300,
+        {"status": "resolved", "resolved_at": now + 300},
+        [AddNote("all back", True), ResolvePage("oncall", "all back")],
+        now + 300,
+        ("api", "http:c", up, 11),
+        Transition("down", "up", now + 300, None, 0, "status 200"),
+    )
+    assert (await both("incident", storm.id)).status == "resolved"
+    assert await both("storm_members") == []
+    assert {m.left_at for m in await both("storm_members", storm.id)} == {now + 300}
+    last = [(a.operation, a.notice) for a in await both("actions_of", storm.id)][-3:]
+    assert last == [("note", "acme"), ("note", "beta"), ("resolve", None)]
+    impaired = {**incident_fields("watchdesk:impaired:test", now), "kind": "agent"}
+    alert = await both("open_incident", {**impaired, "customer": None}, first_actions(now))
+    assert alert.kind == "agent"
+
     # Scheduled reports: known since the first time, claimed once per period, released on a
     # failed send, settled as "unknown" when a send was cut off.
     assert await both("report_known_since", "monthly", now) == now
@@ -420,4 +484,79 @@ async def test_the_agent_leaves_the_same_record_of_an_outage_in_both_stores(
     operations = [row[1] for row in on_sqlite[1]]
     assert operations == ["create", "page", "note", "note", "note", "note", "resolve", "status"]
     assert all(row[3] == "done" for row in on_sqlite[1])
+    assert on_postgres == on_sqlite
+
+
+async def storm(h: Harness) -> list[Any]:
+    """A storm from start to end (20 targets of 7 customers down within seconds, escalated
+    after an hour, back after it), then eight days of the follow-up: what the store and the
+    helpdesk hold. The customers' tickets of a storm are notices: after their recovery note
+    and status they are the helpdesk's, never closed or reopened by watchdesk."""
+    names = [storms.name(i) for i in range(20)]
+    await storms.wave(h, names, False, 5.0)
+    h.clock.advance(5.0)
+    await storms.wave(h, names, False, 5.0)
+    h.clock.advance(10.0)
+    await storms.settle(h)
+    h.clock.advance(3600.0)
+    await h.agent.policy.sweep()
+    await h.deliver()
+    await storms.wave(h, names, True, 5.0)
+    await storms.wave(h, names, True, 5.0)
+    await storms.settle(h)
+    (incident,) = await h.incidents()
+    at_recovery = len(await h.agent.store.actions_of(incident.id))
+    for _ in range(3):
+        h.clock.advance(3 * 86400.0)
+        await h.agent.policy.follow_up.sweep()
+        await h.agent.policy.sweep()
+        await h.sweep()
+        await h.deliver()
+    (incident,) = await h.incidents()
+    actions = await h.agent.store.actions_of(incident.id)
+    assert len(actions) == at_recovery
+    kept = [(a.channel, a.operation, a.notice, a.payload, a.state, a.done_at) for a in actions]
+    # The customers' creates go out together: the helpdesk numbers them as they arrive, so
+    # each ticket is known by its customer here.
+    whose = {str(ticket["id"]): ticket["customer"] for ticket in h.tickets()}
+    tickets = {
+        ticket["customer"]: {
+            k: v for k, v in ticket.items() if k not in ("id", "created_at", "updated_at")
+        }
+        for ticket in h.tickets()
+    }
+    notes = {ticket["customer"]: h.notes(ticket["id"]) for ticket in h.tickets()}
+    notices = [replace(n, ticket_id=whose[n.ticket_id]) for n in await h.agent.store.notices()]
+    members = await h.agent.store.storm_members(incident.id)
+    watched = await h.agent.store.watched_incidents()
+    return [incident, kept, members, notices, tickets, notes, watched]
+
+
+async def test_the_agent_leaves_the_same_record_of_a_storm_in_both_stores(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WD_TEST_DATABASE_URL", pg_url)
+    cluster = '[cluster]\ndatabase_url_env = "WD_TEST_DATABASE_URL"\nvantage = "test"\n'
+    records = []
+    for name, text in (("sqlite", storms.many(20)), ("postgres", storms.many(20) + cluster)):
+        h = await Harness.create(tmp_path / name, text)
+        try:
+            records.append(await storm(h))
+        finally:
+            await h.close()
+    on_sqlite, on_postgres = records
+    incident, kept, members, notices, tickets, notes, watched = on_sqlite
+    assert (incident.kind, incident.status, incident.ticket_state) == ("storm", "resolved", "open")
+    assert incident.response_target == 3600  # the default urgent plan's, stored at opening
+    assert len(members) == 20
+    assert all(m.left_at is not None for m in members)
+    assert [n.status for n in notices] == ["closed"] * 7
+    assert [t["status"] for t in tickets.values()] == ["pending"] * 7
+    for ticket_notes in notes.values():  # escalated once, recovered once, nothing after
+        assert sum("escalated" in note for note in ticket_notes) == 1
+        assert sum("the incident is over" in note for note in ticket_notes) == 1
+        assert not any("without reply" in note for note in ticket_notes)
+    assert [(op, notice) for _, op, notice, *_ in kept].count(("status", None)) == 0
+    assert all(row[4] == "done" for row in kept)
+    assert watched == []
     assert on_postgres == on_sqlite

@@ -1,12 +1,15 @@
-"""``watchdesk ack``, ``mute`` and ``unmute``: the operator's commands, sent to the running agent
-over its HTTP API with ``requests`` (the bearer token from the same ``agent.api_token_env``)."""
+"""``watchdesk ack``, ``mute``, ``unmute`` and ``explain``: the operator's commands, sent to the
+running agent over its HTTP API with ``requests`` (the bearer token from the same
+``agent.api_token_env``)."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -31,9 +34,15 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None
     unmute = command("unmute", "end a target's mute")
     unmute.add_argument("target")
     unmute.add_argument("--by", default=None)
+    explain = command("explain", "say why a target has, or has no, incident right now")
+    explain.add_argument("target")
+    explain.add_argument("--json", action="store_true", help="the agent's answer as JSON")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    if args.command == "explain":
+        show = _print_json if args.json else _print_explanation
+        return _call(config, "GET", f"/api/targets/{args.target}", {}, show)
     by = args.by or _user()
     if args.command == "ack":
         return _call(config, "POST", f"/api/incidents/{args.incident}/ack", {"by": by})
@@ -43,7 +52,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return _call(config, "DELETE", f"/api/targets/{args.target}/mute", {"by": by})
 
 
-def _call(config: Config, method: str, path: str, query: dict[str, str]) -> int:
+def _call(
+    config: Config,
+    method: str,
+    path: str,
+    query: dict[str, str],
+    show: Callable[[Any], None] | None = None,
+) -> int:
     host = config.agent.host
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{config.agent.port}"
     try:
@@ -66,8 +81,35 @@ def _call(config: Config, method: str, path: str, query: dict[str, str]) -> int:
     if answer.status_code >= 400:
         print(f"refused ({answer.status_code}): {answer.text.strip()}", file=sys.stderr)
         return EXIT_FAILED
-    print(answer.text.strip())
+    if show is None:
+        print(answer.text.strip())
+    else:
+        show(answer.json())
     return EXIT_OK
+
+
+def _print_json(answer: Any) -> None:
+    print(json.dumps(answer, indent=2))
+
+
+def _print_explanation(answer: dict[str, Any]) -> None:
+    """What decides first, then the counters, then every rule in effect."""
+    print(f"{answer['target']}: {answer['why']}")
+    print(
+        f"  state {answer['state']}: {answer['consecutive_failures']} consecutive failures "
+        f"(failure_threshold {answer['failure_threshold']}), "
+        f"{answer['consecutive_successes']} successes "
+        f"(recovery_threshold {answer['recovery_threshold']})"
+    )
+    last = answer.get("last_result")
+    if last:
+        print(f"  last probe: {'ok' if last['ok'] else 'failed'}: {last['reason']}")
+    for incident in (answer.get("incident"), answer.get("storm")):
+        if incident:
+            ticket = incident["ticket_id"] or "no ticket of its own"
+            print(f"  incident {incident['id']} ({incident['dedup_key']}): {ticket}")
+    for fact in answer.get("facts", []):
+        print(f"  - {fact}")
 
 
 def _user() -> str:

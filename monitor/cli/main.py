@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(str(problem), file=sys.stderr)
         return EXIT_CONFIG
-    if args.command in ("ack", "mute", "unmute"):
+    if args.command in ("ack", "mute", "unmute", "explain"):
         return desk.run(config, args)
     if args.command == "db":
         return db.run(config, args)
@@ -290,7 +290,12 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
     try:
         listed = store.incidents(limit=200) if args.all else store.watched_incidents()
         rows = [
-            incident_row(incident, store.actions_of(incident.id), store.notices(incident.id))
+            incident_row(
+                incident,
+                store.actions_of(incident.id),
+                store.notices(incident.id),
+                store.storm_members(incident.id) if incident.kind == "storm" else (),
+            )
             for incident in listed
             if args.all or incident.status == "open" or incident.reopened
         ]
@@ -312,7 +317,9 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
             "TICKET STATE": str(row["ticket_state"])
             + (f" ({row['reopens']}x reopened)" if row["reopens"] else ""),
             "OPENED": _when(row["opened_at"], config.agent.timezone),
-            "TICKET": f"{row['backend']}#{row['ticket_id']}" if row["ticket_id"] else "(pending)",
+            "TICKET": f"{row['backend']}#{row['ticket_id']}"
+            if row["ticket_id"]
+            else NO_TICKET.get(str(row["kind"]), "(pending)"),
             "OUTBOX": str(row["outbox"]),
             "LAST ERROR": str(row["last_reason"]),
         }
@@ -325,6 +332,10 @@ def _tickets(config: Config, path: str, args: argparse.Namespace) -> int:
         for notice in row["customer_tickets"]:  # a shared component's: what each customer got
             print(f"  -> customer {_customer_ticket(row, notice)}")
     return EXIT_OK
+
+
+# Incidents with no ticket of their own: a storm's are its customers', the agent's pages only.
+NO_TICKET = {"storm": "(per customer)", "agent": "(pages only)"}
 
 
 def _customer_ticket(row: dict[str, Any], notice: dict[str, Any]) -> str:

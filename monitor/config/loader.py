@@ -24,6 +24,7 @@ from monitor.config.model import (
     CustomerSection,
     DefaultsSection,
     SlaSection,
+    StormSection,
 )
 from monitor.config.schedules import parse_calendars, parse_maintenance, parse_reports
 from monitor.config.sections import (
@@ -51,6 +52,7 @@ TOP_LEVEL_KEYS = (
     "calendars",
     "cluster",
     "reports",
+    "storm",
 )
 
 
@@ -145,6 +147,21 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     timeout = ticketing.request_timeout if ticketing is not None else None
     cluster = parse_cluster(raw.get("cluster"), timeout, problems)
     reports = parse_reports(raw.get("reports", []), customers, calendars, pager_types, problems)
+    storm = problems.validate(("storm",), StormSection, raw.get("storm", {}))
+    if agent is not None:
+        # Every name written, so a target refused for another reason is not reported twice.
+        raw_targets = raw.get("targets", [])
+        names = {
+            str(body.get("name"))
+            for body in (raw_targets if isinstance(raw_targets, list) else [])
+            if isinstance(body, dict) and isinstance(body.get("name"), str)
+        }
+        for index, name in enumerate(agent.canaries):
+            if name not in names:
+                problems.add(
+                    ("agent", "canaries", index),
+                    missing_ref("target", name, names, "a [[targets]] entry"),
+                )
 
     if problems.problems:
         return None
@@ -154,6 +171,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     assert ticketing
     assert backend_settings
     assert escalation
+    assert storm
     return Config(
         source=problems.source,
         agent=agent,
@@ -172,4 +190,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         calendars=calendars,
         cluster=cluster,
         reports=tuple(reports),
+        storm=storm,
     )

@@ -70,6 +70,9 @@ class AgentSection(Strict):
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_concurrent_probes: int = Field(default=2000, ge=1)
+    # Targets that are the agent's own view of the world (outside resolvers, the gateway):
+    # all of them down means the agent cannot see, not that everything is down.
+    canaries: list[str] = []
 
     @field_validator("listen")
     @classmethod
@@ -141,6 +144,8 @@ class TargetCommon(Strict):
     depends_on: list[str] = []
     tags: list[str] = []
     description: str | None = None
+    # Targets with the same group fail together for one reason: one incident for all of them.
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 COMMON_KEYS = frozenset(TargetCommon.model_fields)
@@ -162,6 +167,7 @@ class TargetConfig:
     depends_on: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     description: str | None = None
+    group: str | None = None
 
     def where(self) -> str:
         return self.settings.where()
@@ -263,6 +269,15 @@ class TicketingSection(BaseModel):
     auto_close_after: Duration | None = None
 
 
+class StormSection(Strict):
+    """``[storm]``: many targets down at once are one incident (``monitor.policy.storms``)."""
+
+    threshold: int = Field(default=10, ge=1)
+    window: Duration = 60.0
+    # How long a new down waits for others of a storm before it opens on its own; "0s": never.
+    group_wait: DurationOrZero = 10.0
+
+
 class MaintenanceSection(Strict):
     """A one-off window (``start``/``end`` as ISO date-times) or a weekly one (``days`` + HH:MM)."""
 
@@ -309,6 +324,7 @@ class Config:
     # None: one agent on its SQLite file; else the shared PostgreSQL database of a cluster.
     cluster: ClusterSection | None = None
     reports: tuple[ReportSection, ...] = ()
+    storm: StormSection = field(default_factory=StormSection)
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""

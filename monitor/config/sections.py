@@ -146,6 +146,7 @@ def parse_targets(
                 depends_on=tuple(common.depends_on),
                 tags=tuple(common.tags),
                 description=common.description,
+                group=common.group,
             )
         )
     names = set(declared)

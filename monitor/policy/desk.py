@@ -112,10 +112,13 @@ class Desk:
                 0,
                 resolution=resolution,
             )
-            actions: list[Action] = [AddNote(body, public=True)]
+            # A storm's customers hear it on their own tickets (``shared.close`` below).
+            actions: list[Action] = (
+                [AddNote(body, public=True)] if incident.kind == "target" else []
+            )
             if incidents.policy is not None:
                 actions += await incidents.policy.recover_actions(incident, f"resolved by {by}")
-            if config.ticketing.on_recovery in ("pending", "resolve"):
+            if config.ticketing.on_recovery in ("pending", "resolve") and incident.kind == "target":
                 pending = config.ticketing.on_recovery == "pending"
                 actions.append(SetStatus("pending" if pending else "resolved"))
             await self.store.update_incident(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,6 +79,8 @@ class SupportPolicy:
         self.follow_up = TicketFollowUp(
             store, clock, lambda: self.config, self.watch, self.timeliness, notify, metrics
         )
+        # Targets standing for incidents of no one target (a storm's), by incident target.
+        self.stand_ins: Callable[[], dict[str, TargetConfig]] = dict
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -157,7 +160,7 @@ class SupportPolicy:
 
     async def sweep(self) -> None:
         now = self.clock.now()
-        targets = {target.name: target for target in self.config.targets}
+        targets = {target.name: target for target in self.config.targets} | self.stand_ins()
         for incident in await self.store.incidents(open_only=True):
             target = targets.get(incident.target)
             if target is None:
@@ -171,7 +174,8 @@ class SupportPolicy:
                     if current is not None:
                         await self._status_update(current, target, now)
             await self._follow(incident, target, now)
-        running = await self.store.watched_incidents()
+        # The agent's own alert (monitoring impaired) is no customer's issue: no SLA for it.
+        running = [i for i in await self.store.watched_incidents() if i.kind != "agent"]
         self.timeliness.breaching(running, now)
         self.watch.forget(incident.id for incident in running)
         open_ids = {i.id for i in running if i.status == "open"}

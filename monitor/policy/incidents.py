@@ -16,6 +16,9 @@ support policy) around every transition, sweep and child reconcile, and a target
 transition is on its way (``expect_transition``) is left to that transition by the others.
 So a transition and a sweep never open two incidents or resolve one twice, and ``_open`` is
 what the store holds.
+
+Whether a down target opens an incident, waits, or goes into a storm is the gate's verdict
+(``gate``: canaries, storms); how an incident ends is ``recovery``'s.
 """
 
 from __future__ import annotations
@@ -27,18 +30,20 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from monitor.actions import Action, AddNote, SetStatus
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
-from monitor.durations import format_duration, format_local
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.policy import opening, texts
+from monitor.policy import opening
+from monitor.policy.canaries import Canaries
 from monitor.policy.escalation import SupportPolicy
-from monitor.policy.maintenance import window_for
+from monitor.policy.gate import OpenRules
+from monitor.policy.recovery import RecoveryRules
 from monitor.policy.reprioritising import priority_change, reconfigured
 from monitor.policy.settling import settled
 from monitor.policy.shared_outage import SharedOutages
+from monitor.policy.storm_telling import WAVE
+from monitor.policy.storms import Storms
 from monitor.state import TargetState, Transition
 from monitor.store import Incident, StateRow, Store
 from ticketing.base import PRIORITIES
@@ -50,7 +55,7 @@ log = logging.getLogger("watchdesk.incidents")
 Cause = tuple[StateRow, Transition]
 
 
-class IncidentManager:
+class IncidentManager(OpenRules, RecoveryRules):
     def __init__(
         self,
         store: Store,
@@ -74,36 +79,60 @@ class IncidentManager:
         self._fresh: set[str] = set()
         # target -> when its latest incident was resolved: a "down" from before that is stale.
         self._last_resolved: dict[str, float] = {}
-        # Set by the agent: adds the pages (and their resolves) to what an incident queues.
-        self.policy: SupportPolicy | None = None
+        self._policy: SupportPolicy | None = None
         self.muted: Callable[[str], bool] = lambda target: False  # set by the operator desk
         self.decisions = asyncio.Lock()
         # target -> transitions of it on their way to ``on_transition``.
         self._expected: dict[str, int] = {}
         self.shared = SharedOutages(store, config, notify)
         self._previous = config  # the config before the last reload: follow_priorities
+        self.canaries = Canaries(store, config, states, metrics)
+        self.storms = Storms(store, config, states, notify, self.shared)
+        self._targets = {target.name: target for target in config.targets}
+        self._waiting: set[str] = set()
+        self._due: dict[str, float] = {}
+        self._failing: set[str] = set()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
 
-    def attach(self, policy: SupportPolicy) -> None:
-        """The support policy pages with the incidents, and tells of a priority changed in the
-        helpdesk (a shared component's incident stays urgent whatever the helpdesk says)."""
-        self.policy = self.shared.policy = policy
-        policy.reprioritising.changed = self.took_priority
-        policy.reprioritising.holds_urgent = self.shared.is_shared
+    @property
+    def policy(self) -> SupportPolicy | None:
+        """Set by the agent: adds the pages (and their resolves) to what an incident queues."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: SupportPolicy | None) -> None:
+        self._policy = self.shared.policy = self.storms.policy = self.canaries.policy = policy
+        if policy is not None:
+            policy.stand_ins = self.storms.stand_ins
+            # A priority changed in the helpdesk reaches the open incident here; a shared
+            # component's incident stays urgent whatever the helpdesk says.
+            policy.reprioritising.changed = self.took_priority
+            policy.reprioritising.holds_urgent = self.shared.is_shared
 
     def set_config(self, config: Config) -> None:
         self.config, self._previous = config, self.config
         self._zone = ZoneInfo(config.agent.timezone)
+        self._targets = {target.name: target for target in config.targets}
+        for gone in [n for n in {*self._waiting, *self._due} if n not in self._targets]:
+            self._settled(gone)
+        self._failing &= set(self._targets)
         self.shared.set_config(config)
+        self.storms.set_config(config)
+        self.canaries.set_config(config)
 
     async def reload_open(self) -> None:
-        self._open = {i.target: i for i in await self.store.incidents(open_only=True)}
+        found = await self.store.incidents(open_only=True)
+        self._open = {i.target: i for i in found if i.kind == "target"}
         self._last_resolved = await self.store.last_resolved()
         self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
+        await self.storms.load([i for i in found if i.kind == "storm"], self.clock.now())
+        await self.canaries.load(found, self._last_resolved)
         self._update_open_gauge()
 
     def _update_open_gauge(self) -> None:
         counts = dict.fromkeys(PRIORITIES, 0)
-        for incident in self._open.values():
+        for incident in [*self._open.values(), *self.storms.open_incidents()]:
             counts[incident.priority] = counts.get(incident.priority, 0) + 1
         for priority, count in counts.items():
             self.metrics.incidents_open.labels(priority).set(count)
@@ -112,9 +141,14 @@ class IncidentManager:
         return self._open.get(target)
 
     def closed_by_hand(self, target: str, at: float) -> None:
-        """A person resolved the target's incident: the down it covers opens no other."""
+        """A person resolved the target's incident: the down it covers opens no other (a
+        storm's: none of its targets still down; the impairment alert: not sent again)."""
         self._open.pop(target, None)
         self._last_resolved[target] = at
+        for member in self.storms.closed_by_hand(target):
+            self._last_resolved[member] = at
+        if target == self.canaries.target:
+            self.canaries.closed_by_hand(at)
         self._update_open_gauge()
 
     def took_priority(self, incident: Incident) -> None:
@@ -147,16 +181,23 @@ class IncidentManager:
         while a transition of it is on its way (that decides)."""
         if self._expected.get(name):
             return None
+        covered = name in self._open or name in self.storms.member_of
+        self.canaries.settle(name, state, covered)
         return settled(state, self._open.get(name), self._last_resolved.get(name))
 
     # ---- inputs ----------------------------------------------------------------------------
 
-    def on_result(self, target: str, ok: bool) -> None:
-        """A probe result: the target is fresh; a failure while an incident is open is counted
-        for the notes and the report."""
+    def on_result(self, target: str, ok: bool, started_at: float | None = None) -> None:
+        """A probe result (of a probe that started at ``started_at``): the target is fresh; a
+        failure while an incident is open is counted for the notes and the report."""
         self._fresh.add(target)
         if not ok and target in self._open:
             self._failed_checks[target] = self._failed_checks.get(target, 0) + 1
+        if ok and target in self._failing and target in self.canaries.names:
+            self._due_now(self._waiting)  # a canary's streak broke: the waiting decide again
+        (self._failing.discard if ok else self._failing.add)(target)
+        if self.canaries.on_result(target, ok, started_at):
+            self._due_now([target])  # it has failed enough fresh probes to open
 
     def expect_transition(self, name: str) -> None:
         """A transition of ``name`` changed its state and ``on_transition`` follows: until it
@@ -181,6 +222,8 @@ class IncidentManager:
         self, target: TargetConfig, transition: Transition, row: StateRow
     ) -> None:
         self._changes[target.name].append(transition.at)
+        # Children waiting for this parent's verdict have it now.
+        self._due_now(n for n in self._waiting if target.name in self._targets[n].depends_on)
         if not await self._reconcile(target, (row, transition)):
             await self.store.record(row, transition)
         if transition.current == "up":
@@ -193,11 +236,17 @@ class IncidentManager:
                         log.exception("could not reconcile %s after %s", child.name, target.name)
 
     async def sweep(self) -> None:
-        """Re-check every target: maintenance ends, parents recover, flapping settles."""
+        """Re-check every target: maintenance ends, parents recover, flapping settles, the
+        canaries' view, storms' targets gone from the config, storms' customers told."""
         async with self.decisions:
+            now = self.clock.now()
+            await self.canaries.follow(now, self._fresh, self._uncovered, None)
             for target in self.config.targets:
                 await self._reconcile(target)
                 await self._share(target)
+            for name in [n for n in self.storms.member_of if n not in self._targets]:
+                await self._leave_storm(name, now, None)
+            await self.storms.tell_due(self.clock.now())
             await self.shared.close_leftovers(self._open, self.states, self.clock.now())
             for name in list(self._open):
                 if name not in {t.name for t in self.config.targets}:
@@ -224,34 +273,78 @@ class IncidentManager:
     async def _reconcile(self, target: TargetConfig, cause: Cause | None = None) -> bool:
         """The rule, with the lock held; True when ``cause`` (the transition that brought the
         state) was stored with what that did."""
-        state = self.states.get(target.name)
-        if state is None or (cause is None and self._expected.get(target.name)):
+        name = target.name
+        state = self.states.get(name)
+        if state is None or (cause is None and self._expected.get(name)):
             return False  # unknown, or its own transition is on the way and decides
-        incident = self._open.get(target.name)
         now = self.clock.now()
+        stored = False
+        if name in self.canaries.names:
+            stored = await self.canaries.follow(now, self._fresh, self._uncovered, cause)
+            cause = None if stored else cause
+            if stored or cause is not None:
+                self._due_now(self._waiting)  # a canary's verdict: the waiting decide again
+        if state.status != "down":
+            self._settled(name)
+            self.storms.depart(name)
+            if state.status == "up":
+                self.canaries.forget(name)
+        incident = self._open.get(name)
+        if incident is None and name in self.storms.member_of:
+            if state.status == "up":
+                await self._leave_storm(name, state.since or now, cause)
+                return stored or cause is not None
+            return stored
         if state.status == "down" and incident is None:
-            return await self._maybe_open(target, state, now, cause)
+            return await self._maybe_open(target, state, now, cause) or stored
         if state.status == "up" and incident is not None:
-            return await self._maybe_recover(target, state, incident, now, cause)
-        return False
+            return await self._maybe_recover(target, state, incident, now, cause) or stored
+        return stored
+
+    def _uncovered(self) -> dict[str, TargetState]:
+        """Targets with no incident of their own and in no storm."""
+        return {
+            name: state
+            for name, state in self.states.items()
+            if name not in self._open and name not in self.storms.member_of
+        }
 
     async def _maybe_open(
         self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
     ) -> bool:
-        if target.name not in self._fresh:
-            return False  # restored from the store: fresh probes decide
-        resolved = self._last_resolved.get(target.name)
-        if resolved is not None and (state.since or 0.0) <= resolved:
-            return False  # a down that an incident already resolved covers
-        if window_for(target, self.config.maintenance, now, self._zone) or self.muted(target.name):
-            return False
-        parent = self.shared.parent_down(target, self.states)
-        if parent is not None:
+        name = target.name
+        self._settled(name)
+        verdict = self.blocked(target, state, now)
+        if verdict is None:
+            verdict = self._grouping(target, now, self.storms.arrive(name, now))
+        if verdict.action == "affected":
+            parent = verdict.parent or ""
             noted = await self.shared.note_affected(self._open.get(parent), target, state, now)
             if noted is not None:
                 self._open[parent] = noted
-            return False
-        return await self._open_incident(target, state, now, cause)
+        elif verdict.action == "hold":
+            self._hold(name, verdict.until or now)
+        elif verdict.action in ("storm", "join"):
+            for member in verdict.members:
+                self._settled(member)
+            act = self.storms.open if verdict.action == "storm" else self.storms.join
+            stored = await act(verdict.group or WAVE, verdict.members, now, cause)
+            self._update_open_gauge()
+            self._wake.set()  # its customers are told at its next telling
+            return stored
+        elif verdict.action == "open":
+            return await self._open_incident(target, state, now, cause)
+        return False
+
+    async def _leave_storm(self, name: str, at: float, cause: Cause | None) -> None:
+        done = await self.storms.leave(name, at, self.clock.now(), cause)
+        if done is not None:
+            if self.policy is not None:
+                self.policy.timeliness.resolved(done, done.resolved_at or at)
+            self._last_resolved[done.target] = done.resolved_at or at
+            self._update_open_gauge()
+        self._wake.set()
+        self.notify()
 
     async def _share(self, target: TargetConfig) -> None:
         """A shared component's incident is raised and told to the customers behind it (see
@@ -303,115 +396,3 @@ class IncidentManager:
         self.notify()
         await self._share(target)
         return cause is not None
-
-    async def _maybe_recover(
-        self,
-        target: TargetConfig,
-        state: TargetState,
-        incident: Incident,
-        now: float,
-        cause: Cause | None,
-    ) -> bool:
-        escalation = self.config.escalation
-        changes = self._changes[target.name]
-        while changes and changes[0] < now - escalation.flap_window:
-            changes.popleft()
-        if incident.flapping or len(changes) >= escalation.flap_threshold:
-            stable_for = now - (state.since or now)
-            if stable_for < escalation.flap_stable_after:
-                if not incident.flapping:
-                    await self._mark_flapping(target, incident, len(changes), now, cause)
-                    return cause is not None
-                return False
-        await self._recover(target, state, incident, now, cause)
-        return cause is not None
-
-    async def _mark_flapping(
-        self,
-        target: TargetConfig,
-        incident: Incident,
-        changes: int,
-        now: float,
-        cause: Cause | None,
-    ) -> None:
-        escalation = self.config.escalation
-        body = texts.flapping_note(
-            self.config, incident, changes, escalation.flap_window, escalation.flap_stable_after
-        )
-        row, transition = cause if cause is not None else (None, None)
-        await self.store.update_incident(
-            incident.id,
-            {"flapping": 1},
-            [AddNote(body, public=True)],
-            now,
-            row,
-            transition,
-        )
-        self._open[target.name] = dataclasses.replace(incident, flapping=True)
-        log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
-        self.notify()
-
-    async def _recover(
-        self,
-        target: TargetConfig,
-        state: TargetState,
-        incident: Incident,
-        now: float,
-        cause: Cause | None,
-    ) -> None:
-        # Never before it opened, whatever a state says (an incident cannot end before it began).
-        recovered_at = max(state.since or now, incident.opened_at)
-        failed = self._failed_checks.get(target.name, incident.failed_checks)
-        down_for = max(0.0, recovered_at - incident.first_failure_at)
-        body = texts.recovery_note(
-            self.config,
-            target.customer,
-            target.name,
-            recovered_at,
-            incident.first_failure_at,
-            failed,
-            state.consecutive_successes,
-            resolution=texts.resolution_of(await self.store.incident(incident.id) or incident),
-        )
-        actions: list[Action] = [AddNote(body, public=True)]
-        if self.policy is not None:
-            summary = f"{target.name} recovered after {format_duration(down_for)}"
-            actions += await self.policy.recover_actions(incident, summary)
-        on_recovery = self.config.ticketing.on_recovery
-        if on_recovery in ("pending", "resolve"):
-            actions.append(SetStatus("pending" if on_recovery == "pending" else "resolved"))
-        row, transition = cause if cause is not None else (None, None)
-        await self.store.update_incident(
-            incident.id,
-            {"status": "resolved", "resolved_at": recovered_at, "failed_checks": failed},
-            actions,
-            now,
-            row,
-            transition,
-        )
-        crash_point("after_recovery_committed")
-        await self.shared.close(incident, recovered_at, failed, state.consecutive_successes, now)
-        if self.policy is not None:
-            done = await self.store.incident(incident.id)
-            self.policy.timeliness.resolved(done or incident, recovered_at)
-        self._last_resolved[target.name] = recovered_at
-        del self._open[target.name]
-        self._failed_checks.pop(target.name, None)
-        self._update_open_gauge()
-        log.info(
-            "incident %d of %s resolved after %s",
-            incident.id,
-            target.name,
-            format_duration(down_for),
-            extra={
-                "fields": {
-                    "event": "incident_resolved",
-                    "incident": incident.id,
-                    "target": target.name,
-                }
-            },
-        )
-        self.notify()
-
-    def _local(self, timestamp: float) -> str:
-        return format_local(timestamp, self._zone)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from monitor.actions import Action, AddNote, CreateTicket, SetStatus
 from monitor.config import Config, TargetConfig
-from monitor.policy import texts
+from monitor.policy import storm_texts, texts
 from monitor.policy.opening import requester
 from monitor.policy.timeliness import sla_fields
 from monitor.state import TargetState
@@ -313,16 +313,26 @@ class SharedOutages:
     ) -> None:
         on_recovery = self.config.ticketing.on_recovery
         for notice in await self.store.notices(incident.id, open_only=True):
-            body = texts.recovery_note(
-                self.config,
-                notice.customer,
-                incident.target,
-                recovered_at,
-                incident.first_failure_at,
-                failed,
-                successes,
-                resolution=resolution,
-            )
+            if incident.kind == "storm":  # a storm's customer: their targets are back
+                body = storm_texts.recovery(
+                    self.config,
+                    notice.customer,
+                    notice.dependents,
+                    recovered_at,
+                    incident.first_failure_at,
+                    resolution,
+                )
+            else:
+                body = texts.recovery_note(
+                    self.config,
+                    notice.customer,
+                    incident.target,
+                    recovered_at,
+                    incident.first_failure_at,
+                    failed,
+                    successes,
+                    resolution=resolution,
+                )
             actions: list[Action] = []
             if notice.via_incident is None:
                 actions.append(AddNote(body, public=True, notice=notice.customer))

@@ -11,6 +11,8 @@ what ``watchdesk report`` prints and the scheduled ``[[reports]]`` mail.
   (business or calendar hours). An incident still inside a target at the end of the period is
   not judged on it yet.
 - Incidents per escalation tier reached.
+- A storm (many targets, one incident) is an incident of each of its targets, judged and counted
+  once in the compliance and tier figures (in a customer's report too: they had a ticket).
 - With ``bars``: each target's uptime day by day over the last ``bars`` days (the HTML's bars).
 """
 
@@ -152,6 +154,7 @@ def build_report(
     report.timelines = timelines(data, config, earliest, until, zone, customer)
     sla: dict[str, SlaCompliance] = {}
     tiers: dict[str, TierCount] = {}
+    counted: set[int] = set()
     for line in report.timelines:
         low, high = line.span(since, until)
         if high <= low:
@@ -178,7 +181,9 @@ def build_report(
             )
         )
         for incident in own:
-            if in_scope(incident, customer):
+            # A storm is in each of its targets' lines: judged and counted once.
+            if in_scope(incident, customer) and incident.id not in counted:
+                counted.add(incident.id)
                 _judge(config, incident, until, sla)
                 _count_tier(incident, tiers)
         if days:

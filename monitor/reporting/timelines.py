@@ -9,6 +9,7 @@ and weekly alike; a target removed from the config has none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,18 +17,20 @@ from zoneinfo import ZoneInfo
 from monitor.config import Config
 from monitor.policy.maintenance import target_spans
 from monitor.reporting.spans import Span, clip, down_intervals, overlap, total
-from monitor.store import Incident, Store, StoredTransition
+from monitor.store import Incident, Store, StoredTransition, StormMember
 from monitor.store.factory import StoreReader
 
 
 @dataclass(frozen=True)
 class ReportData:
     """What the store holds that a report reads: when each target was configured, every
-    transition (by target, in order) and every incident."""
+    transition (by target, in order), every incident, and the targets of each storm incident
+    (by its id: a storm is the incident of each of them)."""
 
     seen: dict[str, tuple[float, float]]
     transitions: dict[str, list[StoredTransition]]
     incidents: list[Incident]
+    members: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -35,23 +38,43 @@ class ReportData:
         seen: dict[str, tuple[float, float]],
         transitions: list[StoredTransition],
         incidents: list[Incident],
+        members: Sequence[StormMember] = (),
     ) -> ReportData:
         by_target: dict[str, list[StoredTransition]] = {}
         for transition in transitions:
             by_target.setdefault(transition.target, []).append(transition)
-        return cls(seen, by_target, incidents)
+        by_storm: dict[int, set[str]] = {}
+        for member in members:
+            by_storm.setdefault(member.incident_id, set()).add(member.target)
+        storms = {key: frozenset(names) for key, names in by_storm.items()}
+        return cls(seen, by_target, incidents, storms)
 
     @classmethod
     def read(cls, store: StoreReader) -> ReportData:
         """From the store, synchronously (the command-line commands)."""
-        return cls.build(store.targets_seen(), store.transitions(), store.incidents())
+        incidents = store.incidents()
+        members = [m for i in incidents if i.kind == "storm" for m in store.storm_members(i.id)]
+        return cls.build(store.targets_seen(), store.transitions(), incidents, members)
 
     @classmethod
     async def fetch(cls, store: Store) -> ReportData:
         """From the agent's store, through its writer thread."""
         seen = await store.targets_seen()
         transitions = await store.transitions()
-        return cls.build(seen, transitions, await store.incidents())
+        incidents = await store.incidents()
+        members = [
+            member
+            for incident in incidents
+            if incident.kind == "storm"
+            for member in await store.storm_members(incident.id)
+        ]
+        return cls.build(seen, transitions, incidents, members)
+
+    def of(self, target: str) -> list[Incident]:
+        """The target's incidents: its own, and the storms it was in."""
+        return [
+            i for i in self.incidents if i.target == target or target in self.members.get(i.id, ())
+        ]
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,9 @@ class Timeline:
 
 
 def in_scope(incident: Incident, customer: str | None) -> bool:
-    return customer is None or incident.customer == customer
+    """Whether a customer's report judges the incident (of one of their targets): theirs, or a
+    storm, which gave each of its customers a ticket of their own."""
+    return customer is None or incident.customer == customer or incident.kind == "storm"
 
 
 def timelines(
@@ -127,9 +152,10 @@ def timelines(
     names = sorted(set(configured) | {n for n in data.transitions if n in data.seen})
     found: list[Timeline] = []
     for name in names:
-        own = [i for i in data.incidents if i.target == name]
+        own = data.of(name)
         target = configured.get(name)
-        owner = target.customer if target is not None else (own[0].customer if own else None)
+        mine = [i for i in own if i.target == name]
+        owner = target.customer if target is not None else (mine[0].customer if mine else None)
         if customer is not None and owner != customer:
             continue
         first, last = data.seen.get(name, (since, until))

@@ -6,7 +6,13 @@ over ``SqliteDatabase`` (``sqlite``), which the command-line commands use synchr
 
 from monitor.store.aio import SqliteStore
 from monitor.store.base import BuildActions, Store
-from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.records import (
+    CustomerNotice,
+    Incident,
+    OutboxAction,
+    StoredTransition,
+    StormMember,
+)
 from monitor.store.reports import SentReport
 from monitor.store.schema import SCHEMA_VERSION, StateRow
 from monitor.store.sqlite import SqliteDatabase
@@ -23,4 +29,5 @@ __all__ = [
     "StateRow",
     "Store",
     "StoredTransition",
+    "StormMember",
 ]

@@ -16,7 +16,7 @@ all if it was still queued: like a crash, never half of one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +25,13 @@ from monitor.actions import Action
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
-from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.records import (
+    CustomerNotice,
+    Incident,
+    OutboxAction,
+    StoredTransition,
+    StormMember,
+)
 from monitor.store.reports import SentReport
 from monitor.store.schema import StateRow
 from monitor.store.sqlite import FILE_NAME, SqliteDatabase
@@ -210,6 +216,65 @@ class SqliteStore:
 
     async def resume_clocks(self, incident_id: int, at: float) -> bool:
         return await self._run(lambda db: db.resume_clocks(incident_id, at))
+
+    # ---- storms ---------------------------------------------------------------------------
+
+    async def open_storm(
+        self,
+        incident: dict[str, Any],
+        build: BuildActions,
+        members: Sequence[StormMember],
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Incident | None:
+        fields, rows = dict(incident), list(members)
+        return await self._run(lambda db: db.open_storm(fields, build, rows, state, transition))
+
+    async def join_storm(
+        self,
+        incident_id: int,
+        members: Sequence[StormMember],
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        rows = list(members)
+        await self._run(lambda db: db.join_storm(incident_id, rows, state, transition))
+
+    async def leave_storm(
+        self,
+        incident_id: int,
+        targets: Sequence[str],
+        at: float,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        names, fields, queued = list(targets), dict(changes), list(actions)
+        await self._run(
+            lambda db: db.leave_storm(
+                incident_id, names, at, fields, queued, now, state, transition
+            )
+        )
+
+    async def tell_storm(
+        self,
+        incident_id: int,
+        customer: str,
+        told: Mapping[str, str],
+        actions: Sequence[Action],
+        dependents: Sequence[str],
+        now: float,
+        notice_key: str | None = None,
+    ) -> bool:
+        marks, queued, names = dict(told), list(actions), list(dependents)
+        return await self._run(
+            lambda db: db.tell_storm(incident_id, customer, marks, queued, names, now, notice_key)
+        )
+
+    async def storm_members(self, incident_id: int | None = None) -> list[StormMember]:
+        return await self._run(lambda db: db.storm_members(incident_id))
 
     # ---- the outbox -----------------------------------------------------------------------
 

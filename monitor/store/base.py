@@ -19,17 +19,28 @@ What an implementation must keep (the agent relies on it, see ``monitor.store.sq
 - An outbox action's ``notice`` (the customer whose notice ticket it is for) is kept with it:
   ``due_actions`` orders per incident, channel and notice, and ``finish_action``'s changes go
   to that notice's row.
+- A storm incident (``kind = "storm"``) has no ticket of its own: a ticket action queued for it
+  without a ``notice`` is queued, in the same transaction, once for each of its open notices
+  that has a ticket of its own (``monitor.store.storms.addressed``). ``open_storm``,
+  ``join_storm``, ``leave_storm`` and ``tell_storm`` are one transaction each, with the state
+  row and transition they are given; ``tell_storm`` opens a notice at most once.
 - Errors of the database are ``monitor.errors.StoreError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from monitor.actions import Action
 from monitor.state import TargetState, Transition
-from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.records import (
+    CustomerNotice,
+    Incident,
+    OutboxAction,
+    StoredTransition,
+    StormMember,
+)
 from monitor.store.reports import SentReport
 from monitor.store.schema import StateRow
 
@@ -157,6 +168,57 @@ class Store(Protocol):
         """They run again from ``at``; False when they were running. Resolving an incident
         (``update_incident`` with status resolved) ends its pause too."""
         ...
+
+    # ---- storms (monitor.policy.storms) -----------------------------------------------------
+
+    async def open_storm(
+        self,
+        incident: dict[str, Any],
+        build: BuildActions,
+        members: Sequence[StormMember],
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Incident | None:
+        """Like ``open_incident``, with the storm's first members."""
+        ...
+
+    async def join_storm(
+        self,
+        incident_id: int,
+        members: Sequence[StormMember],
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None: ...
+
+    async def leave_storm(
+        self,
+        incident_id: int,
+        targets: Sequence[str],
+        at: float,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> None:
+        """Members leave; ``changes`` and ``actions`` go to the storm (its resolution)."""
+        ...
+
+    async def tell_storm(
+        self,
+        incident_id: int,
+        customer: str,
+        told: Mapping[str, str],
+        actions: Sequence[Action],
+        dependents: Sequence[str],
+        now: float,
+        notice_key: str | None = None,
+    ) -> bool:
+        """Queue what tells ``customer`` of their members and mark them ``told``; with
+        ``notice_key``, open their notice (False, queuing nothing, when it exists)."""
+        ...
+
+    async def storm_members(self, incident_id: int | None = None) -> list[StormMember]: ...
 
     # ---- the outbox -----------------------------------------------------------------------
 

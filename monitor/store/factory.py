@@ -11,7 +11,13 @@ from monitor.config.secrets import read_database_url
 from monitor.errors import SecretError
 from monitor.store.aio import SqliteStore
 from monitor.store.base import Store
-from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.records import (
+    CustomerNotice,
+    Incident,
+    OutboxAction,
+    StoredTransition,
+    StormMember,
+)
 from monitor.store.sqlite import SqliteDatabase
 
 
@@ -29,6 +35,8 @@ class StoreReader(Protocol):
     def notices(
         self, incident_id: int | None = None, open_only: bool = False
     ) -> list[CustomerNotice]: ...
+
+    def storm_members(self, incident_id: int | None = None) -> list[StormMember]: ...
 
     def targets_seen(self) -> dict[str, tuple[float, float]]: ...
 

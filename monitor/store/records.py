@@ -42,6 +42,7 @@ INCIDENT_COLUMNS = (
     "reopen_worked_at",
     "closed_at",
     "ticket_priority",
+    "kind",
 )
 # What watchdesk knows of the ticket's life: "open" (the outage, or after recovery when it was
 # left open), "pending" (waiting on the customer since ``pending_since``), "resolved" (resolved
@@ -51,6 +52,18 @@ INCIDENT_COLUMNS = (
 FOLLOWED_TICKET_STATES = ("pending", "resolved", "reopened")
 # One pause of an incident's SLA clocks: (start, end), end None while it lasts.
 Pause = tuple[float, float | None]
+# The target name of the impairment's incident (kind "agent"): no configured target can have
+# it (no ':').
+AGENT_TARGET = "watchdesk:impaired"
+
+
+def agent_target(vantage: str | None = None) -> str:
+    """The target of an agent's impairment incident. On a cluster's database one per vantage:
+    its "one open incident per target" index must not let one vantage's alert stand for (or
+    block) another's."""
+    return AGENT_TARGET if vantage is None else f"{AGENT_TARGET}:{vantage}"
+
+
 OUTBOX_COLUMNS = (
     "id",
     "incident_id",
@@ -122,6 +135,9 @@ class Incident:
     # The priority the helpdesk last showed on the incident's own ticket: the one it was
     # created with, until a person changes it there (None: not known yet, from an older store).
     ticket_priority: Priority | None = None
+    # target: one target's outage; storm: many targets' (``StormMember``), told to each
+    # customer by a notice ticket, none of its own; agent: monitoring impaired (pages only).
+    kind: str = "target"
     # While the ticket waited on the customer during the outage, the SLA clocks stood still.
     pauses: tuple[Pause, ...] = ()
 
@@ -219,6 +235,40 @@ class CustomerNotice:
         data = {key: getattr(self, key) for key in NOTICE_COLUMNS}
         data["dependents"] = list(self.dependents)
         return data
+
+
+STORM_MEMBER_COLUMNS = (
+    "incident_id",
+    "target",
+    "customer",
+    "joined_at",
+    "first_failure_at",
+    "reason",
+    "left_at",
+    "told",
+)
+
+
+@dataclass(frozen=True)
+class StormMember:
+    """A target in a storm incident: down since ``joined_at`` (``left_at``: up again), and
+    what its customer was last told of it (``told``: none, down or up)."""
+
+    incident_id: int
+    target: str
+    customer: str
+    joined_at: float
+    first_failure_at: float
+    reason: str
+    left_at: float | None = None
+    told: str = "none"
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StormMember:
+        return cls(**dict(zip(STORM_MEMBER_COLUMNS, row, strict=True)))
+
+    def as_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in STORM_MEMBER_COLUMNS}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sqlite3
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     reopens INTEGER NOT NULL DEFAULT 0,
     reopen_worked_at REAL,
     closed_at REAL,
-    ticket_priority TEXT
+    ticket_priority TEXT,
+    kind TEXT NOT NULL DEFAULT 'target'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_incident_per_target
     ON incidents (target) WHERE status = 'open';
@@ -132,6 +133,17 @@ CREATE TABLE IF NOT EXISTS sla_pauses (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS sla_pauses_by_incident ON sla_pauses (incident_id);
+CREATE TABLE IF NOT EXISTS storm_members (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    target TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    first_failure_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    left_at REAL,
+    told TEXT NOT NULL DEFAULT 'none',
+    PRIMARY KEY (incident_id, target)
+);
 CREATE TABLE IF NOT EXISTS targets_seen (
     target TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
@@ -289,6 +301,10 @@ def migrate(db: sqlite3.Connection) -> None:
         _migrate_ticket_follow_up(db)
     if version < 9:
         _migrate_ticket_priority(db)
+    if version < 10:
+        # What an incident stands for: a target, a storm of targets (their members in
+        # storm_members, made by SCHEMA above), or the agent itself (monitoring impaired).
+        _add_column(db, "incidents", "kind", "TEXT NOT NULL DEFAULT 'target'")
     # Version 3: the version moves to PRAGMA user_version; actions carry their own version
     # ("v" in the payload, read by monitor.actions), so queued rows need no rewrite.
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")

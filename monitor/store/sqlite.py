@@ -60,11 +60,12 @@ from monitor.store.schema import (
     state_values,
     transition_values,
 )
+from monitor.store.storms import StormQueries, addressed
 
 FILE_NAME = "watchdesk.sqlite3"
 
 
-class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries):
+class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries, StormQueries):
     """Thread-safe access to the SQLite file; every method is one short transaction.
 
     ``check_same_thread=True`` makes the connection refuse any other thread than the one that
@@ -282,26 +283,34 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries):
         with self._transaction() as db:
             self._write_state(db, state, transition)
             crash_point("after_state_write")
-            existing = db.execute(
-                "SELECT 1 FROM incidents WHERE target = ? AND status = 'open'",
-                (incident["target"],),
-            ).fetchone()
-            if existing:
-                return None
-            columns = [c for c in INCIDENT_COLUMNS if c in incident and c != "id"]
-            placeholder = f"new-{incident['target']}-{incident['opened_at']}"
-            cursor = db.execute(
-                f"INSERT INTO incidents ({', '.join(columns)}, dedup_key) VALUES"
-                f" ({', '.join('?' for _ in columns)}, ?)",
-                (*[incident[c] for c in columns], placeholder),
-            )
-            incident_id = int(cursor.lastrowid or 0)
-            key, actions = build(incident_id)
-            db.execute("UPDATE incidents SET dedup_key = ? WHERE id = ?", (key, incident_id))
-            self._enqueue(db, incident_id, actions, incident["opened_at"])
-            row = db.execute(
-                f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
-            ).fetchone()
+            return self._insert_incident(db, incident, build)
+
+    def _insert_incident(
+        self,
+        db: sqlite3.Connection,
+        incident: dict[str, Any],
+        build: Callable[[int], tuple[str, list[Action]]],
+    ) -> Incident | None:
+        """The insert of ``open_incident`` (and of ``open_storm``), inside its transaction."""
+        existing = db.execute(
+            "SELECT 1 FROM incidents WHERE target = ? AND status = 'open'", (incident["target"],)
+        ).fetchone()
+        if existing:
+            return None
+        columns = [c for c in INCIDENT_COLUMNS if c in incident and c != "id"]
+        placeholder = f"new-{incident['target']}-{incident['opened_at']}"
+        cursor = db.execute(
+            f"INSERT INTO incidents ({', '.join(columns)}, dedup_key) VALUES"
+            f" ({', '.join('?' for _ in columns)}, ?)",
+            (*[incident[c] for c in columns], placeholder),
+        )
+        incident_id = int(cursor.lastrowid or 0)
+        key, actions = build(incident_id)
+        db.execute("UPDATE incidents SET dedup_key = ? WHERE id = ?", (key, incident_id))
+        self._enqueue(db, incident_id, actions, incident["opened_at"])
+        row = db.execute(
+            f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
         return Incident.from_row(row)
 
     @staticmethod
@@ -311,6 +320,7 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries):
         actions: list[Action],
         now: float,
     ) -> None:
+        actions = addressed(db, incident_id, actions)
         db.executemany(
             "INSERT INTO outbox (incident_id, channel, operation, payload, state, next_attempt_at,"
             " created_at, notice) VALUES (?,?,?,?,'pending',?,?,?)",
@@ -342,25 +352,36 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries):
         clocks."""
         with self._transaction() as db:
             self._write_state(db, state, transition)
-            if changes.get("status") == "resolved":
-                self._end_pauses(db, incident_id, changes.get("resolved_at") or now)
-            if changes:
-                values = [json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()]
-                db.execute(
-                    f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
-                    (*values, incident_id),
-                )
-            if changes.get("status") == "resolved":
-                # A page held for business hours has nothing left to wait for: it is due now, to
-                # be dropped at once instead of counting as held until the office opens.
-                db.execute(
-                    "UPDATE outbox SET next_attempt_at = ? WHERE incident_id = ?"
-                    " AND state = 'pending' AND next_attempt_at > ?"
-                    " AND json_extract(payload, '$.not_before') > ?",
-                    (now, incident_id, now, now),
-                )
-            if actions:
-                self._enqueue(db, incident_id, list(actions), now)
+            self._change_incident(db, incident_id, changes, actions, now)
+
+    def _change_incident(
+        self,
+        db: sqlite3.Connection,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+    ) -> None:
+        """The writes of ``update_incident`` (and of ``leave_storm``), inside its transaction."""
+        if changes.get("status") == "resolved":
+            self._end_pauses(db, incident_id, changes.get("resolved_at") or now)
+        if changes:
+            values = [json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()]
+            db.execute(
+                f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
+                (*values, incident_id),
+            )
+        if changes.get("status") == "resolved":
+            # A page held for business hours has nothing left to wait for: it is due now, to
+            # be dropped at once instead of counting as held until the office opens.
+            db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE incident_id = ?"
+                " AND state = 'pending' AND next_attempt_at > ?"
+                " AND json_extract(payload, '$.not_before') > ?",
+                (now, incident_id, now, now),
+            )
+        if actions:
+            self._enqueue(db, incident_id, list(actions), now)
 
     def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
         where = " WHERE status = 'open'" if open_only else ""

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.policy.explain import explain
 from monitor.web import desk, webhooks
 from monitor.web.views import AgentView, incident_rows
 
@@ -28,6 +29,7 @@ def make_app(agent: AgentView) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/incidents", api_incidents)
+    app.router.add_get("/api/targets/{name}", api_target)
     desk.add_routes(app, AGENT_KEY)
     webhooks.add_routes(app, AGENT_KEY)
     return app
@@ -79,6 +81,9 @@ async def readyz(request: web.Request) -> web.Response:
         problems = [f"store {store.location} is not writable"]
         return web.json_response({"status": "not ready", "problems": problems}, status=503)
     problems = []
+    impaired = request.app[AGENT_KEY].incidents.canaries.problem()
+    if impaired is not None:
+        problems.append(impaired)
     for action in await store.failed_actions():
         problems.append(
             f"{action.channel} {action.operation} of incident {action.incident_id} was refused: "
@@ -95,6 +100,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[AGENT_KEY].status_view())
+
+
+async def api_target(request: web.Request) -> web.Response:
+    """Why the target has, or has no, incident right now (``watchdesk explain``)."""
+    agent = request.app[AGENT_KEY]
+    target = agent.targets.get(request.match_info["name"])
+    if target is None:
+        raise web.HTTPNotFound(text=f"no target {request.match_info['name']}")
+    now = agent.incidents.clock.now()
+    return web.json_response(explain(agent.incidents, target, agent.desk.mutes(), now))
 
 
 async def api_incidents(request: web.Request) -> web.Response:

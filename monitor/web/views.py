@@ -12,7 +12,7 @@ from monitor.delivery.outbox import CHANNEL_REMOVED
 from monitor.policy.desk import Desk
 from monitor.policy.incidents import IncidentManager
 from monitor.state import TargetState
-from monitor.store import CustomerNotice, Incident, OutboxAction, Store
+from monitor.store import CustomerNotice, Incident, OutboxAction, Store, StormMember
 
 
 class AgentView(Protocol):
@@ -58,18 +58,28 @@ async def incident_rows(
     outage) and where its outbox actions stand."""
     incidents = await store.incidents(open_only=not include_resolved, limit=limit)
     return [
-        incident_row(i, await store.actions_of(i.id), await store.notices(i.id)) for i in incidents
+        incident_row(
+            i,
+            await store.actions_of(i.id),
+            await store.notices(i.id),
+            await store.storm_members(i.id) if i.kind == "storm" else (),
+        )
+        for i in incidents
     ]
 
 
 def incident_row(
-    incident: Incident, actions: list[OutboxAction], notices: Sequence[CustomerNotice] = ()
+    incident: Incident,
+    actions: list[OutboxAction],
+    notices: Sequence[CustomerNotice] = (),
+    members: Sequence[StormMember] = (),
 ) -> dict[str, Any]:
     """One incident as /api/incidents and ``watchdesk tickets`` show it: with
     ``customer_tickets``, what each customer behind a shared component was told (their own
     ticket, or ``via_incident``: a note on the ticket of their open incident)."""
     row = incident.as_json()
     row.update(_outbox([a for a in actions if a.state != "done"]))
+    row["members"] = [m.as_json() for m in members]
     row["customer_tickets"] = [
         {
             **notice.as_json(),
@@ -100,12 +110,21 @@ def _where(action: OutboxAction) -> str:
 
 
 def status_rows(
-    targets: Mapping[str, TargetConfig], states: Mapping[str, TargetState]
+    targets: Mapping[str, TargetConfig],
+    states: Mapping[str, TargetState],
+    incidents: IncidentManager | None = None,
 ) -> list[dict[str, object]]:
-    """What /api/status shows: every target with its state and last result."""
+    """What /api/status shows: every target with its state and last result; with the
+    incident manager, the incident that covers it (its own, or its storm's), whether it is a
+    canary, and whether this agent's monitoring is impaired (every canary down)."""
     view: list[dict[str, object]] = []
+    impaired = incidents is not None and incidents.canaries.impaired()
     for name, target in targets.items():
         state = states.get(name, TargetState())
+        covering = None
+        if incidents is not None:
+            own, storm = incidents.open_incident_of(name), incidents.storms.storm_of(name)
+            covering = own.id if own else storm.incident.id if storm else None
         view.append(
             {
                 "target": name,
@@ -120,6 +139,9 @@ def status_rows(
                 "failure_threshold": target.failure_threshold,
                 "recovery_threshold": target.recovery_threshold,
                 "interval_seconds": target.interval,
+                "incident": covering,
+                "canary": incidents is not None and name in incidents.canaries.names,
+                "impaired": impaired,
                 "last_result": None
                 if state.last_checked_at is None
                 else {

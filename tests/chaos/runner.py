@@ -85,6 +85,10 @@ status_update_interval = "1h"
 poll_interval = "1h"
 # Flapping would hold recoveries back for flap_stable_after: out of the way here.
 flap_threshold = 100000
+
+[storm]
+# The checker holds every outage to its own incident: no grouping of the flapping targets.
+threshold = 100000
 """
 
 

@@ -14,7 +14,8 @@ Safe by construction:
   sequences continue after the highest one.
 
 State rows and transitions become the given vantage's: the agent that kept them probed from
-there.
+there; so does its impairment alert (an incident of kind ``agent``), whose target names the
+vantage on a cluster's database (``monitor.store.records.agent_target``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from monitor.errors import StoreError
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import connect, describe
 from monitor.store.postgres.sql import STATE_FIELDS
-from monitor.store.records import INCIDENT_COLUMNS, NOTICE_COLUMNS, OUTBOX_COLUMNS
+from monitor.store.records import (
+    INCIDENT_COLUMNS,
+    NOTICE_COLUMNS,
+    OUTBOX_COLUMNS,
+    STORM_MEMBER_COLUMNS,
+    agent_target,
+)
 from monitor.store.reports import REPORT_COLUMNS
 from monitor.store.schema import SCHEMA
 from monitor.store.schema import migrate as migrate_sqlite
@@ -51,6 +58,7 @@ COPIED: dict[str, tuple[str, ...]] = {
     "incidents": INCIDENT_COLUMNS,
     "sla_pauses": ("id", "incident_id", "started_at", "ended_at"),
     "customer_notices": NOTICE_COLUMNS,
+    "storm_members": STORM_MEMBER_COLUMNS,
     "outbox": OUTBOX_COLUMNS,
     "transitions": TRANSITION_COLUMNS,
     "target_state": STATE_COLUMNS,
@@ -97,6 +105,11 @@ def import_store(path: Path, url: str, vantage: str, force: bool = False) -> dic
                 with conn.transaction():
                     _make_room(conn, force, describe(url))
                     counts = {table: _copy(source, conn, table, vantage) for table in COPIED}
+                    # The single agent's impairment alert becomes its vantage's.
+                    conn.execute(
+                        "UPDATE incidents SET target = %s WHERE kind = 'agent' AND target = %s",
+                        (agent_target(vantage), agent_target()),
+                    )
                     for table in WITH_IDS:
                         conn.execute(
                             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"

@@ -26,6 +26,7 @@ from monitor.store.postgres.sql import (
     actions_query,
 )
 from monitor.store.records import INCIDENT_COLUMNS, OutboxAction
+from monitor.store.storms import own_ticket, spread
 
 
 def set_clause(changes: dict[str, Any]) -> sql.Composed:
@@ -36,6 +37,23 @@ def set_clause(changes: dict[str, Any]) -> sql.Composed:
     return sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in changes)
 
 
+async def addressed(conn: Connection, incident_id: int, actions: list[Action]) -> list[Action]:
+    """As the SQLite store's ``monitor.store.storms.addressed``: on a storm incident, an
+    own-ticket action goes to every customer's open notice ticket of it instead."""
+    if not any(own_ticket(action) for action in actions):
+        return actions
+    cursor = await conn.execute("SELECT kind FROM incidents WHERE id = %s", (incident_id,))
+    row = await cursor.fetchone()
+    if row is None or row[0] != "storm":
+        return actions
+    cursor = await conn.execute(
+        "SELECT customer FROM customer_notices WHERE incident_id = %s AND status = 'open'"
+        " AND via_incident IS NULL ORDER BY id",
+        (incident_id,),
+    )
+    return spread(actions, [found[0] for found in await cursor.fetchall()])
+
+
 class PostgresOutbox(PostgresAccess):
     @staticmethod
     async def _enqueue(
@@ -43,6 +61,7 @@ class PostgresOutbox(PostgresAccess):
     ) -> None:
         if not actions:
             return
+        actions = await addressed(conn, incident_id, list(actions))
         rows = [
             (
                 incident_id,

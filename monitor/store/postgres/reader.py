@@ -25,7 +25,14 @@ from monitor.store.postgres.sql import (
     transitions_of,
     transitions_query,
 )
-from monitor.store.records import CustomerNotice, Incident, OutboxAction, StoredTransition
+from monitor.store.postgres.storms import members_of, members_query
+from monitor.store.records import (
+    CustomerNotice,
+    Incident,
+    OutboxAction,
+    StoredTransition,
+    StormMember,
+)
 
 
 class PostgresReader:
@@ -68,6 +75,9 @@ class PostgresReader:
             CustomerNotice.from_row(row)
             for row in self._rows(*notices_query(incident_id, open_only))
         ]
+
+    def storm_members(self, incident_id: int | None = None) -> list[StormMember]:
+        return members_of(self._rows(*members_query(incident_id)))
 
     def targets_seen(self) -> dict[str, tuple[float, float]]:
         return seen_of(self._rows(TARGETS_SEEN))

@@ -50,11 +50,12 @@ from monitor.store.postgres.sql import (
     transitions_of,
     transitions_query,
 )
+from monitor.store.postgres.storms import PostgresStorms
 from monitor.store.records import INCIDENT_COLUMNS, Incident, StoredTransition
 from monitor.store.schema import StateRow
 
 
-class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses):
+class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresStorms):
     """The ``Store`` of an agent with a ``[cluster]`` section."""
 
     async def writable(self) -> bool:
@@ -195,6 +196,18 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses):
     ) -> Incident | None:
         """The incident and its first actions, with the state (and transition) that opened
         it, in one transaction; None when the target already has an open incident."""
+
+        async def work(conn: Connection) -> Incident | None:
+            await self._write_state(conn, state, transition)
+            crash_point("after_state_write")
+            return await self._insert_incident(conn, incident, build)
+
+        return await self._write(work)
+
+    async def _insert_incident(
+        self, conn: Connection, incident: dict[str, Any], build: BuildActions
+    ) -> Incident | None:
+        """The insert of ``open_incident`` (and of ``open_storm``), inside its transaction."""
         fields = {c: incident[c] for c in INCIDENT_COLUMNS if c in incident and c != "id"}
         fields["dedup_key"] = f"new-{incident['target']}-{incident['opened_at']}"
         if "affected" in fields:
@@ -206,31 +219,22 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses):
             sql.SQL(", ").join(sql.Identifier(name) for name in fields),
             sql.SQL(", ").join(sql.Placeholder() for _ in fields),
         )
-
-        async def work(conn: Connection) -> Incident | None:
-            await self._write_state(conn, state, transition)
-            crash_point("after_state_write")
-            # Asked first so that only a real race spends an id (SQLite numbers without gaps).
-            open_now = await conn.execute(
-                "SELECT 1 FROM incidents WHERE target = %s AND status = 'open'",
-                (incident["target"],),
-            )
-            if await open_now.fetchone():
-                return None
-            row = await (await conn.execute(insert, tuple(fields.values()))).fetchone()
-            if row is None:
-                return None
-            incident_id = int(row[0])
-            key, actions = build(incident_id)
-            await conn.execute(
-                "UPDATE incidents SET dedup_key = %s WHERE id = %s", (key, incident_id)
-            )
-            await self._enqueue(conn, incident_id, actions, incident["opened_at"])
-            cursor = await conn.execute(*incident_query(incident_id))
-            stored = await cursor.fetchone()
-            return incident_of(stored) if stored else None
-
-        return await self._write(work)
+        # Asked first so that only a real race spends an id (SQLite numbers without gaps).
+        open_now = await conn.execute(
+            "SELECT 1 FROM incidents WHERE target = %s AND status = 'open'", (incident["target"],)
+        )
+        if await open_now.fetchone():
+            return None
+        row = await (await conn.execute(insert, tuple(fields.values()))).fetchone()
+        if row is None:
+            return None
+        incident_id = int(row[0])
+        key, actions = build(incident_id)
+        await conn.execute("UPDATE incidents SET dedup_key = %s WHERE id = %s", (key, incident_id))
+        await self._enqueue(conn, incident_id, actions, incident["opened_at"])
+        cursor = await conn.execute(*incident_query(incident_id))
+        stored = await cursor.fetchone()
+        return incident_of(stored) if stored else None
 
     async def update_incident(
         self,
@@ -243,29 +247,39 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses):
     ) -> None:
         """Change an incident and queue its next actions in one transaction, with the state
         (and transition) that caused it, if any. Resolving it ends a pause of its clocks."""
-        values = {k: json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()}
-        assignments = set_clause(values) if values else None
-        queued = list(actions)
+        fields, queued = dict(changes), list(actions)
 
         async def work(conn: Connection) -> None:
             await self._write_state(conn, state, transition)
-            if assignments is not None:
-                await conn.execute(
-                    sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(assignments),
-                    (*values.values(), incident_id),
-                )
-            if changes.get("status") == "resolved":
-                await end_pauses(conn, incident_id, changes.get("resolved_at") or now)
-                # A page held for business hours has nothing left to wait for: due now, to be
-                # dropped at once instead of counting as held until the office opens.
-                await conn.execute(
-                    "UPDATE outbox SET next_attempt_at = %s WHERE incident_id = %s"
-                    f" AND state = 'pending' AND next_attempt_at > %s AND {NOT_BEFORE} > %s",
-                    (now, incident_id, now, now),
-                )
-            await self._enqueue(conn, incident_id, queued, now)
+            await self._change_incident(conn, incident_id, fields, queued, now)
 
         await self._write(work)
+
+    async def _change_incident(
+        self,
+        conn: Connection,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+    ) -> None:
+        """The writes of ``update_incident`` (and of ``leave_storm``), inside its transaction."""
+        values = {k: json.dumps(list(v)) if k == "affected" else v for k, v in changes.items()}
+        if values:
+            await conn.execute(
+                sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(set_clause(values)),
+                (*values.values(), incident_id),
+            )
+        if changes.get("status") == "resolved":
+            await end_pauses(conn, incident_id, changes.get("resolved_at") or now)
+            # A page held for business hours has nothing left to wait for: due now, to be
+            # dropped at once instead of counting as held until the office opens.
+            await conn.execute(
+                "UPDATE outbox SET next_attempt_at = %s WHERE incident_id = %s"
+                f" AND state = 'pending' AND next_attempt_at > %s AND {NOT_BEFORE} > %s",
+                (now, incident_id, now, now),
+            )
+        await self._enqueue(conn, incident_id, list(actions), now)
 
     async def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
         return incidents_of(await self._rows(*incidents_query(open_only, limit)))
