@@ -51,7 +51,8 @@ chaos-cluster: install-test
 # installs podman, runc and debootstrap and builds the python:3.11-slim stand-in).
 test-container: install-test
 	deploy/container/test/prepare.sh
-	$(BIN)/pytest -q -p no:cacheprovider -m container tests/test_container_image.py
+	$(BIN)/pytest -q -p no:cacheprovider -m container tests/test_container_image.py \
+		tests/test_deploy_cluster.py
 
 bench: install-test
 	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30
