@@ -10,7 +10,7 @@
   the cluster surely watched every target (tests/test_chaos_cluster.py).
 
 Run it: ``make chaos`` (``make chaos-cluster`` for two agents), or ``.venv/bin/pytest -m chaos
--s``; replay with
-``WATCHDESK_CHAOS_SEED=N``; keep the evidence with ``WATCHDESK_CHAOS_EVIDENCE=DIR``; judge saved
-evidence again with ``python -m tests.chaos.checker FILE``.
+-s``; replay with ``WATCHDESK_CHAOS_SEED=N``; keep the evidence with
+``WATCHDESK_CHAOS_EVIDENCE=DIR``; judge saved evidence again with ``python -m
+tests.chaos.checker FILE``.
 """
