@@ -97,6 +97,22 @@ class PostgresServer:
             "-E",
             "UTF8",
         )
+        for attempt in range(3):
+            try:
+                self._pg_ctl_start()
+                break
+            except subprocess.CalledProcessError:
+                # The TCP port was free when picked, but another process may have bound it
+                # since (the Unix socket alone never collided: it lives in our own directory).
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+        with self.admin() as conn:
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
+            migrate.apply(conn)
+
+    def _pg_ctl_start(self) -> None:
         settings = (
             f"-c listen_addresses='{self.host}' -c unix_socket_directories='{self.root}' "
             f"-c port={self.port} -c fsync=off -c synchronous_commit=off "
@@ -115,10 +131,6 @@ class PostgresServer:
             "30",
             "start",
         )
-        with self.admin() as conn:
-            conn.execute(f"CREATE DATABASE {TEMPLATE}")
-        with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
-            migrate.apply(conn)
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
