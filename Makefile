@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench bench-drain chaos install install-test clean test-container
+.PHONY: run test lint pytest bench bench-drain bench-cluster chaos chaos-cluster install install-test clean \
+	test-container test-cluster
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,23 +30,37 @@ lint: install-test
 	$(BIN)/mypy
 
 pytest: install-test
-	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos and not container"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos and not container and not cluster"
 
 test: lint pytest
 
 # The chaos test of the incident path alone (~3 min): WATCHDESK_CHAOS_SEED=N replays a run.
 chaos: install-test
-	$(BIN)/pytest -q -s -p no:cacheprovider -m chaos tests/test_chaos.py
+	$(BIN)/pytest -q -s -p no:cacheprovider -m "chaos and not cluster" tests/test_chaos.py
+
+# Several agent processes on one PostgreSQL (tests/cluster_harness.py; skips without Debian's
+# postgresql, which .ci/run installs).
+test-cluster: install-test
+	$(BIN)/pytest -q -p no:cacheprovider -m "cluster and not chaos"
+
+# The chaos test on two agents sharing one PostgreSQL, kills spread over both (~3 min).
+chaos-cluster: install-test
+	$(BIN)/pytest -q -s -p no:cacheprovider -m "chaos and cluster" tests/test_chaos.py
 
 # The container image built and run with podman (~2 min; ~5 min the first time, which
 # installs podman, runc and debootstrap and builds the python:3.11-slim stand-in).
 test-container: install-test
 	deploy/container/test/prepare.sh
-	$(BIN)/pytest -q -p no:cacheprovider -m container tests/test_container_image.py
+	$(BIN)/pytest -q -p no:cacheprovider -m container tests/test_container_image.py \
+		tests/test_deploy_cluster.py
 
 bench: install-test
 	$(BIN)/python bench/http_targets.py --targets 1000 --duration 30
 	$(BIN)/python bench/http_targets.py --targets 10000 --duration 40
+
+# 3 agents x 30,000 HTTP targets on one PostgreSQL (~7 min; see bench/README.md).
+bench-cluster: install-test
+	$(BIN)/python bench/cluster_scale.py --agents 3 --targets 30000 --interval 60s
 
 bench-drain: install-test
 	$(BIN)/python bench/outbox_drain.py

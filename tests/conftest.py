@@ -7,6 +7,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.delivery.integrations import build_backend
+from tests.cluster_harness import Cluster
 from tests.helpdesks import ENV, NAMES, Helpdesk, helpdesk
 from tests.helpers import FD_KEY, PD_KEY, AgentProcess, FakeProcess, free_port
 from tests.pg import PostgresServer
@@ -83,3 +84,19 @@ async def desk_and_backend(
             desk.bind(lambda: local)
         yield desk, backend
         await backend.aclose()
+
+
+@pytest.fixture
+def make_cluster(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """``make_cluster(body, agents=2, ...)``: agents on one database of their own
+    (tests/cluster_harness.py); every agent, proxy and database is gone at the end."""
+    made: list[Cluster] = []
+
+    def make(body: str, **options: object) -> Cluster:
+        cluster = Cluster(pg_server, tmp_path / f"cluster{len(made)}", body, **options)  # type: ignore[arg-type]
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.close()

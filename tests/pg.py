@@ -7,6 +7,10 @@ in that directory with ``fsync=off``, and stopped and removed at the end. Each t
 own database, a copy of a template the migrations were applied to once (``CREATE DATABASE ...
 TEMPLATE`` copies files: a few milliseconds), so tests never see each other's rows.
 
+The server also listens on ``127.0.0.1:PORT`` (the same port number as its socket), so that a
+test can put a TCP proxy of its own between an agent and the database (``tcp_url``, and
+tests/tcpproxy.py) and cut that link.
+
 Where the binaries are missing, ``PostgresServer.find`` says so and the tests skip with that
 reason.
 """
@@ -47,6 +51,7 @@ class PostgresServer:
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="watchdesk-pg-"))
         self.data = self.root / "data"
+        self.host = "127.0.0.1"
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         self._names = itertools.count(1)
@@ -92,8 +97,24 @@ class PostgresServer:
             "-E",
             "UTF8",
         )
+        for attempt in range(3):
+            try:
+                self._pg_ctl_start()
+                break
+            except subprocess.CalledProcessError:
+                # The TCP port was free when picked, but another process may have bound it
+                # since (the Unix socket alone never collided: it lives in our own directory).
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+        with self.admin() as conn:
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
+            migrate.apply(conn)
+
+    def _pg_ctl_start(self) -> None:
         settings = (
-            f"-c listen_addresses='' -c unix_socket_directories='{self.root}' "
+            f"-c listen_addresses='{self.host}' -c unix_socket_directories='{self.root}' "
             f"-c port={self.port} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
         )
@@ -110,10 +131,6 @@ class PostgresServer:
             "30",
             "start",
         )
-        with self.admin() as conn:
-            conn.execute(f"CREATE DATABASE {TEMPLATE}")
-        with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
-            migrate.apply(conn)
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
@@ -122,6 +139,11 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@/{database}?host={self.root}&port={self.port}"
+
+    def tcp_url(self, database: str, port: int | None = None) -> str:
+        """The URL of ``database`` over TCP: to the server itself, or to ``port`` on
+        127.0.0.1 where a test's proxy forwards to ``self.port``."""
+        return f"postgresql://postgres@{self.host}:{port or self.port}/{database}"
 
     def admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.url("postgres"), autocommit=True)
@@ -135,6 +157,11 @@ class PostgresServer:
         return self.url(name)
 
     def drop(self, url: str) -> None:
-        name = url.split("?")[0].rsplit("/", 1)[-1]
+        name = database_name(url)
         with self.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def database_name(url: str) -> str:
+    """The database a URL of this module names (either form, socket or TCP)."""
+    return url.split("?")[0].rsplit("/", 1)[-1]

@@ -1,8 +1,10 @@
 """Plays a chaos scenario against real processes and gathers the evidence the checker reads.
 
-One agent process at a time (SIGKILLed and restarted on the same config and state dir), a
-Freshdesk and a PagerDuty stand-in process, and the flapper's targets in a thread of this
-process. Everything on 127.0.0.1.
+One agent process at a time (SIGKILLed and restarted on the same config and state dir), or with
+``cluster`` several agents sharing one PostgreSQL database (each SIGKILLed in turn, as the
+scenario's kills say, and restarted on its own config and state dir), a Freshdesk and a
+PagerDuty stand-in process, and the flapper's targets in a thread of this process. Everything on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import signal
 import time
 import urllib.error
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.cluster import ClusterTimings, watched
 from tests.chaos.flapper import Flapper, pick_ports
 from tests.chaos.scenario import HORIZON, Scenario
 from tests.helpers import AgentProcess, FakeProcess, free_port, http_get
@@ -29,7 +33,18 @@ SETTLE_QUIET = 3.0  # ... and until the stand-ins saw no request for this long
 SETTLE_MAX = 30.0
 OUTBOX_PENDING = re.compile(r"^watchdesk_outbox_pending (\S+)$", re.MULTILINE)
 
+URL_ENV = "WD_CHAOS_DATABASE_URL"
+
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ChaosCluster:
+    """Several agents on the PostgreSQL database at ``url`` (migrated already)."""
+
+    url: str
+    agents: int = 2
+    timings: ClusterTimings = field(default_factory=ClusterTimings)
 
 
 def config_text(
@@ -93,60 +108,95 @@ threshold = 100000
 
 
 class ChaosRun:
-    def __init__(self, scenario: Scenario, workdir: Path, log: Log = print) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        workdir: Path,
+        log: Log = print,
+        cluster: ChaosCluster | None = None,
+    ) -> None:
         self.scenario = scenario
         self.workdir = workdir
         self.log = log
+        self.cluster = cluster
+        count = cluster.agents if cluster is not None else 1
         self.agents: list[AgentProcess] = []
-        self.alive: list[list[float]] = []
+        self.alive_by_agent: list[list[list[float]]] = [[] for _ in range(count)]
         self.kills: list[float] = []
         self.faults: list[dict[str, Any]] = []
-        self.agent: AgentProcess | None = None
-        self._ready_at = 0.0
+        self.current: list[AgentProcess | None] = [None] * count
+        self._ready_at = [0.0] * count
         self.outbox_pending: float | None = None
 
-    # --- the agent ---------------------------------------------------------------------------
+    @property
+    def agent(self) -> AgentProcess | None:
+        """The first agent (the only one without ``cluster``)."""
+        return self.current[0]
 
-    def _start_agent(self) -> None:
-        agent = AgentProcess(self.config, self.agent_port, env=self.env)
+    # --- the agents --------------------------------------------------------------------------
+
+    def _write_configs(self, ports: dict[str, int], fd_url: str, pd_url: str) -> None:
+        self.env = {"WD_CHAOS_FD_KEY": FD_KEY, "WD_CHAOS_PD_KEY": PD_KEY}
+        self.configs: list[tuple[Path, int]] = []
+        for index in range(len(self.current)):
+            port = free_port()
+            single = self.cluster is None
+            path = self.workdir / ("chaos.toml" if single else f"chaos-{index}.toml")
+            state = self.workdir / ("state" if single else f"state-{index}")
+            text = config_text(port, state, ports, fd_url, pd_url)
+            if self.cluster is not None:
+                text += self.cluster.timings.toml(URL_ENV)
+                self.env[URL_ENV] = self.cluster.url
+            path.write_text(text)
+            self.configs.append((path, port))
+
+    def _start_agent(self, index: int = 0) -> None:
+        config, port = self.configs[index]
+        agent = AgentProcess(config, port, env=self.env)
         self.agents.append(agent)
         agent.wait_ready(timeout=20)
-        self._ready_at = time.time()
-        self.agent = agent
+        self._ready_at[index] = time.time()
+        self.current[index] = agent
 
-    def _kill_agent(self) -> None:
-        agent = self.agent
+    def _kill_agent(self, index: int = 0) -> None:
+        agent = self.current[index]
         assert agent is not None
         if agent.proc.poll() is not None:
             raise AssertionError(
-                f"the agent died by itself ({agent.proc.returncode}):\n{agent.log()}"
+                f"agent {index} died by itself ({agent.proc.returncode}):\n{agent.log()}"
             )
         killed_at = time.time()
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(timeout=10)
-        self.alive.append([self._ready_at, killed_at])
+        self.alive_by_agent[index].append([self._ready_at[index], killed_at])
         self.kills.append(killed_at)
         agent.stop()  # closes its log
-        self.agent = None
+        self.current[index] = None
 
-    def _stop_agent(self) -> None:
-        if self.agent is None:
-            return
-        stopped_at = time.time()
-        code = self.agent.stop()
-        self.alive.append([self._ready_at, stopped_at])
-        self.log(f"chaos: last agent stopped with {code}")
-        self.agent = None
+    def _stop_agents(self) -> None:
+        for index, agent in enumerate(self.current):
+            if agent is None:
+                continue
+            stopped_at = time.time()
+            code = agent.stop()
+            self.alive_by_agent[index].append([self._ready_at[index], stopped_at])
+            self.log(f"chaos: agent {index} stopped with {code}")
+            self.current[index] = None
 
     def _outbox_pending(self) -> float | None:
-        if self.agent is None:
-            return None
-        try:
-            status, body = http_get(self.agent.base + "/metrics", timeout=2)
-        except (OSError, urllib.error.URLError):
-            return None
-        match = OUTBOX_PENDING.search(body.decode(errors="replace"))
-        return float(match.group(1)) if status == 200 and match else None
+        """The largest backlog any running agent reports (the cluster's agents share one)."""
+        found: list[float] = []
+        for agent in self.current:
+            if agent is None:
+                continue
+            try:
+                status, body = http_get(agent.base + "/metrics", timeout=2)
+            except (OSError, urllib.error.URLError):
+                continue
+            match = OUTBOX_PENDING.search(body.decode(errors="replace"))
+            if status == 200 and match:
+                found.append(float(match.group(1)))
+        return max(found) if found else None
 
     # --- the run -----------------------------------------------------------------------------
 
@@ -157,29 +207,24 @@ class ChaosRun:
         pagerduty = FakeProcess("pagerduty", "--routing-key", PD_KEY)
         ports = dict(zip(scenario.targets, pick_ports(len(scenario.targets)), strict=True))
         flapper = Flapper(ports)
-        self.agent_port = free_port()
-        self.env = {"WD_CHAOS_FD_KEY": FD_KEY, "WD_CHAOS_PD_KEY": PD_KEY}
-        self.config = self.workdir / "chaos.toml"
-        self.config.write_text(
-            config_text(
-                self.agent_port, self.workdir / "state", ports, freshdesk.url, pagerduty.url
-            )
-        )
+        self._write_configs(ports, freshdesk.url, pagerduty.url)
         started_at = time.time()
         try:
             flapper.start()
-            self._start_agent()
+            for index in range(len(self.current)):
+                self._start_agent(index)
             start = time.time() + 0.5
             flapper.play(scenario.toggles, start)
             self._play_events(start, freshdesk)
             if not flapper.wait_done(timeout=HORIZON + 30):
                 raise AssertionError("the flapper did not finish its schedule")
             assert flapper.all_up()
-            if self.agent is None:
-                self._start_agent()
+            for index, agent in enumerate(self.current):
+                if agent is None:
+                    self._start_agent(index)
             settled = self._settle(freshdesk, pagerduty)
             ended_at = time.time()
-            self._stop_agent()
+            self._stop_agents()
             fd_state, pd_state = freshdesk.state(), pagerduty.state()
         finally:
             for agent in self.agents:
@@ -187,7 +232,7 @@ class ChaosRun:
             flapper.stop()
             freshdesk.stop()
             pagerduty.stop()
-        return {
+        evidence = {
             "seed": scenario.seed,
             "scenario": scenario.describe(),
             "config": {
@@ -203,13 +248,25 @@ class ChaosRun:
             "outbox_pending_at_end": self.outbox_pending,
             "wall": time.monotonic() - wall_start,
             "truth": flapper.truth(),
-            "alive": self.alive,
+            "alive": self.alive_by_agent[0],
             "kills": self.kills,
             "helpdesk_faults": self.faults,
             "agent_logs": [str(agent.log_path) for agent in self.agents],
             "freshdesk": fd_state,
             "pagerduty": pd_state,
         }
+        if self.cluster is not None:
+            timings = self.cluster.timings
+            evidence["alive_by_agent"] = self.alive_by_agent
+            evidence["alive"] = watched(self.alive_by_agent, self.kills, timings)
+            evidence["cluster"] = {
+                "agents": self.cluster.agents,
+                "lease_ttl": timings.lease_ttl,
+                "lease_renew": timings.lease_renew,
+                "blind_after_kill": timings.blind_after_kill,
+                "blind_after_join": timings.blind_after_join,
+            }
+        return evidence
 
     def _play_events(self, start: float, freshdesk: FakeProcess) -> None:
         scenario = self.scenario
@@ -222,11 +279,12 @@ class ChaosRun:
             if delay > 0:
                 time.sleep(delay)
             if what == "kill":
-                if self.agent is None:
-                    self._start_agent()
-                self._kill_agent()
+                victim = item.agent
+                if self.current[victim] is None:
+                    self._start_agent(victim)
+                self._kill_agent(victim)
                 time.sleep(item.restart_after)
-                self._start_agent()
+                self._start_agent(victim)
             elif what == "create_faults":
                 for kind in scenario.create_faults:
                     freshdesk.fail_next("create", kind, delay=5.0)

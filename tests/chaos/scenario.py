@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.chaos.cluster import kill_victims
 from tests.chaos.flapper import Toggle
 
 TARGETS = 20
@@ -35,6 +36,7 @@ def chaos_seed() -> int:
 class Kill:
     offset: float  # seconds after the start of the schedule
     restart_after: float
+    agent: int = 0  # which agent, when several share the database
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Scenario:
             "seed": self.seed,
             "planned": self.planned,
             "kills_planned": len(self.kills),
+            "kills_per_agent": [
+                sum(k.agent == i for k in self.kills)
+                for i in range(max((k.agent for k in self.kills), default=0) + 1)
+            ],
             "create_faults_at": self.create_faults_at,
             "create_faults": self.create_faults,
             "helpdesk_outage_at": self.outage_at,
@@ -80,7 +86,8 @@ def target_schedule(rng: random.Random, name: str) -> tuple[list[Toggle], int, i
     return toggles, outages, blips
 
 
-def make_scenario(seed: int) -> Scenario:
+def make_scenario(seed: int, agents: int = 1) -> Scenario:
+    """The run of ``seed``; with ``agents`` > 1 the same run, its kills spread over them."""
     rng = random.Random(seed)
     targets = [f"t{i:02d}" for i in range(TARGETS)]
     toggles: list[Toggle] = []
@@ -92,6 +99,10 @@ def make_scenario(seed: int) -> Scenario:
         blips += b
     kill_times = sorted(rng.uniform(1.0, HORIZON - 2.0) for _ in range(rng.randint(*KILLS)))
     kills = [Kill(t, rng.uniform(*RESTART_DELAY)) for t in kill_times]
+    if agents > 1:
+        victims = kill_victims(seed, len(kills), agents)
+        pairs = zip(kills, victims, strict=True)
+        kills = [Kill(k.offset, k.restart_after, victim) for k, victim in pairs]
     outage_for = rng.uniform(*HELPDESK_OUTAGE)
     # The helpdesk is healthy again at least 25 s before the end (plus the settling time).
     outage_at = rng.uniform(35.0, HORIZON - 25.0 - outage_for)
