@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -358,6 +359,28 @@ class Samples:
     # Per second of the whole run (index = seconds since start): probes started, worst lateness.
     started_per_second: list[int] = field(default_factory=list)
     worst_lateness_per_second: list[float] = field(default_factory=list)
+    # Garbage collections inside the window: count per generation, pause seconds.
+    gc_counts: list[int] = field(default_factory=lambda: [0, 0, 0])
+    gc_pauses: list[float] = field(default_factory=list)
+
+
+GcCallback = Callable[[str, dict[str, int]], None]
+
+
+def _watch_gc(samples: Samples, clock: Callable[[], float]) -> GcCallback:
+    """A gc callback timing every collection that starts inside the window (the pause the
+    event loop sees: nothing else runs while the collector does)."""
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+            return
+        if samples.window_start <= clock() < samples.window_end:
+            samples.gc_counts[info["generation"]] += 1
+            samples.gc_pauses.append(time.perf_counter() - began[0])
+
+    return callback
 
 
 def _instrument(agent: Any, samples: Samples) -> None:
@@ -462,6 +485,8 @@ async def bench(args: argparse.Namespace, servers: ServerGroup) -> dict[str, Any
         samples.worst_lateness_per_second = [0.0] * seconds
         samples.run_start = loop.time()
         _instrument(agent, samples)
+        gc_callback = _watch_gc(samples, loop.time)
+        gc.callbacks.append(gc_callback)
         started = time.perf_counter()
         await agent.start()
         start_seconds = time.perf_counter() - started
@@ -486,6 +511,7 @@ async def bench(args: argparse.Namespace, servers: ServerGroup) -> dict[str, Any
         wall1, cpu1, server_cpu1 = time.perf_counter(), _cpu_seconds(), servers.cpu_seconds()
         wakes1 = getattr(agent.scheduler, "wakes", None)
         samples.window_end = float("-inf")  # stop collecting
+        gc.callbacks.remove(gc_callback)
 
         states = getattr(agent, "states", {})
         down_at_end = sum(1 for state in states.values() if getattr(state, "status", "") == "down")
@@ -540,6 +566,11 @@ async def bench(args: argparse.Namespace, servers: ServerGroup) -> dict[str, Any
         "config_parse_seconds": round(parse_seconds, 3),
         "agent_start_seconds": round(start_seconds, 3),
         "agent_stop_seconds": round(stop_seconds, 3),
+        "gc_collections_by_generation": samples.gc_counts,
+        "gc_pause_total_ms": _ms(sum(samples.gc_pauses)),
+        "gc_pause_max_ms": _ms(max(samples.gc_pauses, default=0.0)),
+        "gc_thresholds": list(gc.get_threshold()),
+        "gc_frozen_objects": gc.get_freeze_count(),
     }
     last = max((i for i, n in enumerate(samples.started_per_second) if n), default=-1) + 1
     result["timeline"] = {

@@ -9,7 +9,7 @@ never on an incident that a recovery is resolving at the same moment. Kept out o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.clock import Clock
@@ -19,7 +19,7 @@ from monitor.metrics import Metrics
 from monitor.policy.desk import Desk
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.incidents import IncidentManager
-from monitor.state import TargetState
+from monitor.state import States
 from monitor.store import Store
 
 
@@ -35,7 +35,7 @@ def build_policies(
     clock: Clock,
     metrics: Metrics,
     config: Config,
-    states: Mapping[str, TargetState],
+    states: States,
     integrations: IntegrationsSlot,
     notify: Callable[[], None],
 ) -> Policies:

@@ -90,3 +90,28 @@ def advance(
         return next_state, None
     transition = Transition(state.status, "down", at, streak_start, failures, reason)
     return replace(next_state, status="down", since=at), transition
+
+
+class States(dict[str, TargetState]):
+    """name -> the target's live state, knowing which targets are down without a walk.
+
+    The periodic sweep must visit the targets whose incident may need a decision (down ones
+    among them), and at 50,000 targets a walk over every state per sweep is the cliff; so
+    ``down`` is kept as states are stored. Assign (``states[name] = state``) and ``del``
+    only: ``update``/``setdefault`` would bypass the index.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down: set[str] = set()
+
+    def __setitem__(self, name: str, state: TargetState) -> None:
+        super().__setitem__(name, state)
+        if state.status == "down":
+            self.down.add(name)
+        else:
+            self.down.discard(name)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self.down.discard(name)

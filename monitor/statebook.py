@@ -19,7 +19,7 @@ import asyncio
 import logging
 
 from monitor.errors import StoreError
-from monitor.state import TargetState, Transition
+from monitor.state import States, Transition
 from monitor.store import StateRow, Store
 
 log = logging.getLogger("watchdesk")
@@ -30,7 +30,7 @@ FLUSH_INTERVAL = 1.0
 class StateBook:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.states: dict[str, TargetState] = {}
+        self.states = States()
         self.identities: dict[str, str] = {}
         self._seq = 0
         self._seqs: dict[str, int] = {}
@@ -55,7 +55,8 @@ class StateBook:
         self._dirty.add(name)
 
     def forget(self, name: str) -> None:
-        self.states.pop(name, None)
+        if name in self.states:
+            del self.states[name]
         self.identities.pop(name, None)
         self._dirty.discard(name)
 

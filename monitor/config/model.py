@@ -9,6 +9,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import cached_property
 from typing import Literal
 
 from pydantic import (
@@ -371,11 +372,29 @@ class Config:
         name = sla.calendar if sla is not None and sla.calendar else DEFAULT_CALENDAR
         return self.calendars[name]
 
-    def target(self, name: str) -> TargetConfig:
+    @cached_property
+    def by_name(self) -> Mapping[str, TargetConfig]:
+        """name -> target, built once per config: a lookup per probe or transition must not
+        scan 50,000 targets (the config is frozen, so the index never goes stale)."""
+        return {target.name: target for target in self.targets}
+
+    @cached_property
+    def position(self) -> Mapping[str, int]:
+        """name -> its place in the file: a walk over some targets keeps the file's order."""
+        return {target.name: index for index, target in enumerate(self.targets)}
+
+    @cached_property
+    def children(self) -> Mapping[str, tuple[TargetConfig, ...]]:
+        """parent -> the targets that name it in ``depends_on`` (the reverse dependency index):
+        a parent's recovery visits its own children, not every target."""
+        found: dict[str, list[TargetConfig]] = {}
         for target in self.targets:
-            if target.name == name:
-                return target
-        raise KeyError(name)
+            for parent in target.depends_on:
+                found.setdefault(parent, []).append(target)
+        return {parent: tuple(children) for parent, children in found.items()}
+
+    def target(self, name: str) -> TargetConfig:
+        return self.by_name[name]
 
     def summary(self) -> str:
         kinds: dict[str, int] = {}

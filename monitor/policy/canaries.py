@@ -166,6 +166,11 @@ class Canaries:
         self._gate[name] = count
         return False
 
+    @property
+    def gated(self) -> Collection[str]:
+        """The targets that must fail fresh probes before they open (after an impairment)."""
+        return self._gate.keys()
+
     def forget(self, name: str) -> None:
         """``name`` is up: whatever fails from now on is fresh."""
         self._gate.pop(name, None)

@@ -160,9 +160,9 @@ class SupportPolicy:
 
     async def sweep(self) -> None:
         now = self.clock.now()
-        targets = {target.name: target for target in self.config.targets} | self.stand_ins()
+        targets, stand_ins = self.config.by_name, self.stand_ins()
         for incident in await self.store.incidents(open_only=True):
-            target = targets.get(incident.target)
+            target = stand_ins.get(incident.target) or targets.get(incident.target)
             if target is None:
                 continue
             interval = self._update_interval(incident)

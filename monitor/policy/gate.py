@@ -28,7 +28,7 @@ from monitor.policy.maintenance import window_for
 from monitor.policy.shared_outage import SharedOutages
 from monitor.policy.storms import Storms
 from monitor.policy.verdict import Verdict
-from monitor.state import TargetState, Transition
+from monitor.state import States, TargetState, Transition
 from monitor.store import Incident, StateRow
 
 log = logging.getLogger("watchdesk.incidents")
@@ -43,7 +43,7 @@ class OpenRules:
     config: Config
     clock: Clock
     metrics: Metrics
-    states: Mapping[str, TargetState]
+    states: States
     decisions: asyncio.Lock
     shared: SharedOutages
     canaries: Canaries
@@ -54,7 +54,7 @@ class OpenRules:
     _fresh: set[str]
     _last_resolved: dict[str, float]
     _expected: dict[str, int]
-    _targets: dict[str, TargetConfig]
+    _targets: Mapping[str, TargetConfig]
     # Targets waiting for a verdict (held), when to decide each again, and who fails now.
     _waiting: set[str]
     _due: dict[str, float]

@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from monitor.clock import Clock
@@ -44,7 +44,7 @@ from monitor.policy.settling import settled
 from monitor.policy.shared_outage import SharedOutages
 from monitor.policy.storm_telling import WAVE
 from monitor.policy.storms import Storms
-from monitor.state import TargetState, Transition
+from monitor.state import States, TargetState, Transition
 from monitor.store import Incident, StateRow, Store
 from ticketing.base import PRIORITIES
 
@@ -62,7 +62,7 @@ class IncidentManager(OpenRules, RecoveryRules):
         clock: Clock,
         metrics: Metrics,
         config: Config,
-        states: Mapping[str, TargetState],
+        states: States,
         notify: Callable[[], None],
     ) -> None:
         self.store = store
@@ -88,7 +88,8 @@ class IncidentManager(OpenRules, RecoveryRules):
         self._previous = config  # the config before the last reload: follow_priorities
         self.canaries = Canaries(store, config, states, metrics)
         self.storms = Storms(store, config, states, notify, self.shared)
-        self._targets = {target.name: target for target in config.targets}
+        self._targets = config.by_name
+        self._position = config.position  # built now, with the config, not in a sweep
         self._waiting: set[str] = set()
         self._due: dict[str, float] = {}
         self._failing: set[str] = set()
@@ -113,10 +114,10 @@ class IncidentManager(OpenRules, RecoveryRules):
     def set_config(self, config: Config) -> None:
         self.config, self._previous = config, self.config
         self._zone = ZoneInfo(config.agent.timezone)
-        self._targets = {target.name: target for target in config.targets}
+        self._targets, self._position = config.by_name, config.position
         for gone in [n for n in {*self._waiting, *self._due} if n not in self._targets]:
             self._settled(gone)
-        self._failing &= set(self._targets)
+        self._failing = {name for name in self._failing if name in self._targets}
         self.shared.set_config(config)
         self.storms.set_config(config)
         self.canaries.set_config(config)
@@ -222,26 +223,30 @@ class IncidentManager(OpenRules, RecoveryRules):
         self, target: TargetConfig, transition: Transition, row: StateRow
     ) -> None:
         self._changes[target.name].append(transition.at)
-        # Children waiting for this parent's verdict have it now.
-        self._due_now(n for n in self._waiting if target.name in self._targets[n].depends_on)
+        children = self.config.children.get(target.name, ())
+        # Children waiting for this parent's verdict have it now (the smaller side is walked).
+        if len(children) < len(self._waiting):
+            self._due_now(c.name for c in children if c.name in self._waiting)
+        else:
+            self._due_now(n for n in self._waiting if target.name in self._targets[n].depends_on)
         if not await self._reconcile(target, (row, transition)):
             await self.store.record(row, transition)
         if transition.current == "up":
             # Children that were waiting behind this parent may need incidents of their own now.
-            for child in self.config.targets:
-                if target.name in child.depends_on:
-                    try:
-                        await self._reconcile(child)
-                    except Exception:
-                        log.exception("could not reconcile %s after %s", child.name, target.name)
+            for child in children:
+                try:
+                    await self._reconcile(child)
+                except Exception:
+                    log.exception("could not reconcile %s after %s", child.name, target.name)
 
     async def sweep(self) -> None:
-        """Re-check every target: maintenance ends, parents recover, flapping settles, the
-        canaries' view, storms' targets gone from the config, storms' customers told."""
+        """Re-check every target that may need a decision: maintenance ends, parents recover,
+        flapping settles, the canaries' view, storms' targets gone from the config, storms'
+        customers told."""
         async with self.decisions:
             now = self.clock.now()
             await self.canaries.follow(now, self._fresh, self._uncovered, None)
-            for target in self.config.targets:
+            for target in self._to_sweep():
                 await self._reconcile(target)
                 await self._share(target)
             for name in [n for n in self.storms.member_of if n not in self._targets]:
@@ -249,12 +254,30 @@ class IncidentManager(OpenRules, RecoveryRules):
             await self.storms.tell_due(self.clock.now())
             await self.shared.close_leftovers(self._open, self.states, self.clock.now())
             for name in list(self._open):
-                if name not in {t.name for t in self.config.targets}:
+                if name not in self._targets:
                     log.info(
                         "incident of removed target %s stays open until it is resolved by hand",
                         name,
                     )
             await self._persist_counts()
+
+    def _to_sweep(self) -> list[TargetConfig]:
+        """The targets ``_reconcile`` may act on, in the file's order: down ones, those with an
+        incident or in a storm, those held or arrived at the grouping rule, gated or canaries.
+        An up or unknown target in none of these has nothing to decide, so a sweep costs what
+        is going on, not the size of the config."""
+        names = self.states.down.union(
+            self._open,
+            self.storms.member_of,
+            self._waiting,
+            self._due,
+            self.storms.arrived,
+            self.canaries.gated,
+            self.canaries.names,
+        )
+        known = [name for name in names if name in self._targets]
+        known.sort(key=self._position.__getitem__)
+        return [self._targets[name] for name in known]
 
     async def _persist_counts(self) -> None:
         for name, incident in list(self._open.items()):

@@ -37,7 +37,7 @@ import dataclasses
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from monitor.actions import Action, AddNote, CreateTicket, SetStatus
@@ -64,16 +64,7 @@ def notice_key(incident_key: str, customer: str) -> str:
     return f"{incident_key}-{hashlib.sha256(customer.encode()).hexdigest()[:6]}"
 
 
-def children_of(config: Config) -> dict[str, list[TargetConfig]]:
-    """parent -> the targets that name it in ``depends_on``."""
-    children: dict[str, list[TargetConfig]] = defaultdict(list)
-    for target in config.targets:
-        for parent in target.depends_on:
-            children[parent].append(target)
-    return children
-
-
-def dependents_of(children: Mapping[str, list[TargetConfig]], name: str) -> list[TargetConfig]:
+def dependents_of(children: Mapping[str, Sequence[TargetConfig]], name: str) -> list[TargetConfig]:
     """Every target that depends on ``name``, directly or through other targets."""
     found: dict[str, TargetConfig] = {}
     stack = [name]
@@ -97,7 +88,6 @@ class SharedOutages:
         self.store = store
         self.notify = notify
         self.config = config
-        self._children: dict[str, list[TargetConfig]] | None = None
         self._behind: dict[str, dict[str, list[str]]] = {}
         # incident id -> customers told (as the store says; read once per incident).
         self._told: dict[int, set[str]] = {}
@@ -108,16 +98,14 @@ class SharedOutages:
 
     def set_config(self, config: Config) -> None:
         self.config = config
-        self._children, self._behind = None, {}
+        self._behind = {}
 
     def customers_behind(self, target: TargetConfig) -> dict[str, list[str]]:
         """customer -> their targets that depend on ``target`` (for this config)."""
         behind = self._behind.get(target.name)
         if behind is None:
-            if self._children is None:
-                self._children = children_of(self.config)
             behind = defaultdict(list)
-            for child in dependents_of(self._children, target.name):
+            for child in dependents_of(self.config.children, target.name):
                 if child.customer:
                     behind[child.customer].append(child.name)
             self._behind[target.name] = behind = dict(behind)

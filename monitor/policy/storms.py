@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Config, TargetConfig
@@ -38,7 +38,7 @@ from monitor.durations import format_duration
 from monitor.faults import crash_point
 from monitor.policy import storm_texts
 from monitor.policy.opening import dedup_key
-from monitor.policy.shared_outage import SharedOutages, children_of
+from monitor.policy.shared_outage import SharedOutages
 from monitor.policy.storm_telling import (
     NO_CUSTOMER,
     WAVE,
@@ -83,7 +83,7 @@ class Storms(StormTelling):
     def set_config(self, config: Config) -> None:
         self.config = config
         self._targets = {t.name: t for t in config.targets}
-        never = set(children_of(config)) | set(config.agent.canaries)
+        never = set(config.children) | set(config.agent.canaries)
         self._groupable = {t.name for t in config.targets if t.name not in never}
         self._groups = Counter(self._targets[n].group for n in self._groupable)
         self._possible = len(self._groupable) > config.storm.threshold
@@ -120,6 +120,11 @@ class Storms(StormTelling):
     def depart(self, name: str) -> None:
         """``name`` is no longer down: its next down is a new arrival."""
         self._arrived.pop(name, None)
+
+    @property
+    def arrived(self) -> Collection[str]:
+        """The targets that reached the grouping rule in their current down period."""
+        return self._arrived.keys()
 
     def arrival(self, name: str) -> float | None:
         return self._arrived.get(name)
