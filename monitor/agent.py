@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from checks import HttpClients, ProbeResult
-from monitor import __version__
+from monitor import __version__, heap
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_api_token
@@ -116,6 +116,8 @@ class Agent:
 
     async def start(self) -> None:
         await self.prepare()
+        heap.tune()
+        heap.settle()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
@@ -279,6 +281,7 @@ class Agent:
         if await self.store.requeue_failed(self.clock.now()):
             self.outbox.notify()
         await self.incidents.sweep()
+        heap.settle(collect=False)
         self.reload_count += 1
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -364,7 +367,7 @@ class Agent:
             self.book.release(target.name)
 
     def _on_skip(self, target: TargetConfig) -> None:
-        self.metrics.probes_skipped.labels(target.name).inc()
+        self.metrics.skipped(target.name)
 
     async def _watchdog_loop(self) -> None:
         interval = self.systemd.watchdog_interval or 1.0

@@ -77,12 +77,16 @@ def alerting_rules() -> dict[str, dict[str, Any]]:
 @functools.cache
 def exported_series() -> frozenset[str]:
     """Every series name the agent can expose: its registry with a child of every labelled
-    metric, rendered as /metrics renders it (so e.g. whether *_created exists is the agent's
-    call, not a guess here)."""
+    metric, and one target with every per-target series, rendered as /metrics renders it (so
+    e.g. whether *_created exists is the agent's call, not a guess here)."""
     metrics = Metrics("0.0.0")
     for metric in vars(metrics).values():
         if isinstance(metric, MetricWrapperBase) and metric._labelnames:
             metric.labels(*("x" for _ in metric._labelnames))
+    metrics.targets.add("x", "https", "x")
+    metrics.targets.record("x", True, 0.1, 0, tls_expiry=1.0)
+    metrics.targets.up("x", "up")
+    metrics.targets.skipped("x")
     text = metrics.exposition().decode()
     return frozenset(
         line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"

@@ -85,6 +85,10 @@ async def probe(h: Harness, name: str, ok: bool) -> None:
     h.clock.advance(1.0)
 
 
+def status(h: Harness, name: str) -> str:
+    return h.agent.states[name].status
+
+
 async def costs(tmp_path: Path, count: int) -> dict[str, int]:
     """Lines run for: core's transition to down (its incident opens), a sweep with that
     incident open, core's transition back up (its dependants looked at)."""
@@ -94,12 +98,12 @@ async def costs(tmp_path: Path, count: int) -> dict[str, int]:
             await probe(h, name, True)
         await probe(h, "core", False)
         down = await lines_run(probe(h, "core", False))
-        assert h.agent.states["core"].status == "down"
+        assert status(h, "core") == "down"
         assert [i.target for i in await h.incidents()] == ["core"]
         sweep = await lines_run(h.sweep())
         await probe(h, "core", True)
         up = await lines_run(probe(h, "core", True))
-        assert h.agent.states["core"].status == "up"
+        assert status(h, "core") == "up"
         return {"down": down, "sweep": sweep, "up": up}
     finally:
         await h.close()

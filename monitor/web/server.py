@@ -56,7 +56,10 @@ async def _api_auth(
 
 async def metrics(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(None, request.app[AGENT_KEY].metrics_text)
+    metrics = request.app[AGENT_KEY].metrics
+    # The per-target lines are joined here, on the loop where they change (milliseconds);
+    # the registry's few series are rendered in a worker thread.
+    body = await loop.run_in_executor(None, metrics.exposition, metrics.targets.text())
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.delivery.outbox import CHANNEL_REMOVED
+from monitor.metrics import Metrics
 from monitor.policy.desk import Desk
 from monitor.policy.incidents import IncidentManager
 from monitor.state import TargetState
@@ -29,6 +30,9 @@ class AgentView(Protocol):
     def seconds_since_beat(self) -> float: ...
 
     def metrics_text(self) -> bytes: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
     def status_view(self) -> list[dict[str, object]]: ...
 
