@@ -262,10 +262,9 @@ class IncidentManager(OpenRules, RecoveryRules):
             await self._persist_counts()
 
     def _to_sweep(self) -> list[TargetConfig]:
-        """The targets ``_reconcile`` may act on, in the file's order: down ones, those with an
-        incident or in a storm, those held or arrived at the grouping rule, gated or canaries.
-        An up or unknown target in none of these has nothing to decide, so a sweep costs what
-        is going on, not the size of the config."""
+        """The targets ``_reconcile`` may act on, in the file's order (down, with an incident,
+        in a storm, held or arrived at the grouping rule, gated, canaries): any other has
+        nothing to decide, so a sweep costs what is going on, not the size of the config."""
         names = self.states.down.union(
             self._open,
             self.storms.member_of,
