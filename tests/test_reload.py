@@ -288,3 +288,18 @@ def test_auto_close_follows_a_reload_of_the_local_helpdesk(tmp_path: Path) -> No
     finally:
         agent.stop()
         service.close()
+
+
+async def test_a_reload_keeps_the_probe_counters_of_unchanged_targets(tmp_path: Path) -> None:
+    live = await Live.create(tmp_path, "")
+    try:
+        await live.down("web")
+        await live.down("web")
+        counted = 'watchdesk_probes_total{kind="tcp",result="failure",target="web"} 2.0'
+        assert counted in live.agent.metrics.exposition().decode()
+        await live.reload("")
+        after = live.agent.metrics.exposition().decode()
+        assert counted in after
+        assert 'watchdesk_target_up{target="web"} 0.0' in after
+    finally:
+        await live.close()
