@@ -68,12 +68,19 @@ _ERRNO_REASONS = {
 }
 
 
+HANDSHAKE_CUT = "TLS: the server closed the connection during the handshake"
+
+
 def os_error_reason(exc: OSError, host: str) -> str:
     """A short reason for a failed connect, name lookup included ("name not found: host")."""
     if isinstance(exc, socket.gaierror):
         if exc.errno == socket.EAI_AGAIN:
             return f"name lookup failed (temporary DNS failure): {host}"
         return f"name not found: {host}"
+    if isinstance(exc, ConnectionResetError) and exc.errno is None:
+        # not the kernel's ECONNRESET: asyncio's (and checks.tls_layer's) word for a server
+        # that hung up before the TLS handshake was done
+        return HANDSHAKE_CUT
     known = _ERRNO_REASONS.get(exc.errno) if exc.errno is not None else None
     if known:
         return known
@@ -96,7 +103,8 @@ DNS_CACHE = 30.0
 
 @dataclass
 class HttpClients:
-    """The agent's aiohttp sessions, made lazily and closed once.
+    """What probes keep between them: the aiohttp sessions (made lazily, closed once), the
+    addresses of names and the TLS sessions of targets that resume them.
 
     A fresh connection per probe is the default because a pooled keep-alive connection can
     still answer while the listener behind it is dead; ``keep_alive = true`` opts into reuse.
@@ -106,6 +114,10 @@ class HttpClients:
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     _resolver: aiohttp.abc.AbstractResolver | None = None
     _addresses: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    # The TLS sessions of targets with tls_session_reuse, by (host, port, verify, CA file).
+    tls_sessions: dict[tuple[str, int, bool, str | None], ssl.SSLSession] = field(
+        default_factory=dict
+    )
 
     async def addresses(self, host: str, port: int) -> tuple[str, ...]:
         """The addresses of ``host`` (cached for DNS_CACHE seconds), in the order aiohttp would

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import socket
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class Certs:
     expired: ssl.SSLContext  # expired 2 days (and 1 hour) ago
     self_signed: ssl.SSLContext  # not issued by the trusted CA: its own issuer
     named: ssl.SSLContext  # only for "watchdesk.test", to exercise SNI / server_name
+    no_shared_cipher: ssl.SSLContext  # a valid certificate, but no cipher a client offers
+    old_tls: ssl.SSLContext  # a valid certificate, but TLS 1.1 at most
     valid_until: dt.datetime
     expiring_until: dt.datetime
     expired_at: dt.datetime
@@ -43,6 +46,24 @@ class Certs:
 def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
+    return context
+
+
+def _no_shared_cipher(cert: trustme.LeafCert) -> ssl.SSLContext:
+    """TLS 1.2 with only RSA key exchange, which Python's clients never offer."""
+    context = _server_context(cert)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA")
+    return context
+
+
+def _old_tls(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = _server_context(cert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the point of this context
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
 
 
@@ -72,6 +93,8 @@ def make_certs(directory: Path) -> Certs:
         expired=_server_context(ca.issue_cert(*ips, not_after=expired_at)),
         self_signed=self_signed,
         named=_server_context(ca.issue_cert("watchdesk.test")),
+        no_shared_cipher=_no_shared_cipher(ca.issue_cert(*ips, not_after=valid_until)),
+        old_tls=_old_tls(ca.issue_cert(*ips, not_after=valid_until)),
         valid_until=valid_until,
         expiring_until=expiring_until,
         expired_at=expired_at,
@@ -143,6 +166,28 @@ async def serve_tcp(
         with suppress(TimeoutError):
             async with asyncio.timeout(1):
                 await server.wait_closed()
+
+
+def tls_refuser(context: ssl.SSLContext) -> Handler:
+    """A serve_tcp handler for a plain listener that speaks TLS with ``context`` until the
+    handshake fails, and then sends its alert (asyncio's own TLS servers drop it unsent)."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        while data := await reader.read(65536):
+            incoming.write(data)
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                continue
+            except ssl.SSLError:
+                writer.write(outgoing.read())
+                await writer.drain()
+            return
+
+    return refuse
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
