@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
@@ -101,6 +101,12 @@ def tls_error_reason(exc: ssl.SSLError) -> str:
 DNS_CACHE = 30.0
 
 
+class Shared(Protocol):
+    """Something probes share (a socket, a channel), closed when the agent stops."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class HttpClients:
     """What probes keep between them: the aiohttp sessions (made lazily, closed once), the
@@ -114,6 +120,8 @@ class HttpClients:
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     _resolver: aiohttp.abc.AbstractResolver | None = None
     _addresses: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    # What other kinds share between probes (e.g. one ICMP socket per family), closed with these.
+    shared: dict[str, Shared] = field(default_factory=dict)
     # The TLS sessions of targets with tls_session_reuse, by (host, port, verify, CA file).
     tls_sessions: dict[tuple[str, int, bool, str | None], ssl.SSLSession] = field(
         default_factory=dict
@@ -171,6 +179,9 @@ class HttpClients:
         for created in self._sessions.values():
             await created.close()
         self._sessions.clear()
+        for kept in self.shared.values():
+            kept.close()
+        self.shared.clear()
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
