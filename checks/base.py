@@ -104,7 +104,7 @@ DNS_CACHE = 30.0
 class Shared(Protocol):
     """Something probes share (a socket, a channel), closed when the agent stops."""
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -180,7 +180,7 @@ class HttpClients:
             await created.close()
         self._sessions.clear()
         for kept in self.shared.values():
-            kept.close()
+            await kept.close()
         self.shared.clear()
         if self._resolver is not None:
             await self._resolver.close()

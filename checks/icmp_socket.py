@@ -141,7 +141,7 @@ class Pinger:
             if waiting is not None and not waiting.done():
                 waiting.set_result(received)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._sock.fileno() >= 0:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
