@@ -35,7 +35,7 @@ async def probe(settings: HttpSettings, context: ProbeContext, *, via: Via = "au
     "lean" or "aiohttp" force one, so tests can compare them ("lean" needs a URL that asks for
     no compression; with keep_alive it still uses a fresh connection).
     """
-    if via == "lean" and not settings._lean_capable:
+    if via == "lean" and not settings.plan.lean_capable:
         raise ValueError(f"the lean path cannot probe {settings.url} (compression)")
     if via == "lean" or (via == "auto" and settings.lean()):
         return await lean_probe(settings, context)

@@ -25,6 +25,7 @@ from checks.http_settings import (
     MAX_BODY,
     MAX_REDIRECTS,
     HttpSettings,
+    Plan,
     keyword_problem,
     status_problem,
 )
@@ -35,16 +36,17 @@ _KEEP_ALIVE_DRAIN = 64 * 1024  # a small unread body is drained so the connectio
 
 async def aiohttp_probe(settings: HttpSettings, context: ProbeContext) -> ProbeResult:
     start = time.perf_counter()
+    plan = settings.plan
     session = context.http.session(settings.keep_alive)
-    read_body = settings._contains is not None or settings._not_contains is not None
+    read_body = plan.read_body
     body = b""
     truncated = False
     try:
         async with (
             session.request(
                 settings.method,
-                settings._url,
-                headers=settings._headers,
+                plan.url,
+                headers=plan.headers,
                 data=settings.body,
                 allow_redirects=settings.follow_redirects,
                 # aiohttp counts the redirect that reaches its limit as one too many
@@ -54,9 +56,9 @@ async def aiohttp_probe(settings: HttpSettings, context: ProbeContext) -> ProbeR
             ) as response,
         ):
             status = response.status
-            problem = status_problem(settings, status)
+            problem = status_problem(plan, status)
             if problem is None and read_body:
-                body, truncated = await _read_head(response, settings)
+                body, truncated = await _read_head(response, plan)
                 if truncated:
                     response.close()  # the rest is never read: drop the connection
             elif settings.keep_alive:
@@ -66,13 +68,13 @@ async def aiohttp_probe(settings: HttpSettings, context: ProbeContext) -> ProbeR
     except aiohttp.ClientError as exc:
         return ProbeResult.failure(time.perf_counter() - start, client_error_reason(exc))
     except OSError as exc:
-        host = settings._url.host or settings.url
+        host = plan.url.host or settings.url
         return ProbeResult.failure(time.perf_counter() - start, os_error_reason(exc, host))
     duration = time.perf_counter() - start
     if problem is not None:
         return ProbeResult.failure(duration, problem)
     if read_body:
-        problem = keyword_problem(settings, body, truncated)
+        problem = keyword_problem(plan, body, truncated)
         if problem is not None:
             return ProbeResult.failure(duration, problem)
     return ProbeResult.success(duration, f"status {status}")
@@ -84,16 +86,14 @@ def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds, ceil_threshold=seconds + 1)
 
 
-async def _read_head(
-    response: aiohttp.ClientResponse, settings: HttpSettings
-) -> tuple[bytes, bool]:
+async def _read_head(response: aiohttp.ClientResponse, plan: Plan) -> tuple[bytes, bool]:
     """Up to MAX_BODY bytes of the body, and whether there was more.
 
     Stops early once ``contains`` is seen when there is no ``not_contains`` to look for.
     """
     content = response.content
     buffer = bytearray()
-    wanted = settings._contains if settings._not_contains is None else None
+    wanted = plan.contains if plan.not_contains is None else None
     while len(buffer) < MAX_BODY:
         chunk = await content.read(MAX_BODY - len(buffer))
         if not chunk:

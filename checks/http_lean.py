@@ -43,6 +43,7 @@ from checks.http_settings import (
     MAX_BODY,
     MAX_REDIRECTS,
     HttpSettings,
+    Plan,
     keyword_problem,
     status_problem,
 )
@@ -67,7 +68,7 @@ async def lean_probe(settings: HttpSettings, context: ProbeContext) -> ProbeResu
     except ssl.SSLError as exc:
         ok, reason = False, tls_error_reason(exc)
     except OSError as exc:
-        ok, reason = False, os_error_reason(exc, settings._url.raw_host or "")
+        ok, reason = False, os_error_reason(exc, settings.plan.url.raw_host or "")
     return ProbeResult(ok, time.perf_counter() - start, reason, _earliest(certificates))
 
 
@@ -75,18 +76,19 @@ async def _follow(
     settings: HttpSettings, context: ProbeContext, certificates: list[bytes]
 ) -> tuple[bool, str]:
     """The exchanges of one probe, redirects followed; the verdict and its reason."""
-    url, auth = strip_auth(settings._url)
+    plan = settings.plan
+    url, auth = strip_auth(plan.url)
     method = settings.method
     body = settings.body
-    headers = settings._headers
+    headers = plan.headers
     user_agent = context.http.user_agent
-    request = first_request(settings, user_agent)
-    read_body = settings._contains is not None or settings._not_contains is not None
+    request = first_request(settings, plan, user_agent)
+    read_body = plan.read_body
     follow = settings.follow_redirects
     skip_body = (lambda status, found: location_of(status, found) is not None) if follow else None
     # as aiohttp's path reads: once ``contains`` is seen, with no ``not_contains``, stop
-    stop_at = settings._contains if settings._not_contains is None else None
-    resume = _session_key(settings) if settings.tls_session_reuse else None
+    stop_at = plan.contains if plan.not_contains is None else None
+    resume = _session_key(settings, plan) if settings.tls_session_reuse else None
     redirects = 0
     while True:
         host = url.raw_host or ""
@@ -100,7 +102,8 @@ async def _follow(
             session = None
             if resume is not None and redirects == 0:
                 session = context.http.tls_sessions.pop(resume, None)
-            tls = http1.Tls(_context(settings), _server_name(host), session, certificates)
+            keep = resume is not None and redirects == 0
+            tls = http1.Tls(_context(settings), _server_name(host), session, certificates, keep)
         response = await http1.exchange(
             addresses, port, request, read_body, MAX_BODY, skip_body, stop_at, tls
         )
@@ -126,9 +129,9 @@ async def _follow(
         auth = new_auth or auth
         url = target
         request = request_bytes(url, method, body, headers, auth, user_agent)
-    problem = status_problem(settings, status)
+    problem = status_problem(plan, status)
     if problem is None and read_body:
-        problem = keyword_problem(settings, response.body, response.truncated)
+        problem = keyword_problem(plan, response.body, response.truncated)
     if problem is not None:
         return False, problem
     return True, f"status {status}"
@@ -143,9 +146,9 @@ def _server_name(host: str) -> str:
     return host.rstrip(".")
 
 
-def _session_key(settings: HttpSettings) -> tuple[str, int, bool, str | None]:
+def _session_key(settings: HttpSettings, plan: Plan) -> tuple[str, int, bool, str | None]:
     """Sessions are resumed only with the server and the trust they were made with."""
-    url = settings._url
+    url = plan.url
     return url.raw_host or "", url.port or 443, settings.verify_tls, settings.ca_file
 
 

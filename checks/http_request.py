@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from checks.http_settings import HttpSettings
+from checks.http_settings import HttpSettings, Plan
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # As aiohttp: these send no Content-Length without a body; the others send "0".
@@ -53,15 +53,14 @@ def request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + data
 
 
-def first_request(settings: HttpSettings, user_agent: str) -> bytes:
-    cached = settings._lean_request
+def first_request(settings: HttpSettings, plan: Plan, user_agent: str) -> bytes:
+    """The request to the target's own URL (``plan`` is ``settings.plan``), made once."""
+    cached = plan.request
     if cached is not None and cached[0] == user_agent:
         return cached[1]
-    url, auth = strip_auth(settings._url)
-    request = request_bytes(
-        url, settings.method, settings.body, settings._headers, auth, user_agent
-    )
-    settings._lean_request = (user_agent, request)
+    url, auth = strip_auth(plan.url)
+    request = request_bytes(url, settings.method, settings.body, plan.headers, auth, user_agent)
+    plan.request = (user_agent, request)
     return request
 
 

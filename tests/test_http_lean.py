@@ -106,12 +106,14 @@ def test_the_lean_request_carries_the_agents_user_agent() -> None:
         body="ping",
         headers={"X-Key": "v"},
     )
-    assert first_request(settings, "watchdesk/1.2.3") == (
+    assert first_request(settings, settings.plan, "watchdesk/1.2.3") == (
         b"POST /health?x=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\n"
         b"User-Agent: watchdesk/1.2.3\r\nX-Key: v\r\nAccept-Encoding: identity\r\n"
         b"Content-Length: 4\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Connection: close\r\n\r\nping"
     )
     # built once per user agent
-    assert first_request(settings, "watchdesk/1.2.3") is first_request(settings, "watchdesk/1.2.3")
-    assert b"User-Agent: other\r\n" in first_request(settings, "other")
+    assert first_request(settings, settings.plan, "watchdesk/1.2.3") is first_request(
+        settings, settings.plan, "watchdesk/1.2.3"
+    )
+    assert b"User-Agent: other\r\n" in first_request(settings, settings.plan, "other")
