@@ -99,6 +99,25 @@ def tls_error_reason(exc: ssl.SSLError) -> str:
 
 
 DNS_CACHE = 30.0
+RECEIVE_BUFFER = 4 * 1024 * 1024
+_SO_RCVBUFFORCE = 33  # Linux: past net.core.rmem_max, for root or CAP_NET_ADMIN
+
+
+def roomy_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """Let a socket shared by every probe of a kind hold the replies of a burst.
+
+    The kernel's default (net.core.rmem_default, ~200 KiB) holds a few hundred small
+    datagrams; while the event loop is busy for a moment, thousands of replies to probes in
+    flight can arrive at one shared socket, and each one dropped is a probe failed for
+    nothing. Beyond net.core.rmem_max only root may go (SO_RCVBUFFORCE); otherwise the
+    kernel caps the size at rmem_max.
+    """
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            continue
+        return
 
 
 class Shared(Protocol):

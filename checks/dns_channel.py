@@ -20,6 +20,7 @@ import secrets
 import socket
 
 from checks import dns_wire
+from checks.base import roomy_receive_buffer
 
 ATTEMPT = 2.0  # dnspython's Resolver.timeout: one server's time for one try
 _BACKOFF = (0.1, 2.0)  # dnspython's pause after a round with no answer: doubling to a cap
@@ -120,8 +121,16 @@ class Channel(asyncio.DatagramProtocol):
             made = asyncio.get_running_loop().create_future()
             self._transports[family] = made
             try:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.setblocking(False)
+                    roomy_receive_buffer(sock)
+                    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                except OSError:
+                    sock.close()
+                    raise
                 transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                    lambda: self, family=family
+                    lambda: self, sock=sock
                 )
             except OSError as exc:
                 del self._transports[family]

@@ -22,6 +22,8 @@ import struct
 import time
 from typing import Literal
 
+from checks.base import roomy_receive_buffer
+
 Mode = Literal["datagram", "raw"]
 
 _ECHO_REQUEST = {socket.AF_INET: 8, socket.AF_INET6: 128}
@@ -40,6 +42,7 @@ def open_socket(family: socket.AddressFamily, mode: Mode) -> socket.socket:
     sock = socket.socket(family, kind, _PROTOCOL[family])
     try:
         sock.setblocking(False)
+        roomy_receive_buffer(sock)
         if mode == "raw":
             _pass_only_echo_replies(sock, family)
     except OSError:

@@ -37,6 +37,8 @@ class _TargetChildren:
     probes_ok: Counter
     probes_failed: Counter
     consecutive_failures: Gauge
+    # Made at the first probe that reads a certificate (tls targets, https ones), then reused.
+    tls_expiry: Gauge | None = None
 
 
 class Metrics:
@@ -221,7 +223,9 @@ class Metrics:
         (children.probes_ok if result.ok else children.probes_failed).inc()
         children.consecutive_failures.set(consecutive_failures)
         if result.tls_expiry is not None:
-            self.tls_expiry.labels(target).set(result.tls_expiry)
+            if children.tls_expiry is None:
+                children.tls_expiry = self.tls_expiry.labels(target)
+            children.tls_expiry.set(result.tls_expiry)
 
     def set_up(self, target: str, status: str) -> None:
         """Follow the target's state; while unknown the series is absent, not a fake 0 or 1."""

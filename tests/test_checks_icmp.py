@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,6 +113,21 @@ async def test_200_concurrent_probes_share_one_socket(context: ProbeContext, mod
     assert all(r.reason.startswith("2/2 replies, rtt ") for r in results)
     assert list(context.http.shared) == [f"icmp-{int(socket.AF_INET)}-{mode}"]
     assert len(os.listdir("/proc/self/fd")) == before + 1
+
+
+@needs_icmp
+async def test_replies_wait_in_the_shared_socket_while_the_loop_is_busy(
+    context: ProbeContext,
+) -> None:
+    """1,000 replies arrive while the event loop is stalled: the shared socket keeps them all
+    (the kernel's default buffer holds a few hundred) and no probe fails for nothing."""
+    mode = icmp_mode()
+    settings = IcmpSettings(host="127.0.0.1", packets=1)
+    roomy = ProbeContext(timeout=3.0, http=context.http)
+    pings = [asyncio.create_task(ping(settings, roomy, mode)) for _ in range(1000)]
+    asyncio.get_running_loop().call_soon(time.sleep, 0.5)  # runs once every ping is sent
+    results = await asyncio.gather(*pings)
+    assert [r.reason for r in results if not r.ok] == []
 
 
 @needs_icmp

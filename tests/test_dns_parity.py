@@ -6,20 +6,25 @@ as dnspython does."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.rdtypes.mxbase
 import dns.rdtypes.nsbase
 import dns.rdtypes.txtbase
 import dns.resolver
+import dns.rrset
 import pytest
 from dns.rdata import Rdata
 
-from checks.base import HttpClients, ProbeContext, timeout_reason
+from checks.base import HttpClients, ProbeContext, roomy_receive_buffer, timeout_reason
 from checks.dns import DnsSettings, _list, _normalize, probe
 from checks.dns_channel import Channel, NoNameservers
 from checks.dns_wire import A
@@ -161,6 +166,54 @@ async def test_one_channel_per_nameserver_set_and_every_probe_asks(
     assert [key for key in clients.shared if key.startswith("dns")] == [
         f"dns (('127.0.0.1', {port}),)"
     ]
+
+
+@contextmanager
+def threaded_dns() -> Iterator[int]:
+    """A DNS server in a thread of its own, so it answers while the event loop is stalled:
+    an A record for every name."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    roomy_receive_buffer(sock)  # the queries of a burst must not be lost on this side either
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        answers: dict[bytes, bytes] = {}
+        while not stop.is_set():
+            try:
+                data, addr = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            if data[2:] not in answers:
+                response = dns.message.make_response(dns.message.from_wire(data))
+                name = response.question[0].name
+                response.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.1"))
+                answers[data[2:]] = response.to_wire()[2:]
+            sock.sendto(data[:2] + answers[data[2:]], addr)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+async def test_replies_wait_in_the_shared_socket_while_the_loop_is_busy(
+    clients: HttpClients,
+) -> None:
+    """1,000 answers arrive while the event loop is stalled: the shared socket keeps them all
+    (the kernel's default buffer holds a few hundred), none waits for a second try."""
+    with threaded_dns() as port:
+        context = ProbeContext(1.8, clients)  # shorter than a second try (2 s)
+        settings = DnsSettings(host="www.acme.test", nameserver="127.0.0.1", nameserver_port=port)
+        probes = [asyncio.create_task(probe(settings, context)) for _ in range(1000)]
+        asyncio.get_running_loop().call_soon(time.sleep, 1.0)  # once every query is sent
+        results = await asyncio.gather(*probes)
+    assert [r.reason for r in results if not r.ok] == []
 
 
 async def test_servers_are_tried_in_turn(clients: HttpClients) -> None:
