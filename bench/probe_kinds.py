@@ -12,7 +12,7 @@ For each kind (http, https, tcp, icmp, dns) a local target runs in its own proce
 3. with ``--saturated``, both again flat out: the exporter with 64 requests always in flight
    (it spreads them over both cores), the agent (one event loop: one core at most) offered
    90 % of the probes per CPU-second it reached in step 1 (``--saturated-rate`` to choose),
-   which keeps one core nearly busy, with a 1 s interval (``--saturated-interval``) so that
+   which keeps one core nearly busy, with a 2 s interval (``--saturated-interval``) so that
    the rate takes a few thousand targets, not tens of thousands. Offering it far more than it
    can run, or tens of thousands of targets, measures its overload and scale handling (issue
    13's other items) instead of its probes.
@@ -158,6 +158,8 @@ async def run_agent(
     cpu = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
     wall = wall1 - wall0
     if profiler is not None:
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler, stream=sys.stderr)
         stats.sort_stats("tottime").print_stats(25)
     return {
@@ -286,13 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--saturated-interval",
         type=float,
-        default=1.0,
+        default=2.0,
         help="targets' interval when saturated: fewer targets for the same rate, so what is "
         "measured is probes, not the agent's handling of tens of thousands of targets",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per kind; the median shown")
     parser.add_argument("--no-blackbox", dest="blackbox", action="store_false")
     parser.add_argument("--profile", action="store_true", help="cProfile the agent (stderr)")
+    parser.add_argument("--profile-out", help="also write the cProfile stats to this file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

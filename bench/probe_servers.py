@@ -12,9 +12,11 @@ Prints READY once listening; on SIGTERM prints one JSON line of counters and exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -97,7 +99,14 @@ async def serve(kind: str, port: int, directory: Path) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     closers = []
     if kind == "dns":
-        transport, _ = await loop.create_datagram_endpoint(_Dns, local_addr=("127.0.0.1", port))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # room for a burst of queries: the agent sends its due probes all at once
+        for option in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root), else capped
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, 8 * 1024 * 1024)
+                break
+        sock.bind(("127.0.0.1", port))
+        transport, _ = await loop.create_datagram_endpoint(_Dns, sock=sock)
         closers.append(transport.close)
     else:
         factory = _Tcp if kind == "tcp" else _Http
