@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
@@ -68,12 +68,19 @@ _ERRNO_REASONS = {
 }
 
 
+HANDSHAKE_CUT = "TLS: the server closed the connection during the handshake"
+
+
 def os_error_reason(exc: OSError, host: str) -> str:
     """A short reason for a failed connect, name lookup included ("name not found: host")."""
     if isinstance(exc, socket.gaierror):
         if exc.errno == socket.EAI_AGAIN:
             return f"name lookup failed (temporary DNS failure): {host}"
         return f"name not found: {host}"
+    if isinstance(exc, ConnectionResetError) and exc.errno is None:
+        # not the kernel's ECONNRESET: asyncio's (and checks.tls_layer's) word for a server
+        # that hung up before the TLS handshake was done
+        return HANDSHAKE_CUT
     known = _ERRNO_REASONS.get(exc.errno) if exc.errno is not None else None
     if known:
         return known
@@ -92,11 +99,37 @@ def tls_error_reason(exc: ssl.SSLError) -> str:
 
 
 DNS_CACHE = 30.0
+RECEIVE_BUFFER = 4 * 1024 * 1024
+_SO_RCVBUFFORCE = 33  # Linux: past net.core.rmem_max, for root or CAP_NET_ADMIN
+
+
+def roomy_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """Let a socket shared by every probe of a kind hold the replies of a burst.
+
+    The kernel's default (net.core.rmem_default, ~200 KiB) holds a few hundred small
+    datagrams; while the event loop is busy for a moment, thousands of replies to probes in
+    flight can arrive at one shared socket, and each one dropped is a probe failed for
+    nothing. Beyond net.core.rmem_max only root may go (SO_RCVBUFFORCE); otherwise the
+    kernel caps the size at rmem_max.
+    """
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            continue
+        return
+
+
+class Shared(Protocol):
+    """Something probes share (a socket, a channel), closed when the agent stops."""
+
+    async def close(self) -> None: ...
 
 
 @dataclass
 class HttpClients:
-    """The agent's aiohttp sessions, made lazily and closed once.
+    """What probes keep between them: the aiohttp sessions (made lazily, closed once), the
+    addresses of names and the TLS sessions of targets that resume them.
 
     A fresh connection per probe is the default because a pooled keep-alive connection can
     still answer while the listener behind it is dead; ``keep_alive = true`` opts into reuse.
@@ -106,6 +139,12 @@ class HttpClients:
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     _resolver: aiohttp.abc.AbstractResolver | None = None
     _addresses: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    # What other kinds share between probes (e.g. one ICMP socket per family), closed with these.
+    shared: dict[str, Shared] = field(default_factory=dict)
+    # The TLS sessions of targets with tls_session_reuse, by (host, port, verify, CA file).
+    tls_sessions: dict[tuple[str, int, bool, str | None], ssl.SSLSession] = field(
+        default_factory=dict
+    )
 
     async def addresses(self, host: str, port: int) -> tuple[str, ...]:
         """The addresses of ``host`` (cached for DNS_CACHE seconds), in the order aiohttp would
@@ -159,6 +198,9 @@ class HttpClients:
         for created in self._sessions.values():
             await created.close()
         self._sessions.clear()
+        for kept in self.shared.values():
+            await kept.close()
+        self.shared.clear()
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None

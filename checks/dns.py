@@ -1,4 +1,9 @@
-"""DNS: a name resolves, optionally to the records expected."""
+"""DNS: a name resolves, optionally to the records expected.
+
+Queries go out through one shared socket per nameserver set (``checks.dns_channel``) and are
+read by ``checks.dns_wire``; what they conclude is what dnspython's resolver concludes (no
+search list, no cache: every probe asks the server).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,14 @@ import ipaddress
 import time
 from typing import Literal
 
-import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
-import dns.rdtypes.mxbase
-import dns.rdtypes.nsbase
-import dns.rdtypes.txtbase
 import dns.resolver
-from dns.rdata import Rdata
 from pydantic import Field, PrivateAttr, field_validator
 
 from checks.base import ProbeContext, ProbeSettings, timeout_reason
+from checks.dns_channel import Channel, NoNameservers, NxDomain
 from checks.result import ProbeResult
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS"]
@@ -39,8 +40,8 @@ class DnsSettings(ProbeSettings):
         "exchange host; TXT: the strings of a record joined).",
     )
 
-    _qname: dns.name.Name = PrivateAttr()
-    _rdtype: dns.rdatatype.RdataType = PrivateAttr()
+    _qname_wire: bytes = PrivateAttr()
+    _rdtype: int = PrivateAttr()
     _expect: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("record", mode="before")
@@ -68,8 +69,8 @@ class DnsSettings(ProbeSettings):
         return value
 
     def model_post_init(self, context: object, /) -> None:
-        self._qname = dns.name.from_text(self.host)
-        self._rdtype = dns.rdatatype.RdataType.make(self.record)
+        self._qname_wire = dns.name.from_text(self.host).to_wire() or b"\0"
+        self._rdtype = int(dns.rdatatype.RdataType.make(self.record))
         self._expect = tuple(_normalize(item, self.record) for item in self.expect)
 
     def where(self) -> str:
@@ -78,41 +79,24 @@ class DnsSettings(ProbeSettings):
         return f"{self.host} ({self.record}){server}{port}"
 
 
-@functools.lru_cache(maxsize=1024)
-def resolver_for(nameserver: str | None, port: int) -> dns.asyncresolver.Resolver:
-    """One Resolver per server (the system one reads /etc/resolv.conf once); no answer cache."""
-    if nameserver is None:
-        return dns.asyncresolver.Resolver()
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [nameserver]
-    resolver.port = port
-    return resolver
-
-
 async def probe(settings: DnsSettings, context: ProbeContext) -> ProbeResult:
     start = time.perf_counter()
     try:
-        resolver = resolver_for(settings.nameserver, settings.nameserver_port)
+        channel = _channel(settings, context)
         async with asyncio.timeout(context.timeout):
-            answer = await resolver.resolve(
-                settings._qname,
-                settings._rdtype,
-                lifetime=context.timeout,
-                raise_on_no_answer=False,
-                search=False,
-            )
-    except (TimeoutError, dns.exception.Timeout):
+            reply = await channel.resolve(settings._qname_wire, settings._rdtype)
+    except TimeoutError:
         return ProbeResult.failure(time.perf_counter() - start, timeout_reason(context.timeout))
-    except dns.resolver.NXDOMAIN:
+    except NxDomain:
         return ProbeResult.failure(time.perf_counter() - start, f"NXDOMAIN: {settings.host}")
-    except dns.resolver.NoNameservers as exc:
+    except NoNameservers as exc:
         return ProbeResult.failure(time.perf_counter() - start, _no_nameservers(exc))
-    except dns.exception.DNSException as exc:
+    except dns.exception.DNSException as exc:  # no usable system configuration
         return ProbeResult.failure(time.perf_counter() - start, f"DNS: {_short(str(exc))}")
     duration = time.perf_counter() - start
-    if answer.rrset is None:
+    if not reply.records:
         return ProbeResult.failure(duration, f"no {settings.record} record for {settings.host}")
-    found = [_text(rdata) for rdata in sorted(answer.rrset, key=_order)]
+    found = [text for _, text in sorted(reply.records)]  # MX by preference, the rest by text
     normalized = {_normalize(item, settings.record) for item in found}
     for wanted, original in zip(settings._expect, settings.expect, strict=True):
         if wanted not in normalized:
@@ -122,22 +106,25 @@ async def probe(settings: DnsSettings, context: ProbeContext) -> ProbeResult:
     return ProbeResult.success(duration, f"{settings.record} {_list(found)}")
 
 
-def _text(rdata: Rdata) -> str:
-    """The part of a record a person compares: address, target host, exchange or text."""
-    if isinstance(rdata, dns.rdtypes.mxbase.MXBase):
-        return str(rdata.exchange.to_text(omit_final_dot=True))
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        return b"".join(rdata.strings).decode("utf-8", errors="replace")
-    if isinstance(rdata, dns.rdtypes.nsbase.NSBase):  # CNAME, NS
-        return str(rdata.target.to_text(omit_final_dot=True))
-    return str(rdata.to_text())  # A, AAAA
+def _channel(settings: DnsSettings, context: ProbeContext) -> Channel:
+    """The shared channel of the target's nameservers: its own, or the system's."""
+    if settings.nameserver is None:
+        servers = system_nameservers()
+    else:
+        servers = ((settings.nameserver, settings.nameserver_port),)
+    key = f"dns {servers}"
+    channel = context.http.shared.get(key)
+    if not isinstance(channel, Channel):
+        channel = Channel(servers)
+        context.http.shared[key] = channel
+    return channel
 
 
-def _order(rdata: Rdata) -> tuple[int, str]:
-    """A stable order for reasons: MX by preference, the rest by text."""
-    if isinstance(rdata, dns.rdtypes.mxbase.MXBase):
-        return rdata.preference, _text(rdata)
-    return 0, _text(rdata)
+@functools.cache
+def system_nameservers() -> tuple[tuple[str, int], ...]:
+    """The servers of /etc/resolv.conf, read once, as dnspython's resolver reads them."""
+    resolver = dns.resolver.Resolver()
+    return tuple((str(server), resolver.port) for server in resolver.nameservers)
 
 
 def _normalize(text: str, record: str) -> str:
@@ -156,13 +143,11 @@ def _list(items: list[str]) -> str:
     return f"[{shown}{more}]"
 
 
-def _no_nameservers(exc: dns.resolver.NoNameservers) -> str:
-    errors = exc.kwargs.get("errors") or []
-    if not errors:
+def _no_nameservers(exc: NoNameservers) -> str:
+    if not exc.errors:
         return "no nameserver answered"
-    server, _tcp, _port, error, *_ = errors[-1]
-    server = str(server).removeprefix("Do53:").split("@")[0]
-    return f"nameserver {server} answered {_short(str(error))}"
+    server, error = exc.errors[-1]
+    return f"nameserver {server} answered {_short(error)}"
 
 
 def _short(text: str) -> str:

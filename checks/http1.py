@@ -1,11 +1,11 @@
-"""One HTTP/1.1 exchange over one fresh plain-TCP connection, as lean as a probe can be.
+"""One HTTP/1.1 exchange over one fresh connection, plain or TLS, as lean as a probe can be.
 
 aiohttp costs about 0.9 ms of CPU per request on a fresh connection, which caps an agent at
 roughly a thousand HTTP probes per second per core. A health check needs far less: send one
 request with ``Connection: close``, read the status line and headers, and at most the first
-MiB of the body. ``checks.http`` uses this for plain ``http://`` targets without keep-alive
-(following their redirects itself, one fresh connection per hop) and aiohttp for the rest (TLS,
-keep-alive). Both must read a response the same way: informational 1xx heads are skipped, a
+MiB of the body. ``checks.http_lean`` uses this for every target without keep-alive (following
+redirects itself, one fresh connection per hop; TLS through ``checks.tls_layer``) and aiohttp
+for the rest. Both must read a response the same way: informational 1xx heads are skipped, a
 body that ends before its Content-Length or last chunk is cut short, header values are UTF-8
 (undecodable bytes kept as surrogates), and of repeated headers the first counts.
 """
@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import aiohappyeyeballs
+
+from checks.tls_layer import TlsLayer
 
 MAX_HEADER = 64 * 1024
 HAPPY_EYEBALLS_DELAY = 0.25  # aiohttp's default
@@ -46,6 +49,22 @@ class Response:
     headers: dict[str, str]
     body: bytes
     truncated: bool
+    session: ssl.SSLSession | None = None  # the TLS session, to resume on the next probe
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """How to speak TLS to the server: the shared context, the name sent as SNI and verified,
+    a session to resume (None: a full handshake), whether to hand the session back (reading it
+    costs as much as a fifth of a handshake: only for targets that resume), and where the
+    server's leaf certificate (DER) goes once the handshake is done, whatever happens to the
+    request after it."""
+
+    context: ssl.SSLContext
+    server_hostname: str
+    session: ssl.SSLSession | None = None
+    certificates: list[bytes] | None = None
+    keep_session: bool = False
 
 
 class _Exchange(asyncio.Protocol):
@@ -219,30 +238,42 @@ async def exchange(
     limit: int,
     skip_body: SkipBody | None = None,
     stop_at: bytes | None = None,
+    tls: Tls | None = None,
 ) -> Response:
     """Connect to one of ``addresses`` (tried as aiohttp does: happy eyeballs, 250 ms apart),
-    send ``request``, return the response head (and the first ``limit`` bytes of the body
-    when ``want_body``, unless ``skip_body`` says no for this response, e.g. a redirect to
-    follow). With ``stop_at``, reading stops as soon as the body holds it (``truncated`` is
-    then true). Connection errors are OSError; the request is sent once, whatever happens."""
+    handshake when ``tls`` is given, send ``request``, return the response head (and the first
+    ``limit`` bytes of the body when ``want_body``, unless ``skip_body`` says no for this
+    response, e.g. a redirect to follow). With ``stop_at``, reading stops as soon as the body
+    holds it (``truncated`` is then true). Connection errors are OSError, a failed handshake
+    ssl.SSLError; the request is sent once, whatever happens."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Response] = loop.create_future()
+    layer: TlsLayer | None = None
 
-    def exchange() -> _Exchange:
-        return _Exchange(request, want_body, limit, done, skip_body, stop_at)
+    def protocol() -> asyncio.Protocol:
+        nonlocal layer
+        inner = _Exchange(request, want_body, limit, done, skip_body, stop_at)
+        if tls is None:
+            return inner
+        layer = TlsLayer(tls.context, tls.server_hostname, inner, tls.session, tls.certificates)
+        return layer
 
     if len(addresses) == 1:
-        transport, _ = await loop.create_connection(exchange, addresses[0], port)
+        transport, _ = await loop.create_connection(protocol, addresses[0], port)
     else:
         sock = await aiohappyeyeballs.start_connection(
             [_addr_info(address, port) for address in addresses],
             happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
         )
-        transport, _ = await loop.create_connection(exchange, sock=sock)
+        transport, _ = await loop.create_connection(protocol, sock=sock)
     try:
-        return await done
+        response = await done
     finally:
         transport.close()
+    if layer is None or tls is None or not tls.keep_session:
+        return response
+    session = layer.ssl_object.session
+    return Response(response.status, response.headers, response.body, response.truncated, session)
 
 
 def _addr_info(address: str, port: int) -> aiohappyeyeballs.AddrInfoType:

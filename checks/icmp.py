@@ -1,15 +1,23 @@
-"""ICMP: the host answers echo requests (ping)."""
+"""ICMP: the host answers echo requests (ping).
+
+Every probe sends through the agent's one ICMP socket per address family
+(``checks.icmp_socket``): a datagram socket where the kernel allows one, else a raw socket.
+A probe sends its packets one after another, ``INTERVAL`` apart, each waiting for its reply up
+to its share of the timeout; a name resolves as for http targets (cached), IPv4 first.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import socket
 import time
 
-import icmplib
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from checks.base import ProbeContext, ProbeSettings, timeout_reason
+from checks.base import ProbeContext, ProbeSettings, os_error_reason, timeout_reason
+from checks.icmp_socket import Mode, Pinger, open_socket
 from checks.result import ProbeResult
 
 NOT_PERMITTED = (
@@ -31,23 +39,37 @@ class IcmpSettings(ProbeSettings):
         "Default: the check fails only when every packet is lost.",
     )
 
+    # The host's address in canonical text (as replies name their source), when it is one.
+    _address: str | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: object, /) -> None:
+        try:
+            self._address = ipaddress.ip_address(self.host).compressed
+        except ValueError:
+            self._address = None
+
     def where(self) -> str:
         return self.host
 
 
 @functools.cache
-def icmp_mode(allow_privileged: bool = True) -> bool | None:
-    """How this process may ping: True raw (privileged), False datagram, None not at all.
+def icmp_mode(allow_datagram: bool = True, allow_raw: bool = True) -> Mode | None:
+    """Which ICMP socket this process may open, the cheaper first; None: neither.
 
-    Decided once per process: raw sockets when root or CAP_NET_RAW allow them, otherwise the
-    kernel's unprivileged datagram ICMP sockets (net.ipv4.ping_group_range).
+    Decided once per process: a datagram socket when ``net.ipv4.ping_group_range`` includes
+    one of our groups, otherwise a raw one when root or CAP_NET_RAW allow it.
     """
-    for privileged in (True, False) if allow_privileged else (False,):
+    modes: list[Mode] = []
+    if allow_datagram:
+        modes.append("datagram")
+    if allow_raw:
+        modes.append("raw")
+    for mode in modes:
         try:
-            icmplib.ICMPv4Socket(privileged=privileged).close()
-        except icmplib.SocketPermissionError:
+            open_socket(socket.AF_INET, mode).close()
+        except OSError:
             continue
-        return privileged
+        return mode
     return None
 
 
@@ -55,7 +77,7 @@ async def probe(settings: IcmpSettings, context: ProbeContext) -> ProbeResult:
     return await ping(settings, context, icmp_mode())
 
 
-async def ping(settings: IcmpSettings, context: ProbeContext, mode: bool | None) -> ProbeResult:
+async def ping(settings: IcmpSettings, context: ProbeContext, mode: Mode | None) -> ProbeResult:
     """The probe with the socket mode given (``icmp_mode()``'s answer)."""
     start = time.perf_counter()
     if mode is None:
@@ -67,36 +89,82 @@ async def ping(settings: IcmpSettings, context: ProbeContext, mode: bool | None)
     per_packet = (budget - interval * (count - 1)) / count
     try:
         async with asyncio.timeout(context.timeout):
-            host = await icmplib.async_ping(
-                settings.host,
-                count=count,
-                interval=interval,
-                timeout=per_packet,
-                privileged=mode,
-            )
+            return await _pings(settings, context, mode, count, interval, per_packet, start)
     except TimeoutError:
         return ProbeResult.failure(time.perf_counter() - start, timeout_reason(context.timeout))
-    except icmplib.NameLookupError:
-        return ProbeResult.failure(time.perf_counter() - start, f"name not found: {settings.host}")
-    except icmplib.SocketPermissionError:
+
+
+async def _pings(
+    settings: IcmpSettings,
+    context: ProbeContext,
+    mode: Mode,
+    count: int,
+    interval: float,
+    per_packet: float,
+    start: float,
+) -> ProbeResult:
+    address = settings._address
+    if address is None:
+        try:
+            address = await _resolve(settings.host, context)
+        except OSError as exc:
+            return ProbeResult.failure(time.perf_counter() - start, _lookup_reason(exc, settings))
+    try:
+        pinger = _pinger(context, socket.AF_INET6 if ":" in address else socket.AF_INET, mode)
+    except PermissionError:
         return ProbeResult.failure(time.perf_counter() - start, NOT_PERMITTED)
-    except icmplib.ICMPLibError as exc:
-        return ProbeResult.failure(time.perf_counter() - start, f"ICMP: {exc}")
     except OSError as exc:
         return ProbeResult.failure(time.perf_counter() - start, f"ICMP: {exc.strerror or exc}")
-    duration = time.perf_counter() - start
-    received = int(host.packets_received)
-    sent = int(host.packets_sent)
+    sent = 0
+    rtts: list[float] = []
+    for number in range(count):
+        if number:
+            await asyncio.sleep(interval)
+        try:
+            rtt = await pinger.echo(address, per_packet)
+        except OSError:
+            continue  # not sent (as icmplib: a send error is neither sent nor lost)
+        sent += 1
+        if rtt is not None:
+            rtts.append(rtt * 1000)
+    return _verdict(settings, address, sent, rtts, time.perf_counter() - start)
+
+
+def _verdict(
+    settings: IcmpSettings, address: str, sent: int, rtts: list[float], duration: float
+) -> ProbeResult:
+    received = len(rtts)
     lost = sent - received
     summary = f"{received}/{sent} replies"
     if sent == 0:
-        reason = f"ICMP: no echo request could be sent to {host.address}"
-        return ProbeResult.failure(duration, reason)
+        return ProbeResult.failure(duration, f"ICMP: no echo request could be sent to {address}")
     if received == 0:
         return ProbeResult.failure(duration, f"no reply to {sent} pings")
     if settings.max_loss is not None and lost / sent > settings.max_loss:
         return ProbeResult.failure(
             duration, f"{summary}, {lost / sent:.0%} lost (max {settings.max_loss:.0%})"
         )
-    rtt = float(host.avg_rtt)
+    rtt = sum(rtts) / received
     return ProbeResult.success(duration, f"{summary}, rtt {rtt:.{1 if rtt >= 1 else 2}f}ms")
+
+
+async def _resolve(host: str, context: ProbeContext) -> str:
+    """The address to ping: the first IPv4 address of the name, else its first (as icmplib)."""
+    addresses = await context.http.addresses(host, 0)
+    chosen = next((address for address in addresses if ":" not in address), addresses[0])
+    return ipaddress.ip_address(chosen.split("%", 1)[0]).compressed if ":" in chosen else chosen
+
+
+def _pinger(context: ProbeContext, family: socket.AddressFamily, mode: Mode) -> Pinger:
+    key = f"icmp-{int(family)}-{mode}"
+    pinger = context.http.shared.get(key)
+    if not isinstance(pinger, Pinger):
+        pinger = Pinger(family, mode)
+        context.http.shared[key] = pinger
+    return pinger
+
+
+def _lookup_reason(exc: OSError, settings: IcmpSettings) -> str:
+    if isinstance(exc, socket.gaierror):
+        return os_error_reason(exc, settings.host)
+    return f"name not found: {settings.host}"

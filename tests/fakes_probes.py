@@ -9,13 +9,16 @@ import asyncio
 import datetime as dt
 import socket
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -35,6 +38,8 @@ class Certs:
     expired: ssl.SSLContext  # expired 2 days (and 1 hour) ago
     self_signed: ssl.SSLContext  # not issued by the trusted CA: its own issuer
     named: ssl.SSLContext  # only for "watchdesk.test", to exercise SNI / server_name
+    no_shared_cipher: ssl.SSLContext  # a valid certificate, but no cipher a client offers
+    old_tls: ssl.SSLContext  # a valid certificate, but TLS 1.1 at most
     valid_until: dt.datetime
     expiring_until: dt.datetime
     expired_at: dt.datetime
@@ -43,6 +48,24 @@ class Certs:
 def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
+    return context
+
+
+def _no_shared_cipher(cert: trustme.LeafCert) -> ssl.SSLContext:
+    """TLS 1.2 with only RSA key exchange, which Python's clients never offer."""
+    context = _server_context(cert)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA")
+    return context
+
+
+def _old_tls(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = _server_context(cert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the point of this context
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
 
 
@@ -72,6 +95,8 @@ def make_certs(directory: Path) -> Certs:
         expired=_server_context(ca.issue_cert(*ips, not_after=expired_at)),
         self_signed=self_signed,
         named=_server_context(ca.issue_cert("watchdesk.test")),
+        no_shared_cipher=_no_shared_cipher(ca.issue_cert(*ips, not_after=valid_until)),
+        old_tls=_old_tls(ca.issue_cert(*ips, not_after=valid_until)),
         valid_until=valid_until,
         expiring_until=expiring_until,
         expired_at=expired_at,
@@ -105,9 +130,10 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @asynccontextmanager
 async def serve_tcp(
-    handler: Handler, ssl_context: ssl.SSLContext | None = None
+    handler: Handler, ssl_context: ssl.SSLContext | None = None, port: int = 0
 ) -> AsyncIterator[int]:
-    """A plain asyncio server (TLS when ``ssl_context`` is given); yields its port.
+    """A plain asyncio server (TLS when ``ssl_context`` is given) on ``port`` (0: the kernel
+    picks one); yields its port.
 
     On the way out, every connection still open is closed and its handler awaited.
     """
@@ -128,7 +154,7 @@ async def serve_tcp(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(tracked, "127.0.0.1", 0, ssl=ssl_context)
+    server = await asyncio.start_server(tracked, "127.0.0.1", port, ssl=ssl_context)
     port = server.sockets[0].getsockname()[1]
     try:
         yield port
@@ -143,6 +169,28 @@ async def serve_tcp(
         with suppress(TimeoutError):
             async with asyncio.timeout(1):
                 await server.wait_closed()
+
+
+def tls_refuser(context: ssl.SSLContext) -> Handler:
+    """A serve_tcp handler for a plain listener that speaks TLS with ``context`` until the
+    handshake fails, and then sends its alert (asyncio's own TLS servers drop it unsent)."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        while data := await reader.read(65536):
+            incoming.write(data)
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                continue
+            except ssl.SSLError:
+                writer.write(outgoing.read())
+                await writer.drain()
+            return
+
+    return refuse
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -184,10 +232,13 @@ def unaccepted_port() -> Iterator[int]:
 
 
 class FakeDns(asyncio.DatagramProtocol):
-    """Answers from a table of (name, type) -> record texts, over UDP.
+    """Answers from a table of (name, type) -> record texts, over UDP (and TCP: ``answer``).
 
-    A name in the table with no record of the asked type: NOERROR and no answer. A name not in
-    it: NXDOMAIN. Names in ``silent`` get no reply; names in ``servfail`` get SERVFAIL.
+    A name in the table with no record of the asked type: its CNAME chain followed in the
+    table (as a recursive server does), else NOERROR and no answer. A name not in it:
+    NXDOMAIN. Names in ``silent`` get no reply; in ``servfail`` SERVFAIL, in ``refused``
+    REFUSED; in ``truncated`` an empty answer with TC set over UDP (the whole one over TCP);
+    in ``mismatched`` first an answer to another question with the same ID, then the real one.
     """
 
     def __init__(
@@ -195,33 +246,64 @@ class FakeDns(asyncio.DatagramProtocol):
         records: dict[tuple[str, str], list[str]],
         silent: Iterable[str] = (),
         servfail: Iterable[str] = (),
+        refused: Iterable[str] = (),
+        truncated: Iterable[str] = (),
+        mismatched: Iterable[str] = (),
     ) -> None:
         self.records = {(name.lower().rstrip("."), kind): v for (name, kind), v in records.items()}
         self.names = {name for name, _ in self.records}
         self.silent = {name.lower() for name in silent}
         self.servfail = {name.lower() for name in servfail}
+        self.refused = {name.lower() for name in refused}
+        self.truncated = {name.lower() for name in truncated}
+        self.mismatched = {name.lower() for name in mismatched}
+        self.queries = 0
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def answer(self, data: bytes, udp: bool) -> list[bytes]:
+        """The messages sent back for the query ``data`` (none: silence)."""
+        self.queries += 1
         query = dns.message.from_wire(data)
         question = query.question[0]
         name = question.name.to_text().lower().rstrip(".")
         if name in self.silent:
-            return
+            return []
         response = dns.message.make_response(query)
         kind = dns.rdatatype.to_text(question.rdtype)
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
+        elif name in self.refused:
+            response.set_rcode(dns.rcode.REFUSED)
         elif name not in self.names:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        elif values := self.records.get((name, kind)):
-            rrset = dns.rrset.from_text_list(question.name, 60, "IN", kind, values)
-            response.answer.append(rrset)
+        elif udp and name in self.truncated:
+            response.flags |= dns.flags.TC
+        else:
+            owner = question.name
+            for _ in range(8):
+                key = (owner.to_text().lower().rstrip("."), kind)
+                alias = (key[0], "CNAME")
+                if values := self.records.get(key):
+                    response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", kind, values))
+                    break
+                if kind == "CNAME" or not (targets := self.records.get(alias)):
+                    break
+                response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", "CNAME", targets))
+                owner = dns.name.from_text(targets[0])
+        messages = [response.to_wire()]
+        if name in self.mismatched:
+            other = dns.message.make_query("other." + name, question.rdtype)
+            other.id = query.id
+            messages.insert(0, dns.message.make_response(other).to_wire())
+        return messages
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         assert self.transport is not None
-        self.transport.sendto(response.to_wire(), addr)
+        for message in self.answer(data, udp=True):
+            self.transport.sendto(message, addr)
 
 
 @asynccontextmanager
@@ -229,16 +311,33 @@ async def serve_dns(
     records: dict[tuple[str, str], list[str]],
     silent: Iterable[str] = (),
     servfail: Iterable[str] = (),
+    refused: Iterable[str] = (),
+    truncated: Iterable[str] = (),
+    mismatched: Iterable[str] = (),
 ) -> AsyncIterator[int]:
-    """Run a FakeDns on 127.0.0.1; yield its UDP port."""
+    """Run a FakeDns on 127.0.0.1, UDP and TCP on the same port; yield the port."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: FakeDns(records, silent, servfail), local_addr=("127.0.0.1", 0)
-    )
-    try:
-        yield transport.get_extra_info("sockname")[1]
-    finally:
-        transport.close()
+    fake = FakeDns(records, silent, servfail, refused, truncated, mismatched)
+
+    async def over_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        for message in fake.answer(await reader.readexactly(length), udp=False):
+            writer.write(len(message).to_bytes(2, "big") + message)
+        await writer.drain()
+
+    async with AsyncExitStack() as stack:
+        for _ in range(20):  # a free UDP port whose TCP twin is free too
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: fake, local_addr=("127.0.0.1", 0)
+            )
+            stack.callback(transport.close)
+            port: int = transport.get_extra_info("sockname")[1]
+            try:
+                await stack.enter_async_context(serve_tcp(over_tcp, port=port))
+            except OSError:
+                continue
+            break
+        yield port
 
 
 # --- HTTP requests as a server saw them --------------------------------------------------------

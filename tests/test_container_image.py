@@ -402,7 +402,7 @@ def test_runs_as_10001_without_capabilities_on_a_read_only_root(first: Container
 
 
 def test_icmp_probe_succeeds_unprivileged(first: Container) -> None:
-    """icmplib's unprivileged datagram socket works for gid 10001 thanks to the sysctl."""
+    """The unprivileged datagram ICMP socket works for gid 10001 thanks to the sysctl."""
     row = first.wait_target("loopback-ping", "up")
     assert row["last_result"]["ok"] is True
     assert "replies" in row["last_result"]["reason"]

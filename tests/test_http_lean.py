@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from checks import HttpClients, ProbeContext, ProbeResult
-from checks.http import HttpSettings, _first_request, probe
+from checks.http import HttpSettings, probe
+from checks.http_request import first_request
 from tests.fakes_probes import chunked
 from tests.helpers import closed_port
 
@@ -82,18 +83,20 @@ def test_lean_probe_on_both_loops(
     ]
 
 
-def test_the_lean_path_is_taken_only_for_plain_http_without_keep_alive() -> None:
+def test_the_lean_path_is_taken_for_http_and_https_without_keep_alive() -> None:
     assert HttpSettings(url="http://example.test/").lean()
+    assert HttpSettings(url="https://example.test/").lean()
     assert not HttpSettings(url="http://example.test/", keep_alive=True).lean()
-    assert not HttpSettings(url="https://example.test/").lean()
+    assert not HttpSettings(url="https://example.test/", keep_alive=True).lean()
     # the lean path does not decode compressed bodies: asking for them means aiohttp
     assert not HttpSettings(url="http://example.test/", headers={"Accept-Encoding": "gzip"}).lean()
 
 
 async def test_forcing_the_lean_path_where_it_cannot_go_is_an_error() -> None:
     context = ProbeContext(timeout=1.0, http=HttpClients())
+    gzip = HttpSettings(url="https://example.test/", headers={"Accept-Encoding": "gzip"})
     with pytest.raises(ValueError, match="lean path cannot"):
-        await probe(HttpSettings(url="https://example.test/"), context, via="lean")
+        await probe(gzip, context, via="lean")
 
 
 def test_the_lean_request_carries_the_agents_user_agent() -> None:
@@ -103,14 +106,14 @@ def test_the_lean_request_carries_the_agents_user_agent() -> None:
         body="ping",
         headers={"X-Key": "v"},
     )
-    assert _first_request(settings, "watchdesk/1.2.3") == (
+    assert first_request(settings, settings.plan, "watchdesk/1.2.3") == (
         b"POST /health?x=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\n"
         b"User-Agent: watchdesk/1.2.3\r\nX-Key: v\r\nAccept-Encoding: identity\r\n"
         b"Content-Length: 4\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Connection: close\r\n\r\nping"
     )
     # built once per user agent
-    assert _first_request(settings, "watchdesk/1.2.3") is _first_request(
-        settings, "watchdesk/1.2.3"
+    assert first_request(settings, settings.plan, "watchdesk/1.2.3") is first_request(
+        settings, settings.plan, "watchdesk/1.2.3"
     )
-    assert b"User-Agent: other\r\n" in _first_request(settings, "other")
+    assert b"User-Agent: other\r\n" in first_request(settings, settings.plan, "other")

@@ -1,12 +1,16 @@
-"""One HTTP semantics: the lean path (checks.http1) and aiohttp give the same verdict, send the
-same requests and send each exactly once per probe.
+"""One HTTP semantics: the lean path (checks.http_lean) and aiohttp give the same verdict, send
+the same requests and send each exactly once per probe.
 
-Every case runs three ways against real servers on 127.0.0.1:
+Every case runs four ways against real servers on 127.0.0.1:
 
 * ``lean``: ``probe(..., via="lean")`` against plain http servers;
 * ``aiohttp``: ``probe(..., via="aiohttp")`` against the same plain http servers;
-* ``tls``: the same case over https (TLS always goes through aiohttp; the verdict and the
-  requests must still be those of the plain case).
+* ``tls``: the same case through aiohttp over https (trustme certificates; the verdict and the
+  requests must still be those of the plain case);
+* ``lean-tls``: the same case through the lean path over https.
+
+tests/test_https_parity.py adds the cases only TLS has (certificates, SNI, handshakes) to the
+same machinery.
 
 For each way the servers record every request (method, target, headers, body). The test then
 asserts: the verdict and reason match the table, each server saw the table's requests exactly
@@ -27,7 +31,7 @@ import pytest
 from aiohttp import web
 
 from checks.base import HttpClients, ProbeContext
-from checks.http import HttpSettings, probe
+from checks.http import HttpSettings, Via, probe
 from tests.fakes_probes import (
     Certs,
     SeenRequest,
@@ -38,6 +42,7 @@ from tests.fakes_probes import (
     refused_port,
     serve_app,
     serve_tcp,
+    tls_refuser,
 )
 
 USER_AGENT = "watchdesk/parity-test"
@@ -134,9 +139,15 @@ class Case:
     raw_hang_up: bool = True
     timeout: float = 2.0
     repeat: int = 2
-    ways: tuple[str, ...] = ("lean", "aiohttp", "tls")
+    ways: tuple[str, ...] = ("lean", "aiohttp", "tls", "lean-tls")
     host: str = "127.0.0.1"  # how the target's URL names {main} (servers listen on 127.0.0.1)
     ignore_headers: frozenset[str] = field(default_factory=frozenset)
+    # Over TLS, {main}'s certificate: a Certs field, or "plain" (no TLS at all behind an
+    # https:// URL), or "hang-up" (a listener that closes mid-handshake), or "refusing-FIELD"
+    # (tests.fakes_probes.tls_refuser with that Certs field: its alert is sent); and
+    # {other}'s. The URL may also name {plain}, a plain http server in every way.
+    cert: str = "valid"
+    other_cert: str = "valid"
 
 
 POST = {"method": "POST", "body": "ping"}
@@ -581,12 +592,13 @@ CASES = [
     ),
 ]
 
-Way = Literal["lean", "aiohttp", "tls"]
+Way = Literal["lean", "aiohttp", "tls", "lean-tls"]
 
 
 @dataclass
 class Outcome:
     results: list[tuple[bool, str]]
+    expiries: list[float | None]  # each probe's tls_expiry
     seen: list[tuple[str, str, str, tuple[tuple[str, str], ...], bytes]]
 
 
@@ -595,26 +607,46 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read what the client sends first (a TLS ClientHello), then close: a clean FIN in the
+    middle of the handshake (unread data would make it a reset)."""
+    await reader.read(65536)
+    writer.close()
+
+
 @asynccontextmanager
 async def servers(
     case: Case, certs: Certs, seen: list[SeenRequest], tls: bool
 ) -> AsyncIterator[dict[str, str]]:
     """Start what ``case`` needs; yield each role's base URL."""
-    scheme = "https" if tls else "http"
-    context = certs.valid if tls else None
+    chosen = {"main": case.cert, "other": case.other_cert}
+    contexts = {role: getattr(certs, cert, None) if tls else None for role, cert in chosen.items()}
     async with AsyncExitStack() as stack:
         bases: dict[str, str] = {"refused": f"http://127.0.0.1:{refused_port()}"}
-        if case.raw is not None:
+        if tls and case.cert == "hang-up":
+            port = await stack.enter_async_context(serve_tcp(hang_up))
+            bases["main"] = f"http://127.0.0.1:{port}"
+        elif tls and case.cert.startswith("refusing-"):
+            refuser = tls_refuser(getattr(certs, case.cert.removeprefix("refusing-")))
+            port = await stack.enter_async_context(serve_tcp(refuser))
+            bases["main"] = f"http://127.0.0.1:{port}"
+        elif case.raw is not None:
             handler = raw_responder("main", seen, case.raw, case.raw_hang_up)
-            port = await stack.enter_async_context(serve_tcp(handler, context))
-            bases["main"] = f"{scheme}://127.0.0.1:{port}"
+            port = await stack.enter_async_context(serve_tcp(handler, contexts["main"]))
+            bases["main"] = f"http://127.0.0.1:{port}"
         else:
             for role in ("main", "other"):
                 app = make_app(role, seen)
+                base = await stack.enter_async_context(serve_app(app, contexts[role]))
+                bases[role] = base.replace("https://", "http://")
+        if tls:
+            for role in ("main", "other"):
+                if role in bases:
+                    bases[role] = bases[role].replace("http://", "https://")
+        for role, context in (("tls", certs.valid), ("plain", None)):
+            if "{" + role + "}" in case.settings["url"]:
+                app = make_app(role, seen)
                 bases[role] = await stack.enter_async_context(serve_app(app, context))
-        if "{tls}" in case.settings["url"]:
-            app = make_app("tls", seen)
-            bases["tls"] = await stack.enter_async_context(serve_app(app, certs.valid))
         yield bases
 
 
@@ -630,9 +662,10 @@ async def run_way(case: Case, way: Way, certs: Certs) -> Outcome:
     clients = HttpClients(user_agent=USER_AGENT)
     context = ProbeContext(timeout=case.timeout, http=clients)
     results = []
+    expiries: list[float | None] = []
     try:
-        async with servers(case, certs, seen, tls=way == "tls") as bases:
-            values = {**case.settings, "ca_file": certs.ca_file}
+        async with servers(case, certs, seen, tls=way in ("tls", "lean-tls")) as bases:
+            values = {"ca_file": certs.ca_file, **case.settings}
             if case.host != "127.0.0.1":
                 bases["main@"] = bases["main"].replace("127.0.0.1", case.host)
             values["url"] = values["url"].format(
@@ -640,8 +673,10 @@ async def run_way(case: Case, way: Way, certs: Certs) -> Outcome:
             )
             settings = HttpSettings.model_validate(values)
             for _ in range(case.repeat):
-                result = await probe(settings, context, via="lean" if way == "lean" else "aiohttp")
+                via: Via = "lean" if way.startswith("lean") else "aiohttp"
+                result = await probe(settings, context, via=via)
                 results.append((result.ok, result.reason))
+                expiries.append(result.tls_expiry)
     finally:
         await clients.close()
     normalized = [
@@ -658,7 +693,7 @@ async def run_way(case: Case, way: Way, certs: Certs) -> Outcome:
         )
         for request in seen
     ]
-    return Outcome(results, normalized)
+    return Outcome(results, expiries, normalized)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
