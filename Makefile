@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench bench-drain chaos install install-test clean test-container
+.PHONY: run test lint pytest bench bench-drain bench-kinds chaos install install-test clean test-container
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install-test
 
 bench-drain: install-test
 	$(BIN)/python bench/outbox_drain.py
+
+# Probes per CPU-second per kind, side by side with blackbox_exporter when it is installed (~25 min).
+bench-kinds: install-test
+	$(BIN)/python bench/probe_kinds.py --saturated --repeat 3
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
