@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench bench-drain bench-cluster chaos chaos-cluster install install-test clean \
-	test-container test-cluster
+.PHONY: run test lint pytest bench bench-drain bench-cluster bench-kinds chaos chaos-cluster install \
+	install-test clean test-container test-cluster
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-cluster: install-test
 
 bench-drain: install-test
 	$(BIN)/python bench/outbox_drain.py
+
+# Probes per CPU-second per kind, side by side with blackbox_exporter when it is installed (~25 min).
+bench-kinds: install-test
+	$(BIN)/python bench/probe_kinds.py --saturated --repeat 3
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
