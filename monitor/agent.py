@@ -328,7 +328,9 @@ class Agent:
             # The streak turned around: stored now, so a restart never adds a failure from
             # before a success (or the reverse) to what it sees.
             await self.book.write_now(self.book.row(target.name))
-        else:
+        elif self.member is None or not (result.ok and state.status == "up"):
+            # In a cluster a healthy target writes nothing (the database takes only changes);
+            # failing streaks and a down target's checks are flushed once a second.
             self.book.touch(target.name)
         return transition
 

@@ -61,13 +61,18 @@ class Roster:
     def schedule(self) -> None:
         self.scheduler.set_targets(self.probed())
 
-    def _bring_in(self, target: TargetConfig, stored: tuple[str, TargetState] | None) -> None:
+    def _bring_in(
+        self, target: TargetConfig, stored: tuple[str, TargetState] | None, write: bool = True
+    ) -> None:
+        """Into memory and metrics; ``write``: the state goes to the store with the next flush
+        (not for one just read from there)."""
         identity = identity_of(target)
         if self.book.identities.get(target.name) != identity:
             keep = stored is not None and stored[0] == identity
             self.book.states[target.name] = stored[1] if keep and stored else TargetState()
             self.book.identities[target.name] = identity
-            self.book.touch(target.name)
+            if write or not keep:
+                self.book.touch(target.name)
         self.metrics.add_target(target)
         state = self.book.states[target.name]
         self.metrics.set_up(target.name, state.status)
@@ -122,7 +127,7 @@ class Roster:
         stored = await self.store.load_states(coming)
         await self.book.load()  # number writes after the previous owner's
         for name in coming:
-            self._bring_in(self.targets[name], stored.get(name))
+            self._bring_in(self.targets[name], stored.get(name), write=False)
         await self.incidents.adopt(coming)
         await self.settle(coming)
         self.schedule()

@@ -63,6 +63,9 @@ def test_slots_are_shared_fairly_handed_over_on_stop_and_taken_after_a_kill(rig:
     assert rig.metric(a, "watchdesk_fenced_writes_total") == 0
     stored = dict(rig.rows("SELECT target, last_checked_at FROM target_state"))
     assert set(stored) == set(rig.names)
+    # Healthy targets write nothing: probed again and again, their rows stay as they were.
+    time.sleep(1.5)
+    assert dict(rig.rows("SELECT target, last_checked_at FROM target_state")) == stored
 
     c = rig.start()
     wait_until(
