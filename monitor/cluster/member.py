@@ -158,14 +158,16 @@ class ClusterMember:
         return self.coordinator_epoch is not None and self.live()
 
     def problems(self) -> list[str]:
+        """Nothing while the leases are vouched for (whether the store takes a write then
+        decides, as it does for one agent alone); else why not."""
+        if self.live():
+            return []
         if self.watch.lost_since is not None:
             away = time.monotonic() - self.watch.lost_since
             return [
                 f"cluster: the {self.where} has been unreachable for {away:.0f}s: probing goes "
                 "on, nothing is written or sent"
             ]
-        if self.live():
-            return []
         return ["cluster: this agent's leases are not renewed: it writes and sends nothing"]
 
     def view(self) -> dict[str, Any]:
