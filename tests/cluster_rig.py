@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -151,10 +152,12 @@ db_lost_page_after = "{self.db_lost_page_after}"
         return agent
 
     def stop_all(self) -> None:
+        """Stop every agent the test started (each, whatever happens to another)."""
         for agent in self.agents:
             if agent.proc.poll() is None:
                 agent.signal(signal.SIGCONT)  # a test may leave one stopped
-            agent.stop()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stop() killed it then
+                agent.stop()
         self.api.stop()
         self.web.stop()
 
