@@ -1,6 +1,8 @@
 """The running agent: wires config, scheduler, probes, state, store, metrics and the HTTP server.
 
-Data flows one way: scheduler -> probe -> state -> (metrics, store, incidents).
+Data flows one way: scheduler -> probe -> state -> (metrics, store, incidents). In a cluster
+the agent's membership (``monitor.cluster``) decides which targets it probes (the roster
+follows its slots), fences its writes and gates its sends.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 from aiohttp import web
 
 from checks import HttpClients, ProbeResult
-from monitor import __version__, heap
+from monitor import __version__, cluster, heap
 from monitor.clock import Clock, SystemClock
+from monitor.cluster.ownership import Alone, Ownership
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import Integrations, IntegrationsSlot, integrations_changed
@@ -24,8 +27,9 @@ from monitor.faults import crash_point
 from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
 from monitor.policies import build_policies
-from monitor.probing import identity_of, run_probe
+from monitor.probing import run_probe
 from monitor.reporting.sender import ReportScheduler
+from monitor.roster import Roster
 from monitor.scheduler import Scheduler
 from monitor.sdnotify import Notifier
 from monitor.state import TargetState, Transition, advance
@@ -52,7 +56,9 @@ class Agent:
         self.config_path = config_path or config.source
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(__version__)
-        self.store: Store = make_store(config)
+        self.member = cluster.join(config, self.metrics, lambda: self.integrations.current.pagers)
+        self.ownership: Ownership = self.member or Alone()
+        self.store: Store = make_store(config, self.member)
         self.clients = HttpClients(user_agent=f"watchdesk/{__version__}")
         self.scheduler = Scheduler(
             self._probe_and_apply,
@@ -62,7 +68,6 @@ class Agent:
         self.book = StateBook(self.store)
         self.states = self.book.states
         self.identities = self.book.identities
-        self.targets: dict[str, TargetConfig] = {}
         self.api_token: str | None = None
         # Every state change gets the next number; the store keeps only the newest row.
         self._stop = asyncio.Event()
@@ -71,7 +76,10 @@ class Agent:
         self.started_at = time.time()
         self.reload_count = 0
         self.integrations = IntegrationsSlot(Integrations.build(config))
-        self.outbox = Outbox(self.store, self.integrations, self.clock, self.metrics)
+        claim_ttl = config.cluster.claim_ttl if config.cluster else None
+        self.outbox = Outbox(
+            self.store, self.integrations, self.clock, self.metrics, 8, self.ownership, claim_ttl
+        )
         built = build_policies(
             self.store,
             self.clock,
@@ -82,12 +90,30 @@ class Agent:
             self.outbox.notify,
         )
         self.incidents, self.policy, self.desk = built.incidents, built.policy, built.desk
+        self.incidents.follow_owner(self.ownership.here)
         self.reports = ReportScheduler(
             self.store, self.clock, lambda: self.config, self.integrations, self.metrics
         )
         self.housekeeping = Housekeeping(
-            self.incidents.sweep, self.policy.sweep, self.policy.follow_up.sweep, self.reports
+            self.incidents.sweep,
+            self.policy.sweep,
+            self.policy.follow_up.sweep,
+            self.reports,
+            self.ownership,
         )
+        self.roster = Roster(
+            self.store,
+            self.book,
+            self.metrics,
+            self.scheduler,
+            self.incidents,
+            self.clock,
+            self.ownership,
+        )
+        if self.member is not None:
+            self.member.handoff = self.roster
+            self.member.on_database_back = self.store.reconnect
+            self.roster.on_unsaved = self.member.metrics.fenced["lost"].inc
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
         # One reload at a time: SIGHUPs that come together are applied one after the other.
@@ -105,19 +131,29 @@ class Agent:
         await self.book.load()
         await self.incidents.reload_open()
         await self.desk.load()
-        stored = await self.store.load_states()
-        await self._apply_targets(self.config, stored)
-        await self._settle_states()
+        # In a cluster the targets come with their slots (``ClusterMember.join``).
+        stored = await self.store.load_states() if self.member is None else {}
+        await self.roster.apply(self.config, stored)
+        await self.roster.settle()
+        if self.member is not None:
+            await self.member.join()  # the first renew: this agent's share of the slots
         requeued = await self.store.requeue_failed(self.clock.now())
         if requeued:
             log.info(
                 "retrying %d ticket/page actions that were refused before the restart", requeued
             )
 
+    @property
+    def targets(self) -> dict[str, TargetConfig]:
+        """Every configured target, by name (``roster.probed()``: those probed here)."""
+        return self.roster.targets
+
     async def start(self) -> None:
         await self.prepare()
         heap.tune()
         heap.settle()
+        if self.member is not None:
+            self.member.start()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
@@ -157,7 +193,8 @@ class Agent:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.housekeeping.stop()
         await self.incidents.stop_timers()
-        await self.scheduler.stop(grace=2.0)
+        # In a cluster another agent probes these targets in a moment: no long grace.
+        await self.scheduler.stop(grace=2.0 if self.member is None else 0.5)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)
         async with self.incidents.decisions:
@@ -168,6 +205,8 @@ class Agent:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.book.flush()
+        if self.member is not None:
+            await self.member.leave()  # after the flush: the others take over now
         if self._runner is not None:
             await self._runner.cleanup()
         await self.clients.close()
@@ -183,52 +222,6 @@ class Agent:
             await self.stop()
 
     # ---- config ----------------------------------------------------------------------------
-
-    async def _settle_states(self) -> None:
-        """Start from what the store's incidents say, never from a guess: see
-        ``IncidentManager.settle``. Written through at once."""
-        for name in self.targets:
-            settled = self.incidents.settle(name, self.states[name])
-            if settled is None:
-                continue
-            log.info(
-                "%s starts %s (stored state was %s; the store's incidents say otherwise)",
-                name,
-                settled.status,
-                self.states[name].status,
-            )
-            self.states[name] = settled
-            self.metrics.set_up(name, settled.status)
-            await self.book.write_now(self.book.row(name))
-
-    async def _apply_targets(
-        self, config: Config, stored: dict[str, tuple[str, TargetState]]
-    ) -> None:
-        # Everything in memory first, with no await between (a probe finishing meanwhile sees
-        # either the old targets or the new ones); then the store.
-        wanted = {target.name: target for target in config.targets}
-        removed = [name for name in self.targets if name not in wanted]
-        for name in removed:
-            self.metrics.remove_target(name)
-            self.book.forget(name)
-        for target in config.targets:
-            identity = identity_of(target)
-            if self.identities.get(target.name) != identity:
-                previous = stored.get(target.name)
-                keep = previous is not None and previous[0] == identity
-                self.states[target.name] = previous[1] if keep and previous else TargetState()
-                self.identities[target.name] = identity
-                self.book.touch(target.name)
-            self.metrics.add_target(target)
-            state = self.states[target.name]
-            self.metrics.set_up(target.name, state.status)
-            self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
-        self.targets = wanted
-        self.scheduler.set_targets(list(config.targets))
-        now = self.clock.now()
-        if removed:
-            await self.store.forget(removed, now)
-        await self.store.mark_seen(wanted, now)
 
     async def reload(self) -> bool:
         """Apply the config file again; a broken one is refused and the running one stays."""
@@ -271,8 +264,10 @@ class Agent:
             self.integrations.replace(integrations, grace=self.config.ticketing.request_timeout)
             self.outbox.reset_channels()
         self.api_token = api_token
-        await self._apply_targets(config, {})
-        await self._settle_states()
+        if self.member is not None:
+            self.member.set_config(config)
+        await self.roster.apply(config, {})
+        await self.roster.settle()
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config)
@@ -294,6 +289,8 @@ class Agent:
         lateness = asyncio.get_running_loop().time() - due
         self.metrics.schedule_lateness.observe(max(0.0, lateness))
         result = await run_probe(target, self.clients)
+        if not self.ownership.here(target.name):
+            return  # its slot went to another agent meanwhile: that one probes it now
         current = self.targets.get(target.name)
         # A reload during the probe may have replaced the target: apply the result under the
         # new settings only if it still checks the same thing.
@@ -331,7 +328,9 @@ class Agent:
             # The streak turned around: stored now, so a restart never adds a failure from
             # before a success (or the reverse) to what it sees.
             await self.book.write_now(self.book.row(target.name))
-        else:
+        elif self.member is None or not (result.ok and state.status == "up"):
+            # In a cluster a healthy target writes nothing (the database takes only changes);
+            # failing streaks and a down target's checks are flushed once a second.
             self.book.touch(target.name)
         return transition
 
@@ -403,7 +402,8 @@ class Agent:
         return self.metrics.exposition()
 
     def status_view(self) -> list[dict[str, object]]:
-        return status_rows(self.targets, self.states, self.incidents)
+        probed = {target.name: target for target in self.roster.probed()}
+        return status_rows(probed, self.states, self.incidents, self.ownership.slot)
 
     @property
     def state_dir(self) -> Path:

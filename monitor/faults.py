@@ -6,6 +6,14 @@ flushed or closed on the way down, exactly as with ``kill -9``. A test names the
 agent dies there, and a second agent started on the same state directory must finish the job
 with no duplicate and nothing lost. The check is one dictionary lookup when the variable is
 unset, so the points stay in production code at no cost.
+
+Two more knobs, for tests of several agents:
+
+- ``WATCHDESK_PAUSE_AT=point[:N]`` makes the process SIGSTOP itself there instead (a zombie
+  that the test wakes with SIGCONT, long after its leases ran out);
+- ``WATCHDESK_FAULT_ONCE=PATH`` fires the crash or pause only in the first process that
+  reaches the point (it creates PATH; the others find it there), so every agent of a cluster
+  may carry the same fault and the one that meets the point first, whichever it is, is hit.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import signal
 import sys
 
 ENV = "WATCHDESK_CRASH_AT"
+PAUSE_ENV = "WATCHDESK_PAUSE_AT"
+ONCE_ENV = "WATCHDESK_FAULT_ONCE"
 
 # Every point the incident path passes, in the order an outage passes them.
 POINTS = (
@@ -33,26 +43,45 @@ POINTS = (
 )
 
 
-def _parse(value: str | None) -> tuple[str, int] | None:
+def _parse(name: str, value: str | None) -> tuple[str, int] | None:
     if not value:
         return None
     point, _, count = value.partition(":")
     if point not in POINTS:
-        print(f"watchdesk: {ENV}={value}: no such crash point; known: {', '.join(POINTS)}")
+        print(f"watchdesk: {name}={value}: no such crash point; known: {', '.join(POINTS)}")
         return None
     return point, int(count) if count.isdigit() and int(count) > 0 else 1
 
 
-_armed = _parse(os.environ.get(ENV))
+_armed = _parse(ENV, os.environ.get(ENV))
+_pause = _parse(PAUSE_ENV, os.environ.get(PAUSE_ENV))
+_once = os.environ.get(ONCE_ENV)
 _seen: dict[str, int] = {}
 
 
+def _first(point: str) -> bool:
+    """Whether this process is the first to reach ``point`` (always, without a once-file)."""
+    if not _once:
+        return True
+    try:
+        os.close(os.open(_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def crash_point(point: str) -> None:
-    """Die here, at once, if a test asked for it."""
-    if _armed is None or _armed[0] != point:
+    """Die (or stop) here, at once, if a test asked for it."""
+    armed = _armed if _armed is not None and _armed[0] == point else None
+    if armed is None and (_pause is None or _pause[0] != point):
         return
     _seen[point] = _seen.get(point, 0) + 1
-    if _seen[point] >= _armed[1]:
-        sys.stderr.write(f"watchdesk: crash point {point} reached: SIGKILL\n")
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+    wanted = armed or _pause
+    if wanted is None or _seen[point] < wanted[1] or _seen[point] > wanted[1]:
+        return
+    if not _first(point):
+        return
+    what = "SIGKILL" if armed is not None else "SIGSTOP"
+    sys.stderr.write(f"watchdesk: crash point {point} reached: {what}\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL if armed is not None else signal.SIGSTOP)

@@ -3,17 +3,24 @@ sweep (maintenance ends, parents recover, flapping settles), the support policy'
 (escalations, status updates, pauses of the SLA clocks), the follow-up of tickets after
 recovery (reopened by a customer's reply, closed after ``auto_close_after`` without one) and
 the scheduled reports (every few seconds, and once at start-up: a minute missed while the agent
-was stopped is caught up)."""
+was stopped is caught up).
+
+In a cluster the incident sweep runs on every agent for the targets it probes, while its
+leases are vouched for; the others are singletons: only the agent holding the coordinator
+lease runs them, and their writes are fenced by that lease (``as_coordinator``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.cluster.ownership import Alone, Ownership
 from monitor.config import Config
 from monitor.reporting.sender import CHECK_EVERY, ReportScheduler
+from monitor.store.fence import as_coordinator
 from ticketing.base import PRIORITIES
 
 
@@ -40,34 +47,57 @@ class Housekeeping:
         policy_sweep: Callable[[], Awaitable[None]],
         follow_up: Callable[[], Awaitable[None]],
         reports: ReportScheduler,
+        ownership: Ownership | None = None,
     ) -> None:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.ownership = ownership or Alone()
         self._incident_sweep = incident_sweep
         self._policy_sweep = policy_sweep
         self._follow_up = follow_up
         self.reports = reports
 
+    async def _when_live(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self.ownership.live():
+            await job()
+
+    async def _if_coordinator(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self.ownership.coordinator():
+            with as_coordinator():
+                await job()
+
     def start(self, config: Config) -> None:
         every = sweep_interval(config)
         self.scheduler.add_job(
-            self._incident_sweep, "interval", seconds=every, id="incidents", max_instances=1
+            partial(self._when_live, self._incident_sweep),
+            "interval",
+            seconds=every,
+            id="incidents",
+            name="incident sweep",
+            max_instances=1,
         )
         self.scheduler.add_job(
-            self._policy_sweep, "interval", seconds=every, id="policy", max_instances=1
+            partial(self._if_coordinator, self._policy_sweep),
+            "interval",
+            seconds=every,
+            id="policy",
+            name="policy sweep",
+            max_instances=1,
         )
         self.scheduler.add_job(
-            self._follow_up,
+            partial(self._if_coordinator, self._follow_up),
             "interval",
             seconds=follow_up_every(config),
             id="follow-up",
+            name="ticket follow-up",
             max_instances=1,
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            self.reports.tick,
+            partial(self._if_coordinator, self.reports.tick),
             "interval",
             seconds=CHECK_EVERY,
             id="reports",
+            name="scheduled reports",
             max_instances=1,
             next_run_time=datetime.now(UTC),
         )

@@ -146,6 +146,13 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def finish(self, names: list[str], wait: float) -> None:
+        """Wait (at most ``wait`` seconds) for the running probes of ``names``: a target
+        handed over to another agent has its last result applied and stored here first."""
+        running = [task for name in names if (task := self._running.get(name)) is not None]
+        if running:
+            await asyncio.wait(running, timeout=wait)
+
     @property
     def running_probes(self) -> int:
         return len(self._running)

@@ -21,6 +21,7 @@ import logging
 from monitor.errors import StoreError
 from monitor.state import States, Transition
 from monitor.store import StateRow, Store
+from monitor.store.fence import Fenced
 
 log = logging.getLogger("watchdesk")
 
@@ -54,11 +55,16 @@ class StateBook:
         self._seqs[name] = self._seq
         self._dirty.add(name)
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str) -> bool:
+        """The target is no longer probed here (removed, or its slot went to another agent);
+        True if it had changes not yet written (they never will be)."""
         if name in self.states:
             del self.states[name]
         self.identities.pop(name, None)
+        unsaved = name in self._dirty or any(n == name for n, _ in self._pending_transitions)
         self._dirty.discard(name)
+        self._pending_transitions = [(n, t) for n, t in self._pending_transitions if n != name]
+        return unsaved
 
     def hold(self, name: str) -> None:
         """A transition of ``name`` is on its way to the store: the flush leaves it alone."""
@@ -73,11 +79,17 @@ class StateBook:
         try:
             await self.store.record(row)
         except StoreError as error:
-            log.error("could not save the state of %s, will retry: %s", row[0], error)
-            self._dirty.add(row[0])
+            (log.debug if isinstance(error, Fenced) else log.error)(
+                "could not save the state of %s, will retry: %s", row[0], error
+            )
+            if row[0] in self.states:
+                self._dirty.add(row[0])
 
     def retry_later(self, name: str, transition: Transition) -> None:
-        """A transition whose transaction failed: the flush stores it with the state."""
+        """A transition whose transaction failed: the flush stores it with the state (unless
+        the target is no longer probed here)."""
+        if name not in self.states:
+            return
         self._dirty.add(name)
         self._pending_transitions.append((name, transition))
 
@@ -102,6 +114,12 @@ class StateBook:
         try:
             await self.store.save(rows, transitions)
         except StoreError as error:
-            log.error("could not save target state, will retry: %s", error)
-            self._dirty |= names
-            self._pending_transitions = transitions + self._pending_transitions
+            # Fenced (in a cluster: the leases are not vouched for) is said once by the
+            # cluster's log and counted; the flush keeps trying quietly.
+            (log.debug if isinstance(error, Fenced) else log.error)(
+                "could not save target state, will retry: %s", error
+            )
+            self._dirty |= {name for name in names if name in self.states}
+            self._pending_transitions = [
+                (n, t) for n, t in transitions if n in self.states
+            ] + self._pending_transitions

@@ -82,4 +82,6 @@ class Harness:
 
     async def close(self) -> None:
         await self.agent.integrations.aclose()
+        if self.agent.member is not None:
+            await self.agent.member.close()
         await self.agent.store.close()

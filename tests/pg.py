@@ -132,6 +132,14 @@ class PostgresServer:
             "start",
         )
 
+    def halt(self) -> None:
+        """Stop the server as an outage does (its clients' connections are cut)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after ``halt``, on the same socket and port."""
+        self._pg_ctl_start()
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")

@@ -560,3 +560,34 @@ async def test_the_agent_leaves_the_same_record_of_a_storm_in_both_stores(
     assert all(row[4] == "done" for row in kept)
     assert watched == []
     assert on_postgres == on_sqlite
+
+
+async def test_claims_and_compare_and_set_answer_the_same_on_both_stores(both: Both) -> None:
+    """``claim_actions`` hands out the due queue heads with their attempt counted (PostgreSQL
+    adds a claim token, which the one worker of a SQLite store has no use for), and an
+    ``update_incident`` that expects what is no longer there changes and queues nothing."""
+    now = START + 60
+    opened = await both("open_incident", incident_fields("web", now), first_actions(now + 3600))
+    sqlite, postgres = both.stores
+    claimed = [await store.claim_actions(now, 8) for store in (sqlite, postgres)]
+    assert [replace(a, claim_token=None) for a in claimed[1]] == claimed[0]
+    assert [(a.channel, a.attempts, a.last_error) for a in claimed[0]] == [
+        ("ticket", 1, "in flight"),
+        ("pager:oncall", 1, "in flight"),
+    ]
+    assert claimed[0][0].claim_token is None
+    assert claimed[1][0].claim_token is not None
+    # Claimed is taken: another agent's claim gets nothing of it (SQLite has one worker).
+    assert await postgres.claim_actions(now, 8, [], None, "pager:oncall") == []
+    create = claimed[1][0]
+    for store, action in zip(both.stores, (claimed[0][0], create), strict=True):
+        assert await store.finish_action(action.id, now + 1, {"ticket_id": "7"}, None, None)
+
+    escalate = {"escalation_level": 1, "escalated_at": now + 5}
+    expect = {"status": "open", "escalation_level": 0, "worked_at": None}
+    note = [AddNote("escalated", public=False)]
+    assert await both("update_incident", opened.id, escalate, note, now + 5, None, None, expect)
+    assert not await both("update_incident", opened.id, escalate, note, now + 6, None, None, expect)
+    notes = [a for a in await both("actions_of", opened.id) if a.operation == "note"]
+    assert len(notes) == 1  # the second escalation queued nothing
+    assert (await both("incident", opened.id)).escalation_level == 1

@@ -24,7 +24,7 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__
 from monitor.actions import AddNote
 from monitor.agent import Agent
-from monitor.cli import db, desk, report
+from monitor.cli import cluster, db, desk, report
 from monitor.cli.testnotify import run_test_notify
 from monitor.config import Config, TargetConfig, load_config
 from monitor.config.secrets import read_api_token
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     desk.add_commands(command)
     db.add_commands(command)
+    cluster.add_command(command)
     probe_once = command("probe-once", "probe each target once and print the results")
     probe_once.add_argument("--target", action="append", help="only this target (repeatable)")
     probe_once.add_argument("--json", action="store_true", help="print one JSON array")
@@ -106,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return desk.run(config, args)
     if args.command == "db":
         return db.run(config, args)
+    if args.command == "cluster":
+        return cluster.run(config, args)
     handlers = {
         "run": _run,
         "check-config": _check_config,

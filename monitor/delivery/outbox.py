@@ -4,17 +4,7 @@ Every action was written to the store before anything was tried. The worker take
 that are due, oldest first, never two of the same incident and channel out of order (create
 before notes before the status change; a page before its resolve).
 
-Exactly once where the service lets us, at least once where it does not:
-
-- A create marks itself "may be out there" in the store (``sent_at``) before the request
-  leaves. While the mark is set, every attempt asks the helpdesk for a ticket carrying the
-  incident's dedup key first, and creates again only when that lookup answers "none" after
-  the helpdesk's search lag; errors in between (503, 429, timeouts, a crash) leave the mark.
-- PagerDuty and Opsgenie de-duplicate triggers by our dedup key, so a trigger sent again after
-  a lost answer pages nobody twice. Email, webhook and apprise have nothing to ask and nothing
-  that de-duplicates: after a lost answer (or a crash between sending and recording) the page
-  is sent again: at least once. So are notes: a lost answer to a note means the note may
-  appear twice, never that it is missing. Status changes are idempotent.
+What one send does, exactly once where the service lets us: ``monitor.delivery.deliver``.
 
 Backoff is per channel (the helpdesk, each pager), not only per action: a channel that fails
 (5xx, 429, no answer) is left alone until its backoff ends (``Retry-After`` exactly when the
@@ -23,83 +13,47 @@ when it is answered, the channel's whole backlog is due again at once and drains
 worker's concurrency, however long each action had been backing off. An action the service
 refuses for good is logged once, counted, shown in /readyz, and kept (a restart or reload
 gives it another chance).
+
+Actions are claimed (``Store.claim_actions``), never merely read: at most as many as the worker
+runs at once, their attempt counted by the claim. In a cluster every agent runs this worker on
+the one queue: a claim has a token and an expiry, so an action goes out from one agent at a
+time, in its queue's order, and one whose claimer died is taken over when the claim runs out.
+Before each send the worker asks whether it still may: its leases vouched for by its own clock
+(``Ownership.live``) and the claim short of its expiry by a margin. A paused or cut-off agent
+that wakes up mid-delivery therefore sends nothing (counted as a fenced send), and its late
+finish or retry changes nothing (the store checks the token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import random
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import time
 
-from monitor.actions import (
-    Action,
-    AddNote,
-    CreateTicket,
-    ResolvePage,
-    SendPage,
-    SetStatus,
-    status_delivered,
-)
+from monitor.actions import Action, SendPage
 from monitor.clock import Clock
+from monitor.cluster.ownership import Alone, Ownership
+from monitor.delivery.channels import Channels, backoff
+from monitor.delivery.deliver import (
+    CHANNEL_REMOVED,
+    UNKNOWN,
+    Delivery,
+    MayNotSend,
+    NotYet,
+)
 from monitor.delivery.integrations import IntegrationsSlot
+from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.store import CustomerNotice, Incident, OutboxAction, Store
-from ticketing.base import TicketBackend, TicketRef
-from ticketing.errors import DeliveryError, OutcomeUnknown, PermanentError, RetryableError
-from ticketing.pagers.base import Pager
+from monitor.store import OutboxAction, Store
+from ticketing.base import TicketBackend
+from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 
-log = logging.getLogger("watchdesk.outbox")
-
-BACKOFF_BASE = 1.0
-# An action's own backoff (its channel answers, the action keeps failing): at most this long.
-BACKOFF_CAP = 60.0
-# A channel that does not answer is probed again at least this often.
-CHANNEL_BACKOFF_CAP = 15.0
-UNKNOWN = "outcome unknown"
-CHANNEL_REMOVED = "channel removed"
+__all__ = ["CHANNEL_REMOVED", "UNKNOWN", "Outbox"]
 METRIC_OPERATION = {"create": "create", "note": "note", "status": "update", "find": "get"}
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a delivery achieved: changes to record on the incident, or why it was skipped."""
-
-    changes: dict[str, Any] | None = None
-    skipped: str | None = None
-
-
-class NotYet(Exception):
-    """The action must wait for something of ours (its ticket's create, a search lag); says
-    nothing about the health of the channel."""
-
-    def __init__(self, reason: str, delay: float) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.delay = delay
-
-
-def backoff(attempts: int, retry_after: float | None, cap: float = BACKOFF_CAP) -> float:
-    """Seconds until the next try: the service's Retry-After exactly, else capped exponential
-    with jitter (so that many actions do not retry in lockstep)."""
-    if retry_after is not None:
-        return retry_after
-    ceiling = min(cap, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return random.uniform(ceiling * 0.75, ceiling)
-
-
-@dataclass
-class ChannelHealth:
-    """One channel's (the helpdesk's, a pager's) backoff, shared by all its actions."""
-
-    failures: int = 0  # consecutive failed rounds
-    until: float = 0.0  # nothing goes before this
-    probing: bool = False  # the half-open probe is in flight
+log = logging.getLogger("watchdesk.outbox")
 
 
 class Outbox:
@@ -110,14 +64,19 @@ class Outbox:
         clock: Clock,
         metrics: Metrics,
         concurrency: int = 8,
+        ownership: Ownership | None = None,
+        claim_ttl: float | None = None,
     ) -> None:
         self.store = store
         self.integrations = integrations
         self.clock = clock
         self.metrics = metrics
-        self.health: dict[str, ChannelHealth] = {}
+        self.channels = Channels()
+        self.concurrency = concurrency
+        self.ownership = ownership or Alone()
+        self.claim_ttl = claim_ttl
+        self.delivery = Delivery(store, integrations, clock, metrics, self.ownership, claim_ttl)
         self._wake = asyncio.Event()
-        self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._refused_logged: set[int] = set()
 
@@ -137,19 +96,9 @@ class Outbox:
     def backend(self) -> TicketBackend:
         return self.integrations.current.backend
 
-    @property
-    def pagers(self) -> Mapping[str, Pager]:
-        return self.integrations.current.pagers
-
-    @property
-    def reconcile_after(self) -> float:
-        """How long the helpdesk's search may lag behind a create (Freshdesk: minutes); until
-        then "not found" is no proof that a lost create did not happen."""
-        return self.integrations.current.search_lag
-
     def reset_channels(self) -> None:
         """Forget every channel's backoff: a reload replaced the services behind them."""
-        self.health.clear()
+        self.channels.clear()
 
     async def _run(self) -> None:
         while True:
@@ -157,47 +106,55 @@ class Outbox:
                 await self.drain()
             except asyncio.CancelledError:
                 raise
+            except StoreError as error:
+                log.error("outbox pass failed, retrying in a second: %s", error)
             except Exception:
                 log.exception("outbox pass failed; retrying in a second")
-            delay = max(0.0, min(1.0, await self._next_wake() - self.clock.now()))
+            try:
+                delay = max(0.0, min(1.0, await self._next_wake() - self.clock.now()))
+            except StoreError:
+                delay = 1.0
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
-    def _backing_off(self, now: float) -> list[str]:
-        return [
-            channel
-            for channel, health in self.health.items()
-            if health.until > now or health.probing
-        ]
-
     async def _next_wake(self) -> float:
         now = self.clock.now()
-        times = [h.until for h in self.health.values() if h.until > now and not h.probing]
-        next_at = await self.store.next_action_time(self._backing_off(now))
-        if next_at is not None:
-            times.append(next_at)
+        times = self.channels.wake_times(now)
+        if self.ownership.live():
+            next_at = await self.store.next_action_time(self.channels.backing_off(now))
+            if next_at is not None:
+                times.append(next_at)
         return min(times, default=now + 1.0)
 
+    async def _claim(self) -> list[OutboxAction]:
+        """What goes next: due actions of healthy channels, and one probe per channel whose
+        backoff is over (claimed, their attempt counted)."""
+        now = self.clock.now()
+        half_open = self.channels.half_open(now)
+        skip = self.channels.backing_off(now) + half_open
+        claimed = await self.store.claim_actions(now, self.concurrency, skip, self.claim_ttl)
+        for channel in half_open:
+            probe = await self.store.claim_actions(now, 1, (), self.claim_ttl, channel)
+            if probe:
+                self.channels.probing(channel)
+                claimed += probe
+        at = time.monotonic()
+        self.delivery.claimed_at.update((action.id, at) for action in claimed)
+        return claimed
+
     async def drain(self) -> int:
-        """Deliver every action that is due now; return how many were tried."""
+        """Deliver every action that is due now; return how many were tried. Nothing goes
+        while the agent's leases are not vouched for (in a cluster)."""
         tried = 0
-        while True:
-            now = self.clock.now()
-            actions = await self.store.due_actions(now, skip_channels=self._backing_off(now))
-            batch: list[OutboxAction] = []
-            for action in actions:
-                health = self.health.get(action.channel)
-                if health is not None and health.failures:
-                    if health.probing:
-                        continue  # one half-open probe per channel at a time
-                    health.probing = True
-                batch.append(action)
+        while self.ownership.live():
+            batch = await self._claim()
             if not batch:
                 break
             tried += len(batch)
             await asyncio.gather(*(self._attempt(action) for action in batch))
-        await self._update_pending()
+        if self.ownership.live():
+            await self._update_pending()
         return tried
 
     async def _update_pending(self) -> None:
@@ -208,56 +165,99 @@ class Outbox:
 
     async def _attempt(self, action: OutboxAction) -> None:
         try:
+            await self._attempt_claimed(action)
+        except asyncio.CancelledError:
+            # Stopping mid-delivery: in a cluster the claim goes back at once, so another agent
+            # takes the action now rather than when the claim runs out ("may be out there"
+            # stays marked: it reconciles by lookup, as after a crash).
+            if action.claim_token is not None and self.ownership.live():
+                with contextlib.suppress(Exception):
+                    await self.store.retry_action(
+                        action.id, self.clock.now(), "stopped mid-delivery", action.claim_token
+                    )
+            raise
+        finally:
+            self.delivery.claimed_at.pop(action.id, None)
+
+    async def _attempt_claimed(self, action: OutboxAction) -> None:
+        claim = action.claim_token
+        try:
             typed = action.action()
         except (ValueError, KeyError, TypeError) as error:
             await self._refused(
                 action, None, f"this watchdesk cannot read the stored action: {error!r}"
             )
             return
-        async with self._limit:
-            attempts = await self.store.begin_attempt(action.id, self.clock.now())
-            try:
-                if isinstance(typed, SendPage | ResolvePage):
-                    outcome = await self._deliver_page(action, typed)
-                else:
-                    outcome = await self._deliver_ticket(action, typed)
-            except NotYet as wait:
-                self._probe_done(action.channel)
-                await self.store.retry_action(action.id, self.clock.now() + wait.delay, wait.reason)
-            except PermanentError as error:
-                await self._answered(action.channel)
-                await self._refused(action, typed, error.message)
-            except RetryableError as error:
-                await self._retry(action, typed, attempts, error)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.exception("%s %s failed unexpectedly", action.channel, action.operation)
-                self._probe_done(action.channel)
-                await self.store.retry_action(
-                    action.id,
-                    self.clock.now() + backoff(attempts, None),
-                    f"{type(error).__name__}: {error}",
+        attempts = action.attempts
+        try:
+            outcome = await self.delivery.deliver(action, typed)
+        except MayNotSend as why:
+            self.channels.probe_done(action.channel)
+            await self._not_sent(action, str(why))
+        except NotYet as wait:
+            self.channels.probe_done(action.channel)
+            await self.store.retry_action(
+                action.id, self.clock.now() + wait.delay, wait.reason, claim
+            )
+        except PermanentError as error:
+            await self._answered(action.channel)
+            await self._refused(action, typed, error.message)
+        except RetryableError as error:
+            await self._retry(action, typed, attempts, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("%s %s failed unexpectedly", action.channel, action.operation)
+            self.channels.probe_done(action.channel)
+            await self.store.retry_action(
+                action.id,
+                self.clock.now() + backoff(attempts, None),
+                f"{type(error).__name__}: {error}",
+                claim,
+            )
+            self._count(action, typed, "retry")
+        else:
+            if not await self.store.finish_action(
+                action.id, self.clock.now(), outcome.changes, outcome.skipped, claim
+            ):
+                log.warning(
+                    "%s %s for incident %d was delivered after its claim was taken over: it "
+                    "may go twice",
+                    action.channel,
+                    action.operation,
+                    action.incident_id,
                 )
-                self._count(action, typed, "retry")
-            else:
-                await self.store.finish_action(
-                    action.id, self.clock.now(), outcome.changes, outcome.skipped
-                )
-                if action.operation == "create":
-                    crash_point("after_answer_stored")
-                await self._answered(action.channel)
-                self._count(action, typed, "skipped" if outcome.skipped else "success")
+            if action.operation == "create":
+                crash_point("after_answer_stored")
+            await self._answered(action.channel)
+            self._count(action, typed, "skipped" if outcome.skipped else "success")
+
+    async def _not_sent(self, action: OutboxAction, why: str) -> None:
+        """A send this agent may no longer make: counted; the claim is given back at once if
+        the agent may still write, else it runs out and another agent takes the action over."""
+        self.ownership.refused_send()
+        log.warning(
+            "%s %s for incident %d not sent: %s",
+            action.channel,
+            action.operation,
+            action.incident_id,
+            why,
+            extra={"fields": {"event": "send_fenced", "incident": action.incident_id}},
+        )
+        if self.ownership.live():
+            await self.store.retry_action(
+                action.id, self.clock.now(), f"not sent: {why}", action.claim_token
+            )
 
     async def _retry(
         self, action: OutboxAction, typed: Action, attempts: int, error: RetryableError
     ) -> None:
         now = self.clock.now()
-        channel_until = self._channel_failed(action.channel, error.retry_after, now)
+        channel_until = self.channels.failed(action.channel, error.retry_after, now)
         delay = backoff(attempts, error.retry_after)
         marker = f"{UNKNOWN}: " if isinstance(error, OutcomeUnknown) else ""
         await self.store.retry_action(
-            action.id, max(now + delay, channel_until), marker + error.message
+            action.id, max(now + delay, channel_until), marker + error.message, action.claim_token
         )
         self._count(action, typed, "retry")
         if attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th... attempt: not every one
@@ -271,35 +271,16 @@ class Outbox:
                 error.message,
             )
 
-    def _channel_failed(self, channel: str, retry_after: float | None, now: float) -> float:
-        """Back the whole channel off; return until when. Failures of actions that were in
-        flight together count as one round."""
-        health = self.health.setdefault(channel, ChannelHealth())
-        health.probing = False
-        if now >= health.until:
-            health.failures += 1
-            health.until = now + backoff(health.failures, None, CHANNEL_BACKOFF_CAP)
-        if retry_after is not None:
-            health.until = max(health.until, now + retry_after)
-        return health.until
-
     async def _answered(self, channel: str) -> None:
         """The service answered: if the channel was backing off, its backlog is due now."""
-        health = self.health.get(channel)
-        if health is None or not health.failures:
+        if not self.channels.answered(channel):
             return
-        del self.health[channel]
         released = await self.store.release_channel(channel, self.clock.now())
         log.info("%s answers again: %d queued actions go now", channel, released)
         self.notify()
 
-    def _probe_done(self, channel: str) -> None:
-        health = self.health.get(channel)
-        if health is not None:
-            health.probing = False
-
     async def _refused(self, action: OutboxAction, typed: Action | None, message: str) -> None:
-        await self.store.fail_action(action.id, message)
+        await self.store.fail_action(action.id, message, action.claim_token)
         self._count(action, typed, "error")
         if action.id not in self._refused_logged:
             self._refused_logged.add(action.id)
@@ -319,100 +300,3 @@ class Outbox:
             self.metrics.ticket_operations.labels(self.backend.name, operation, result).inc()
         elif isinstance(typed, SendPage):
             self.metrics.pages.labels(typed.pager, typed.page.reason, result).inc()
-
-    # ---- ticket channel --------------------------------------------------------------------
-
-    async def _deliver_ticket(
-        self, action: OutboxAction, typed: CreateTicket | AddNote | SetStatus
-    ) -> Outcome:
-        ticket = await self._ticket_of(action, typed.notice)
-        if isinstance(typed, CreateTicket):
-            return await self._create(action, typed, ticket.dedup_key)
-        if ticket.ticket_id is None:
-            # The create before it was refused: wait behind it rather than fail.
-            raise NotYet("the ticket has not been created yet", 5.0)
-        ref = TicketRef(ticket.ticket_id, ticket.ticket_url)
-        if isinstance(typed, AddNote):
-            await self.backend.add_note(ref, typed.body, typed.public)
-            crash_point("after_note_sent")
-        else:
-            await self.backend.set_status(ref, typed.status)
-            crash_point("after_status_sent")
-            return Outcome(status_delivered(typed, self.clock.now()))
-        return Outcome()
-
-    async def _ticket_of(
-        self, action: OutboxAction, notice: str | None
-    ) -> Incident | CustomerNotice:
-        """What the action's ticket is known by: the incident's own, or a customer's notice."""
-        if notice is None:
-            incident = await self.store.incident(action.incident_id)
-            if incident is None:
-                raise PermanentError(f"incident {action.incident_id} is not in the store")
-            return incident
-        found = await self.store.notice(action.incident_id, notice)
-        if found is None:
-            raise PermanentError(f"no notice to {notice} of incident {action.incident_id}")
-        return found
-
-    async def _create(self, action: OutboxAction, typed: CreateTicket, dedup_key: str) -> Outcome:
-        if action.sent_at is not None:
-            # A create may be out there: only a lookup's answer decides, whatever came between.
-            found = await self.backend.find(dedup_key)
-            self.metrics.ticket_operations.labels(self.backend.name, "get", "success").inc()
-            if found is not None:
-                log.info("found the ticket of incident %d after a lost answer", action.incident_id)
-                return Outcome({"ticket_id": found.id, "ticket_url": found.url})
-            wait = action.sent_at + self.reconcile_after - self.clock.now()
-            if wait > 0:
-                raise NotYet(
-                    f"{UNKNOWN}: {self.backend.name}: waiting for its search to confirm that no "
-                    f"ticket {dedup_key} exists before creating one",
-                    max(1.0, wait),
-                )
-        await self.store.set_sent(action.id, self.clock.now())
-        crash_point("before_create_sent")
-        try:
-            ref = await self.backend.create(typed.draft)
-        except OutcomeUnknown:
-            raise
-        except DeliveryError:
-            # Answered with a refusal: this create did not happen, and the lookup before it
-            # (if any) said no earlier one did either.
-            await self.store.set_sent(action.id, None)
-            raise
-        crash_point("after_create_sent")
-        return Outcome({"ticket_id": ref.id, "ticket_url": ref.url})
-
-    # ---- pager channel ---------------------------------------------------------------------
-
-    async def _deliver_page(self, action: OutboxAction, typed: SendPage | ResolvePage) -> Outcome:
-        name = typed.pager
-        pager = self.pagers.get(name)
-        if pager is None:
-            # Kept, never dropped: a reload that configures the pager again delivers it.
-            raise NotYet(f"{CHANNEL_REMOVED}: pager {name} is no longer configured", 60.0)
-        incident = await self.store.incident(action.incident_id)
-        if incident is None:
-            raise PermanentError(f"incident {action.incident_id} is not in the store")
-        if isinstance(typed, SendPage):
-            if typed.not_before and incident.status != "open":
-                return Outcome(skipped="the incident ended before business hours began")
-            crash_point("before_page_sent")
-            await pager.page(dataclasses.replace(typed.page, ticket_url=incident.ticket_url))
-            crash_point("after_page_sent")
-            return Outcome()
-        paged = any(
-            a.channel == action.channel
-            and a.operation == "page"
-            and a.state == "done"
-            and not a.last_error
-            for a in await self.store.actions_of(action.incident_id)
-        )
-        if not paged:
-            return Outcome(skipped="never paged for this incident")
-        if not pager.supports_resolve:
-            return Outcome(skipped=f"{pager.name} has nothing to resolve")
-        await pager.resolve(incident.dedup_key, typed.summary)
-        crash_point("after_resolve_sent")
-        return Outcome()

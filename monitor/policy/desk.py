@@ -78,9 +78,14 @@ class Desk:
             if incident.worked_at is not None:
                 return incident
             note = f"Acknowledged by {by} in watchdesk: the escalation chain stops here."
-            await self.store.update_incident(
-                incident.id, {"worked_at": now}, [AddNote(note, public=False)], now
-            )
+            if not await self.store.update_incident(
+                incident.id,
+                {"worked_at": now},
+                [AddNote(note, public=False)],
+                now,
+                expect={"status": "open", "worked_at": None},
+            ):  # another agent or person got there first
+                return await self.store.incident(incident_id) or incident
         self.timeliness.worked(incident, now)
         log.warning(
             "incident %d of %s acknowledged by %s",
@@ -121,9 +126,14 @@ class Desk:
             if config.ticketing.on_recovery in ("pending", "resolve") and incident.kind == "target":
                 pending = config.ticketing.on_recovery == "pending"
                 actions.append(SetStatus("pending" if pending else "resolved"))
-            await self.store.update_incident(
-                incident.id, {"status": "resolved", "resolved_at": now}, actions, now
-            )
+            if not await self.store.update_incident(
+                incident.id,
+                {"status": "resolved", "resolved_at": now},
+                actions,
+                now,
+                expect={"status": "open"},
+            ):
+                raise DeskError(f"no open incident {incident_id}")
             incidents.closed_by_hand(incident.target, now)
             await incidents.shared.close(
                 incident, now, incident.failed_checks, 0, now, resolution=resolution

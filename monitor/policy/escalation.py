@@ -17,6 +17,11 @@ Everything it decides goes through the store's outbox, like the ticket actions. 
 the incident manager's lock (``decisions``), after reading the incident again: an incident that
 a recovery resolved meanwhile gets no update, escalation or page (the helpdesk and the pagers
 are asked outside the lock: a slow service never holds up a transition).
+
+Each of those writes is also a compare-and-set on what it read (``expect``): in a cluster the
+sweep runs on the coordinator, and a coordinator deposed in the middle of a sweep (or any
+other writer: a recovery on another agent, a person) finds the incident changed and queues
+nothing, so an escalation, an update or a "worked" mark happens once.
 """
 
 from __future__ import annotations
@@ -209,13 +214,14 @@ class SupportPolicy:
             team_starts=self._team_starts(target, incident, now),
             every=format_duration(interval),
         )
-        await self.store.update_incident(
+        if await self.store.update_incident(
             incident.id,
             {"last_update_at": now},
             [AddNote(body, public=True)],
             now,
-        )
-        self.notify()
+            expect={"status": "open", "last_update_at": incident.last_update_at},
+        ):
+            self.notify()
 
     def _team_starts(self, target: TargetConfig, incident: Incident, now: float) -> str | None:
         """When the team's working hours next begin, if this incident's page waits for them:
@@ -291,8 +297,15 @@ class SupportPolicy:
                 if who is not None:
                     async with self.decisions:
                         current = await self._still_open(incident.id)
-                        if current is not None and current.worked_at is None:  # no ack since
-                            await self.store.update_incident(incident.id, {"worked_at": now})
+                        if (
+                            current is not None
+                            and current.worked_at is None  # no ack since
+                            and await self.store.update_incident(
+                                incident.id,
+                                {"worked_at": now},
+                                expect={"status": "open", "worked_at": None},
+                            )
+                        ):
                             self.timeliness.worked(current, now)
                     log.info("incident %d is being worked (%s): no escalation", incident.id, who)
                     return
@@ -330,7 +343,7 @@ class SupportPolicy:
         actions = self.page_actions(target, pagers, "escalation", details, incident.dedup_key, now)
         actions.append(AddNote(note, public=False))
         actions.append(AddNote(texts.escalation_note(self.config, incident, level.role), True))
-        await self.store.update_incident(
+        if not await self.store.update_incident(
             incident.id,
             {
                 "escalated_at": now,
@@ -339,7 +352,13 @@ class SupportPolicy:
             },
             actions,
             now,
-        )
+            expect={
+                "status": "open",
+                "worked_at": None,
+                "escalation_level": incident.escalation_level,
+            },
+        ):
+            return
         self.metrics.escalations.labels(level.tier, incident.priority).inc()
         log.warning(
             "incident %d of %s escalated to %s after %s without anyone on it",

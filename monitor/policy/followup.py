@@ -239,7 +239,11 @@ class TicketFollowUp:
                 or current.reopens != incident.reopens
             ):
                 return False
-            await self.store.update_incident(incident.id, changes, actions, now)
+            expect = {"ticket_state": incident.ticket_state, "reopens": incident.reopens}
+            if not await self.store.update_incident(
+                incident.id, changes, actions, now, expect=expect
+            ):
+                return False
         if actions:
             self.notify()
         return True

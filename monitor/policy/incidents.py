@@ -38,6 +38,7 @@ from monitor.policy import opening
 from monitor.policy.canaries import Canaries
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.gate import OpenRules
+from monitor.policy.handover import Handover
 from monitor.policy.recovery import RecoveryRules
 from monitor.policy.reprioritising import priority_change, reconfigured
 from monitor.policy.settling import settled
@@ -46,6 +47,7 @@ from monitor.policy.storm_telling import WAVE
 from monitor.policy.storms import Storms
 from monitor.state import States, TargetState, Transition
 from monitor.store import Incident, StateRow, Store
+from monitor.store.fence import for_target
 from ticketing.base import PRIORITIES
 
 log = logging.getLogger("watchdesk.incidents")
@@ -55,7 +57,7 @@ log = logging.getLogger("watchdesk.incidents")
 Cause = tuple[StateRow, Transition]
 
 
-class IncidentManager(OpenRules, RecoveryRules):
+class IncidentManager(OpenRules, RecoveryRules, Handover):
     def __init__(
         self,
         store: Store,
@@ -122,15 +124,6 @@ class IncidentManager(OpenRules, RecoveryRules):
         self.storms.set_config(config)
         self.canaries.set_config(config)
 
-    async def reload_open(self) -> None:
-        found = await self.store.incidents(open_only=True)
-        self._open = {i.target: i for i in found if i.kind == "target"}
-        self._last_resolved = await self.store.last_resolved()
-        self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
-        await self.storms.load([i for i in found if i.kind == "storm"], self.clock.now())
-        await self.canaries.load(found, self._last_resolved)
-        self._update_open_gauge()
-
     def _update_open_gauge(self) -> None:
         counts = dict.fromkeys(PRIORITIES, 0)
         for incident in [*self._open.values(), *self.storms.open_incidents()]:
@@ -172,7 +165,8 @@ class IncidentManager(OpenRules, RecoveryRules):
                 if incident is None or incident.priority == target.priority:
                     continue
                 changes, note = priority_change(self.config, target, incident.priority)
-                await self.store.update_incident(incident.id, changes, note, now)
+                with for_target(target.name):
+                    await self.store.update_incident(incident.id, changes, note, now)
                 self._open[target.name] = dataclasses.replace(incident, priority=target.priority)
             self._update_open_gauge()
             self.notify()
@@ -213,7 +207,8 @@ class IncidentManager(OpenRules, RecoveryRules):
         causes, in one transaction (raises StoreError when that transaction failed)."""
         try:
             async with self.decisions:
-                await self._on_transition(target, transition, row)
+                with for_target(target.name):
+                    await self._on_transition(target, transition, row)
         finally:
             count = self._expected.pop(target.name, 0) - 1
             if count > 0:
@@ -247,8 +242,9 @@ class IncidentManager(OpenRules, RecoveryRules):
             now = self.clock.now()
             await self.canaries.follow(now, self._fresh, self._uncovered, None)
             for target in self._to_sweep():
-                await self._reconcile(target)
-                await self._share(target)
+                with for_target(target.name):
+                    await self._reconcile(target)
+                    await self._share(target)
             for name in [n for n in self.storms.member_of if n not in self._targets]:
                 await self._leave_storm(name, now, None)
             await self.storms.tell_due(self.clock.now())
@@ -282,7 +278,8 @@ class IncidentManager(OpenRules, RecoveryRules):
         for name, incident in list(self._open.items()):
             count = self._failed_checks.get(name, incident.failed_checks)
             if count != incident.failed_checks:
-                await self.store.update_incident(incident.id, {"failed_checks": count})
+                with for_target(name):
+                    await self.store.update_incident(incident.id, {"failed_checks": count})
                 self._open[name] = dataclasses.replace(incident, failed_checks=count)
 
     # ---- the rule --------------------------------------------------------------------------
@@ -290,7 +287,8 @@ class IncidentManager(OpenRules, RecoveryRules):
     async def reconcile(self, target: TargetConfig) -> bool:
         """Close the gap between the target's state and its incident (under the lock)."""
         async with self.decisions:
-            return await self._reconcile(target)
+            with for_target(target.name):
+                return await self._reconcile(target)
 
     async def _reconcile(self, target: TargetConfig, cause: Cause | None = None) -> bool:
         """The rule, with the lock held; True when ``cause`` (the transition that brought the

@@ -3,7 +3,9 @@ target flaps until it has been up for ``flap_stable_after``. Part of ``IncidentM
 
 The recovery note, the pagers' resolves and the ticket's ``on_recovery`` status are written
 with the incident's resolution (and the transition that caused it) in one transaction; the
-customers told of a shared component's outage hear it next (``SharedOutages.close``).
+customers told of a shared component's outage hear it next (``SharedOutages.close``). Both
+writes are compare-and-sets on the incident being open (and not flapping yet): a person, on
+any agent of a cluster, may have resolved it meanwhile, and then their note stands.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class RecoveryRules:
             now,
             row,
             transition,
+            expect={"status": "open", "flapping": 0},
         )
         self._open[target.name] = dataclasses.replace(incident, flapping=True)
         log.warning("%s is flapping; incident %d stays open", target.name, incident.id)
@@ -126,23 +129,27 @@ class RecoveryRules:
         if on_recovery in ("pending", "resolve"):
             actions.append(SetStatus("pending" if on_recovery == "pending" else "resolved"))
         row, transition = cause if cause is not None else (None, None)
-        await self.store.update_incident(
+        resolved = await self.store.update_incident(
             incident.id,
             {"status": "resolved", "resolved_at": recovered_at, "failed_checks": failed},
             actions,
             now,
             row,
             transition,
+            expect={"status": "open"},
         )
+        self._last_resolved[target.name] = recovered_at
+        self._open.pop(target.name, None)
+        self._failed_checks.pop(target.name, None)
+        self._update_open_gauge()
+        if not resolved:  # a person resolved it meanwhile (on any agent): their note stands
+            log.info("incident %d of %s was resolved already", incident.id, target.name)
+            return
         crash_point("after_recovery_committed")
         await self.shared.close(incident, recovered_at, failed, state.consecutive_successes, now)
         if self.policy is not None:
             done = await self.store.incident(incident.id)
             self.policy.timeliness.resolved(done or incident, recovered_at)
-        self._last_resolved[target.name] = recovered_at
-        del self._open[target.name]
-        self._failed_checks.pop(target.name, None)
-        self._update_open_gauge()
         log.info(
             "incident %d of %s resolved after %s",
             incident.id,

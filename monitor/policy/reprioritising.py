@@ -91,6 +91,15 @@ class Reprioritising:
         self.changed: Callable[[Incident], None] = lambda incident: None
         self.holds_urgent: Callable[[TargetConfig], bool] = lambda target: False
 
+    @staticmethod
+    def _as_read(incident: Incident) -> dict[str, object]:
+        """What a change expects to find in the store (a compare-and-set across agents too)."""
+        return {
+            "status": "open",
+            "priority": incident.priority,
+            "ticket_priority": incident.ticket_priority,
+        }
+
     async def follow(
         self, incident: Incident, target: TargetConfig, info: TicketInfo, now: float
     ) -> Incident:
@@ -111,7 +120,9 @@ class Reprioritising:
             if current.ticket_priority is None or seen == current.priority or held:
                 # Nothing to take: the first reading of an incident from an older store (who
                 # set it is unknown), a change to what the incident has, or a shared component.
-                await self.store.update_incident(incident.id, {"ticket_priority": seen})
+                await self.store.update_incident(
+                    incident.id, {"ticket_priority": seen}, expect=self._as_read(incident)
+                )
                 if held:
                     log.info(
                         "incident %d: the helpdesk shows %s, but %s is a shared component: "
@@ -125,9 +136,14 @@ class Reprioritising:
                 self._config(), target, current.priority, priority=seen, reason=REASON
             )
             actions += await self._raise_pages(target, current, seen, now)
-            await self.store.update_incident(
-                incident.id, {**changes, "ticket_priority": seen}, actions, now
-            )
+            if not await self.store.update_incident(
+                incident.id,
+                {**changes, "ticket_priority": seen},
+                actions,
+                now,
+                expect=self._as_read(incident),
+            ):
+                return current  # another agent took it first (a coordinator deposed meanwhile)
             updated = await self.store.incident(incident.id) or current
             self.changed(updated)
         log.warning(

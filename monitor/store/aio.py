@@ -93,6 +93,9 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
         self._executor.shutdown(wait=False)
 
+    async def reconnect(self) -> None:
+        return None
+
     async def writable(self) -> bool:
         try:
             return await self._run(lambda db: db.writable())
@@ -107,8 +110,14 @@ class SqliteStore:
     async def last_resolved(self) -> dict[str, float]:
         return await self._run(lambda db: db.last_resolved())
 
-    async def load_states(self) -> dict[str, tuple[str, TargetState]]:
-        return await self._run(lambda db: db.load_states())
+    async def load_states(
+        self, targets: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, TargetState]]:
+        states = await self._run(lambda db: db.load_states())
+        if targets is None:
+            return states
+        wanted = set(targets)
+        return {name: found for name, found in states.items() if name in wanted}
 
     async def save(
         self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
@@ -163,10 +172,14 @@ class SqliteStore:
         now: float = 0.0,
         state: StateRow | None = None,
         transition: Transition | None = None,
-    ) -> None:
+        expect: Mapping[str, Any] | None = None,
+    ) -> bool:
         fields, queued = dict(changes), list(actions)
-        await self._run(
-            lambda db: db.update_incident(incident_id, fields, queued, now, state, transition)
+        guard = None if expect is None else dict(expect)
+        return await self._run(
+            lambda db: db.update_incident(
+                incident_id, fields, queued, now, state, transition, guard
+            )
         )
 
     async def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
@@ -287,6 +300,17 @@ class SqliteStore:
         skipped = list(skip_channels)
         return await self._run(lambda db: db.due_actions(now, limit, skipped))
 
+    async def claim_actions(
+        self,
+        now: float,
+        limit: int,
+        skip_channels: Iterable[str] = (),
+        claim_ttl: float | None = None,
+        channel: str | None = None,
+    ) -> list[OutboxAction]:
+        skipped = list(skip_channels)
+        return await self._run(lambda db: db.claim_actions(now, limit, skipped, claim_ttl, channel))
+
     async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
         skipped = list(skip_channels)
         return await self._run(lambda db: db.next_action_time(skipped))
@@ -300,18 +324,23 @@ class SqliteStore:
         now: float,
         incident_changes: dict[str, Any] | None = None,
         note: str | None = None,
-    ) -> None:
+        claim: str | None = None,
+    ) -> bool:
         changes = None if incident_changes is None else dict(incident_changes)
-        await self._run(lambda db: db.finish_action(action_id, now, changes, note))
+        return await self._run(lambda db: db.finish_action(action_id, now, changes, note, claim))
 
-    async def retry_action(self, action_id: int, at: float, error: str) -> None:
-        await self._run(lambda db: db.retry_action(action_id, at, error))
+    async def retry_action(
+        self, action_id: int, at: float, error: str, claim: str | None = None
+    ) -> bool:
+        return await self._run(lambda db: db.retry_action(action_id, at, error, claim))
 
-    async def fail_action(self, action_id: int, error: str) -> None:
-        await self._run(lambda db: db.fail_action(action_id, error))
+    async def fail_action(self, action_id: int, error: str, claim: str | None = None) -> bool:
+        return await self._run(lambda db: db.fail_action(action_id, error, claim))
 
-    async def set_sent(self, action_id: int, sent_at: float | None) -> None:
-        await self._run(lambda db: db.set_sent(action_id, sent_at))
+    async def set_sent(
+        self, action_id: int, sent_at: float | None, claim: str | None = None
+    ) -> bool:
+        return await self._run(lambda db: db.set_sent(action_id, sent_at, claim))
 
     async def release_channel(self, channel: str, now: float) -> int:
         return await self._run(lambda db: db.release_channel(channel, now))

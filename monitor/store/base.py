@@ -24,6 +24,15 @@ What an implementation must keep (the agent relies on it, see ``monitor.store.sq
   that has a ticket of its own (``monitor.store.storms.addressed``). ``open_storm``,
   ``join_storm``, ``leave_storm`` and ``tell_storm`` are one transaction each, with the state
   row and transition they are given; ``tell_storm`` opens a notice at most once.
+- ``update_incident`` with ``expect`` is a compare-and-set: nothing of the incident changes
+  and nothing is queued unless its columns still hold the expected values (False). Whoever
+  might act on an incident another agent or a person acts on too (the coordinator's policy,
+  the operator desk, a recovery) says what it expects to find.
+- ``claim_actions`` counts the attempts of the actions it hands out; in a cluster it gives
+  each a ``claim_token``, and ``finish_action``/``retry_action``/``fail_action``/``set_sent``
+  with that ``claim`` change nothing (False) once the claim is no longer the caller's.
+- In a cluster, writes are fenced by the leases they depend on (``monitor.store.fence``):
+  a refused one raises ``Fenced``, a ``StoreError``.
 - Errors of the database are ``monitor.errors.StoreError``.
 """
 
@@ -68,13 +77,20 @@ class Store(Protocol):
         """True when a write goes through: what /readyz reports."""
         ...
 
+    async def reconnect(self) -> None:
+        """The database answers again after an outage: connect afresh now (nothing to do for
+        a file)."""
+        ...
+
     # ---- target state and transitions -----------------------------------------------------
 
     async def last_seq(self) -> int: ...
 
     async def last_resolved(self) -> dict[str, float]: ...
 
-    async def load_states(self) -> dict[str, tuple[str, TargetState]]: ...
+    async def load_states(
+        self, targets: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, TargetState]]: ...
 
     async def save(
         self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
@@ -116,7 +132,8 @@ class Store(Protocol):
         now: float = 0.0,
         state: StateRow | None = None,
         transition: Transition | None = None,
-    ) -> None: ...
+        expect: Mapping[str, Any] | None = None,
+    ) -> bool: ...
 
     async def incidents(
         self, open_only: bool = False, limit: int | None = None
@@ -228,6 +245,18 @@ class Store(Protocol):
         self, now: float, limit: int = 50, skip_channels: Iterable[str] = ()
     ) -> list[OutboxAction]: ...
 
+    async def claim_actions(
+        self,
+        now: float,
+        limit: int,
+        skip_channels: Iterable[str] = (),
+        claim_ttl: float | None = None,
+        channel: str | None = None,
+    ) -> list[OutboxAction]:
+        """The due queue heads, oldest first, claimed for delivery with their attempt
+        counted (see the rules above)."""
+        ...
+
     async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None: ...
 
     async def begin_attempt(self, action_id: int, now: float) -> int: ...
@@ -238,13 +267,18 @@ class Store(Protocol):
         now: float,
         incident_changes: dict[str, Any] | None = None,
         note: str | None = None,
-    ) -> None: ...
+        claim: str | None = None,
+    ) -> bool: ...
 
-    async def retry_action(self, action_id: int, at: float, error: str) -> None: ...
+    async def retry_action(
+        self, action_id: int, at: float, error: str, claim: str | None = None
+    ) -> bool: ...
 
-    async def fail_action(self, action_id: int, error: str) -> None: ...
+    async def fail_action(self, action_id: int, error: str, claim: str | None = None) -> bool: ...
 
-    async def set_sent(self, action_id: int, sent_at: float | None) -> None: ...
+    async def set_sent(
+        self, action_id: int, sent_at: float | None, claim: str | None = None
+    ) -> bool: ...
 
     async def release_channel(self, channel: str, now: float) -> int: ...
 

@@ -11,6 +11,7 @@ from monitor.config.secrets import read_database_url
 from monitor.errors import SecretError
 from monitor.store.aio import SqliteStore
 from monitor.store.base import Store
+from monitor.store.fence import Fencing
 from monitor.store.records import (
     CustomerNotice,
     Incident,
@@ -60,14 +61,15 @@ def database_url(config: Config) -> str | None:
         raise SecretError(f"cluster.database_url: {error}") from None
 
 
-def make_store(config: Config) -> Store:
-    """The agent's store (SecretError when the database URL cannot be read)."""
+def make_store(config: Config, fencing: Fencing | None = None) -> Store:
+    """The agent's store (SecretError when the database URL cannot be read); in a cluster its
+    writes are fenced by ``fencing`` (the agent's membership)."""
     url = database_url(config)
     if url is None or config.cluster is None:
         return SqliteStore(config.agent.state_dir)
     from monitor.store.postgres import PostgresStore
 
-    return PostgresStore(url, config.cluster.vantage)
+    return PostgresStore(url, config.cluster.vantage, fencing)
 
 
 def open_reader(config: Config) -> StoreReader:

@@ -41,6 +41,45 @@ class OutboxQueries:
             ).fetchall()
         return [OutboxAction.from_row(row) for row in rows]
 
+    def claim_actions(
+        self,
+        now: float,
+        limit: int,
+        skip_channels: Iterable[str] = (),
+        claim_ttl: float | None = None,
+        channel: str | None = None,
+    ) -> list[OutboxAction]:
+        """The due queue heads (of ``channel`` only, if given) with their attempt counted, in
+        one transaction: one agent delivers alone, so a claim needs no token here (the
+        PostgreSQL store's claims are what several agents share)."""
+        skipped = list(skip_channels)
+        exclude = f" AND o.channel NOT IN ({', '.join('?' for _ in skipped)})" if skipped else ""
+        only = " AND o.channel = ?" if channel is not None else ""
+        with self._transaction() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT o.id FROM outbox o WHERE o.state = 'pending'"
+                    " AND o.next_attempt_at <= ?" + exclude + only + ""
+                    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id"
+                    " AND p.channel = o.channel AND p.notice IS o.notice AND p.state != 'done'"
+                    " AND p.id < o.id) ORDER BY o.id LIMIT ?",
+                    (now, *skipped, *([channel] if channel is not None else []), limit),
+                )
+            ]
+            db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
+                " last_error = 'in flight' WHERE id = ?",
+                [(now, action_id) for action_id in ids],
+            )
+            rows = [
+                db.execute(
+                    f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE id = ?", (action_id,)
+                ).fetchone()
+                for action_id in ids
+            ]
+        return [OutboxAction.from_row(row) for row in rows]
+
     def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
         """When the next action that ``due_actions`` could return comes due: only the head of
         each incident's queue per channel counts (a note waiting behind its create has nothing
@@ -70,11 +109,13 @@ class OutboxQueries:
             )
         return cursor.rowcount
 
-    def set_sent(self, action_id: int, sent_at: float | None) -> None:
+    def set_sent(self, action_id: int, sent_at: float | None, claim: str | None = None) -> bool:
         """Set or clear the "may be out there" mark of a create or trigger (see the module
-        docstring): set before the request leaves, cleared only by an answer."""
+        docstring): set before the request leaves, cleared only by an answer. (``claim``: see
+        ``claim_actions``; one agent alone holds every claim.)"""
         with self._transaction() as db:
             db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (sent_at, action_id))
+        return True
 
     def outbox_counts(self, now: float | None = None) -> dict[str, int]:
         """Actions per state; with ``now``, also "held": pending pages that wait for business
@@ -132,7 +173,8 @@ class OutboxQueries:
         now: float,
         incident_changes: dict[str, Any] | None = None,
         note: str | None = None,
-    ) -> None:
+        claim: str | None = None,
+    ) -> bool:
         """Mark delivered (``note`` says why when it was skipped instead, e.g. incident over);
         ``incident_changes`` (a created ticket's id and URL) go to the ticket the action was
         for: the incident's own, or the customer notice's."""
@@ -157,20 +199,23 @@ class OutboxQueries:
                         " WHERE incident_id = ? AND customer = ?",
                         (*incident_changes.values(), incident_id, notice),
                     )
+        return True
 
-    def retry_action(self, action_id: int, at: float, error: str) -> None:
+    def retry_action(self, action_id: int, at: float, error: str, claim: str | None = None) -> bool:
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
                 (at, error, action_id),
             )
+        return True
 
-    def fail_action(self, action_id: int, error: str) -> None:
+    def fail_action(self, action_id: int, error: str, claim: str | None = None) -> bool:
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?",
                 (error, action_id),
             )
+        return True
 
     def requeue_failed(self, now: float) -> int:
         """Give refused actions one more chance (after a restart or reload fixed the cause)."""

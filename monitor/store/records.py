@@ -195,6 +195,9 @@ class OutboxAction:
     sent_at: float | None = None
     # The customer whose notice ticket of this incident the action is for (None: its own).
     notice: str | None = None
+    # Set on an action claimed for delivery (``claim_actions``) in a cluster: its finish,
+    # retry and "may be out there" mark go through only while this claim is still its own.
+    claim_token: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> OutboxAction:

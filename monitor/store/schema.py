@@ -4,9 +4,12 @@ a target's state row (newer rows only) and its transitions."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
+from monitor.store.records import INCIDENT_COLUMNS
 
 SCHEMA_VERSION = 10
 
@@ -310,3 +313,12 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")
+
+
+def incident_holds(db: sqlite3.Connection, incident_id: int, expect: Mapping[str, Any]) -> bool:
+    """Whether the incident's columns hold the values ``expect`` names: the compare of
+    ``update_incident``'s compare-and-set."""
+    if set(expect) - set(INCIDENT_COLUMNS):
+        raise StoreError(f"not columns a guard may compare: {sorted(expect)}")
+    query = "SELECT 1 FROM incidents WHERE id = ?" + "".join(f" AND {c} IS ?" for c in expect)
+    return db.execute(query, (incident_id, *expect.values())).fetchone() is not None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from monitor.store.schema import (
     SCHEMA,
     UPSERT_STATE,
     StateRow,
+    incident_holds,
     migrate,
     state_values,
     transition_values,
@@ -346,13 +347,18 @@ class SqliteDatabase(OutboxQueries, NoticeQueries, ReportQueries, PauseQueries, 
         now: float = 0.0,
         state: StateRow | None = None,
         transition: Transition | None = None,
-    ) -> None:
+        expect: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Change an incident and queue its next actions in one transaction, with the target
         state (and the transition) that caused it, if any. Resolving it ends a pause of its
-        clocks."""
+        clocks. With ``expect``, a compare-and-set: False, changing nothing of the incident,
+        if it no longer holds those values (the state and transition are written)."""
         with self._transaction() as db:
             self._write_state(db, state, transition)
+            if expect and not incident_holds(db, incident_id, expect):
+                return False
             self._change_incident(db, incident_id, changes, actions, now)
+        return True
 
     def _change_incident(
         self,

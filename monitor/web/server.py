@@ -1,4 +1,5 @@
-"""The agent's HTTP endpoints: /metrics, /healthz, /readyz, /api/status, /api/incidents.
+"""The agent's HTTP endpoints: /metrics, /healthz, /readyz, /api/status, /api/incidents, and
+in a cluster /api/cluster (this agent's slots and leases).
 
 When ``agent.api_token_env``/``_file`` is set, /api/* needs ``Authorization: Bearer <token>``;
 /metrics, /healthz and /readyz stay open for Prometheus and orchestrators.
@@ -19,6 +20,8 @@ from monitor.web import desk, webhooks
 from monitor.web.views import AgentView, incident_rows
 
 AGENT_KEY: web.AppKey[AgentView] = web.AppKey("agent")
+# How long /readyz waits for the store to take a write (an orchestrator's probe times out).
+READY_WAIT = 3.0
 
 
 def make_app(agent: AgentView) -> web.Application:
@@ -30,6 +33,7 @@ def make_app(agent: AgentView) -> web.Application:
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/incidents", api_incidents)
     app.router.add_get("/api/targets/{name}", api_target)
+    app.router.add_get("/api/cluster", api_cluster)
     desk.add_routes(app, AGENT_KEY)
     webhooks.add_routes(app, AGENT_KEY)
     return app
@@ -78,8 +82,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store = request.app[AGENT_KEY].store
-    writable = await store.writable()
+    agent = request.app[AGENT_KEY]
+    fenced = agent.ownership.problems()
+    if fenced:  # in a cluster: fenced or cut off from the database; nothing more to ask it
+        return web.json_response({"status": "not ready", "problems": fenced}, status=503)
+    store = agent.store
+    try:  # a store that takes this long to answer is not ready either
+        writable = await asyncio.wait_for(store.writable(), READY_WAIT)
+    except TimeoutError:
+        writable = False
     if not writable:  # nothing more to read there (a lost database would answer in seconds)
         problems = [f"store {store.location} is not writable"]
         return web.json_response({"status": "not ready", "problems": problems}, status=503)
@@ -113,6 +124,14 @@ async def api_target(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no target {request.match_info['name']}")
     now = agent.incidents.clock.now()
     return web.json_response(explain(agent.incidents, target, agent.desk.mutes(), now))
+
+
+async def api_cluster(request: web.Request) -> web.Response:
+    """This agent in its cluster: its slots (slot -> epoch), share, coordinator lease."""
+    view = request.app[AGENT_KEY].ownership.view()
+    if view is None:
+        return web.json_response({"error": "this agent runs alone (no [cluster])"}, status=404)
+    return web.json_response(view)
 
 
 async def api_incidents(request: web.Request) -> web.Response:

@@ -3,9 +3,10 @@ agent they read it through (so that ``web`` never imports the agent)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from monitor.cluster.ownership import Ownership
 from monitor.config import Config, TargetConfig
 from monitor.delivery.integrations import IntegrationsSlot
 from monitor.delivery.outbox import CHANNEL_REMOVED
@@ -53,6 +54,9 @@ class AgentView(Protocol):
 
     @property
     def targets(self) -> Mapping[str, TargetConfig]: ...
+
+    @property
+    def ownership(self) -> Ownership: ...
 
 
 async def incident_rows(
@@ -117,10 +121,12 @@ def status_rows(
     targets: Mapping[str, TargetConfig],
     states: Mapping[str, TargetState],
     incidents: IncidentManager | None = None,
+    slot_of: Callable[[str], int | None] = lambda name: None,
 ) -> list[dict[str, object]]:
-    """What /api/status shows: every target with its state and last result; with the
-    incident manager, the incident that covers it (its own, or its storm's), whether it is a
-    canary, and whether this agent's monitoring is impaired (every canary down)."""
+    """What /api/status shows: every target (in a cluster: every one this agent probes, with
+    its slot) with its state and last result; with the incident manager, the incident that
+    covers it (its own, or its storm's), whether it is a canary, and whether this agent's
+    monitoring is impaired (every canary down)."""
     view: list[dict[str, object]] = []
     impaired = incidents is not None and incidents.canaries.impaired()
     for name, target in targets.items():
@@ -129,6 +135,7 @@ def status_rows(
         if incidents is not None:
             own, storm = incidents.open_incident_of(name), incidents.storms.storm_of(name)
             covering = own.id if own else storm.incident.id if storm else None
+        slot = slot_of(name)
         view.append(
             {
                 "target": name,
@@ -154,6 +161,7 @@ def status_rows(
                     "duration_seconds": round(state.last_duration, 6),
                     "checked_at": state.last_checked_at,
                 },
+                **({} if slot is None else {"slot": slot}),
             }
         )
     return view

@@ -38,6 +38,7 @@ REASONS: Final = {
     "open": "new incident",
     "escalation": "escalation: nobody is working the ticket yet",
     "test": "test page, nothing is down",
+    "database": "watchdesk cannot reach its database: nothing opens or is sent",
 }
 # apprise >= 2 limits a whole call with ``timeout``; 1.x has no such argument.
 _HAS_TIMEOUT: Final = "timeout" in inspect.signature(apprise.Apprise.notify).parameters

@@ -12,7 +12,8 @@ from typing import Literal, Protocol
 
 from ticketing.base import Priority
 
-PageReason = Literal["open", "escalation", "test"]
+# "database": the agents of a cluster cannot reach their shared database.
+PageReason = Literal["open", "escalation", "test", "database"]
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ REASONS: Final = {
     "open": "new incident",
     "escalation": "escalation: nobody is working the ticket yet",
     "test": "test page, nothing is down",
+    "database": "watchdesk cannot reach its database: nothing opens or is sent",
 }
 SIGNATURE: Final = "-- \nwatchdesk"
 

@@ -6,17 +6,25 @@ database, never its URL.
 The pool is small (the agent makes few, short calls: the flush about once a second, a
 transition's transaction, the outbox's claims) and checks a connection before lending it, so
 that a database restart costs one failed call, not one per stale connection.
+
+In a cluster a write is fenced (``monitor.store.fence``): it names the targets it is about,
+the caller's scope adds the leases it acts under, and the transaction ends with the check that
+each of those leases is still this agent's, under the epoch it holds, for a margin longer than
+the transaction may idle; otherwise it rolls back with ``Fenced``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from monitor.errors import StoreError
+from monitor.store.fence import Fenced, Fencing, current_scope
+from monitor.store.postgres import fencing as fenced
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import CONNECT_TIMEOUT, describe, options, redact
 from monitor.store.postgres.order import CallOrder
@@ -32,13 +40,15 @@ POOL_TIMEOUT = 5.0
 
 
 class PostgresAccess:
-    def __init__(self, url: str, vantage: str) -> None:
+    def __init__(self, url: str, vantage: str, fencing: Fencing | None = None) -> None:
         self._url = url
+        self.fencing = fencing
         self._where = describe(url)  # refuses a URL libpq cannot read, without quoting it
         self.vantage = vantage
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._order = CallOrder()
         self._closed = False
+        self._retired: set[asyncio.Future[None]] = set()
 
     @property
     def location(self) -> str:
@@ -66,7 +76,16 @@ class PostgresAccess:
         trouble = migrate.problem(applied)
         if trouble:
             raise StoreError(f"{self._where}: {trouble}")
-        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+        pool = self._new_pool()
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StoreError(f"cannot connect to the {self._where}: {self._redact(exc)}") from None
+        self._pool = pool
+
+    def _new_pool(self) -> AsyncConnectionPool[Connection]:
+        return AsyncConnectionPool(
             self._url,
             min_size=1,
             max_size=POOL_SIZE,
@@ -76,12 +95,18 @@ class PostgresAccess:
             check=AsyncConnectionPool.check_connection,
             name=f"watchdesk-{self.vantage}",
         )
-        try:
-            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        except psycopg.Error as exc:
-            await pool.close()
-            raise StoreError(f"cannot connect to the {self._where}: {self._redact(exc)}") from None
-        self._pool = pool
+
+    async def reconnect(self) -> None:
+        """The database answers again after an outage: a fresh pool at once. The old one
+        would reconnect only at its next backoff, which doubles while the database is away
+        (minutes after an outage of minutes)."""
+        if self._pool is None or self._closed:
+            return
+        old, fresh = self._pool, self._new_pool()
+        await fresh.open(wait=False)
+        self._pool = fresh
+        self._retired.add(asyncio.ensure_future(old.close(timeout=1.0)))
+        self._retired = {task for task in self._retired if not task.done()}
 
     async def close(self) -> None:
         if self._closed:
@@ -104,18 +129,32 @@ class PostgresAccess:
             raise StoreError(f"the store ({self._where}) is {state}")
         return self._pool
 
-    async def _write(self, work: Work[T]) -> T:
-        """``work`` in one transaction, after every call made before this one."""
+    async def _write(self, work: Work[T], targets: Iterable[str] = ()) -> T:
+        """``work`` in one transaction, after every call made before this one; in a cluster
+        fenced by the leases of ``targets`` and of the caller's scope (asked when its turn
+        comes: a write that waited behind others while the database was away is refused)."""
+        if self._closed:
+            raise StoreError(f"the store ({self._where}) is closed")
+        fencing = self.fencing
+        names, scope = tuple(targets), current_scope()
 
         async def run() -> T:
+            fences = fencing.fences(names, scope) if fencing is not None else []
             try:
                 async with self._ready().connection() as conn, conn.transaction():
-                    return await work(conn)
+                    if fencing is not None and fences:
+                        await fenced.limit_idling(conn, fencing.idle_limit)
+                    result = await work(conn)
+                    if fencing is not None and fences:
+                        await fenced.check(conn, fences, fencing.check_margin)
+                    return result
+            except Fenced as refused:
+                if fencing is not None:
+                    fencing.refused(refused.fences, refused.reason)
+                raise
             except psycopg.Error as exc:
                 raise StoreError(f"store write failed: {self._redact(exc)}") from exc
 
-        if self._closed:
-            raise StoreError(f"the store ({self._where}) is closed")
         return await self._order.run(run, write=True)
 
     async def _read(self, work: Work[T]) -> T:

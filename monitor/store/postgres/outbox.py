@@ -3,14 +3,22 @@ sticky "may be out there" mark (``sent_at``: set before a create leaves, cleared
 answer), the release of a channel's backlog. Same answers as the SQLite store's
 ``monitor.store.outbox``; part of ``PostgresStore``.
 
-Claims (``claim_token``, ``claim_expires_at``) are in the schema for several agents sharing
-the queue; one agent delivers alone and leaves them empty.
+Several agents share the queue through claims: ``claim_actions`` claims the heads of the
+due queues (per incident, channel and notice ticket) in ONE statement with ``FOR UPDATE SKIP
+LOCKED``, counts their attempt and gives them a ``claim_token`` that lives ``claim_ttl`` (database
+time). Finishing, retrying, failing and the "may be out there" mark go through only ``WHERE
+claim_token`` is still the claimer's: a claim that expired (its agent died or stalled) was
+taken over, and the late answer of the old claimer changes nothing. A finished or retried
+action gives its claim back; each retry is a new claim. A claim taken over after a crash finds
+``sent_at`` as the crash left it, and reconciles by dedup-key lookup as a restart does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -25,7 +33,7 @@ from monitor.store.postgres.sql import (
     SELECT_ACTIONS,
     actions_query,
 )
-from monitor.store.records import INCIDENT_COLUMNS, OutboxAction
+from monitor.store.records import INCIDENT_COLUMNS, OUTBOX_COLUMNS, OutboxAction
 from monitor.store.storms import own_ticket, spread
 
 
@@ -52,6 +60,24 @@ async def addressed(conn: Connection, incident_id: int, actions: list[Action]) -
         (incident_id,),
     )
     return spread(actions, [found[0] for found in await cursor.fetchall()])
+
+
+def guard_clause(expect: Mapping[str, Any]) -> sql.Composed | None:
+    """``a IS NOT DISTINCT FROM %s AND ...``: the compare of a compare-and-set (None: none)."""
+    if not expect:
+        return None
+    refused = set(expect) - set(INCIDENT_COLUMNS)
+    if refused:
+        raise StoreError(f"not columns a guard may compare: {', '.join(sorted(refused))}")
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} IS NOT DISTINCT FROM %s").format(sql.Identifier(name)) for name in expect
+    )
+
+
+# Rows still held by a live claim are nobody else's to take.
+UNCLAIMED = " AND (o.claim_expires_at IS NULL OR o.claim_expires_at <= now())"
+CLAIMED_BY = " AND (%s::uuid IS NULL OR claim_token = %s::uuid)"
+RELEASE_CLAIM = "claim_token = NULL, claim_expires_at = NULL"
 
 
 class PostgresOutbox(PostgresAccess):
@@ -92,11 +118,57 @@ class PostgresOutbox(PostgresAccess):
         )
         return [OutboxAction.from_row(row) for row in rows]
 
+    async def claim_actions(
+        self,
+        now: float,
+        limit: int,
+        skip_channels: Iterable[str] = (),
+        claim_ttl: float | None = None,
+        channel: str | None = None,
+    ) -> list[OutboxAction]:
+        """Claim the due queue heads (of ``channel`` only, if given; none of
+        ``skip_channels``), oldest first, and count their attempt: one statement, so two agents
+        claiming at the same moment get different rows and never two of one queue."""
+        token = str(uuid.uuid4())
+        ttl = claim_ttl if claim_ttl is not None else 60.0
+        only = " AND o.channel = %(channel)s" if channel is not None else ""
+        query = (
+            "WITH due AS (SELECT o.id FROM outbox o WHERE o.state = 'pending'"
+            " AND o.next_attempt_at <= %(now)s AND o.channel <> ALL(%(skip)s)"
+            + only
+            + UNCLAIMED
+            + QUEUE_HEAD
+            + " ORDER BY o.id LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED)"
+            " UPDATE outbox o SET attempts = o.attempts + 1, last_attempt_at = %(now)s,"
+            " last_error = 'in flight', claim_token = %(token)s::uuid,"
+            " claim_expires_at = now() + make_interval(secs => %(ttl)s)"
+            " FROM due WHERE o.id = due.id RETURNING "
+            + ", ".join("o.payload::text" if c == "payload" else f"o.{c}" for c in OUTBOX_COLUMNS)
+        )
+        params = {
+            "now": now,
+            "skip": list(skip_channels),
+            "channel": channel,
+            "limit": limit,
+            "token": token,
+            "ttl": ttl,
+        }
+
+        async def work(conn: Connection) -> list[OutboxAction]:
+            cursor = await conn.execute(query, params)
+            return [OutboxAction.from_row(row) for row in await cursor.fetchall()]
+
+        claimed = await self._write(work)
+        claimed.sort(key=lambda action: action.id)
+        return [dataclasses.replace(action, claim_token=token) for action in claimed]
+
     async def next_action_time(self, skip_channels: Iterable[str] = ()) -> float | None:
-        """When the next action ``due_actions`` could return comes due (queue heads only)."""
+        """When the next action ``due_actions`` could return comes due (queue heads only; a
+        head another agent has claimed is due when its claim runs out, at the earliest)."""
         rows = await self._rows(
-            "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending'"
-            " AND o.channel <> ALL(%s)" + QUEUE_HEAD,
+            "SELECT MIN(GREATEST(o.next_attempt_at,"
+            " COALESCE(EXTRACT(EPOCH FROM o.claim_expires_at)::double precision, 0)))"
+            " FROM outbox o WHERE o.state = 'pending' AND o.channel <> ALL(%s)" + QUEUE_HEAD,
             (list(skip_channels),),
         )
         return rows[0][0] if rows and rows[0][0] is not None else None
@@ -115,8 +187,13 @@ class PostgresOutbox(PostgresAccess):
 
         return await self._write(work)
 
-    async def set_sent(self, action_id: int, sent_at: float | None) -> None:
-        await self._execute("UPDATE outbox SET sent_at = %s WHERE id = %s", (sent_at, action_id))
+    async def set_sent(
+        self, action_id: int, sent_at: float | None, claim: str | None = None
+    ) -> bool:
+        return await self._execute(
+            "UPDATE outbox SET sent_at = %s WHERE id = %s" + CLAIMED_BY,
+            (sent_at, action_id, claim, claim),
+        )
 
     async def outbox_counts(self, now: float | None = None) -> dict[str, int]:
         """Actions per state; with ``now`` also "held": pending pages waiting for business
@@ -173,22 +250,28 @@ class PostgresOutbox(PostgresAccess):
         now: float,
         incident_changes: dict[str, Any] | None = None,
         note: str | None = None,
-    ) -> None:
+        claim: str | None = None,
+    ) -> bool:
         """Delivered (``note`` says why when it was skipped instead), with what the answer
         changes on the ticket it was for (its id): the incident's own, or the customer
-        notice's, in one transaction."""
+        notice's, in one transaction. False when ``claim`` is no longer the action's."""
         changes = dict(incident_changes or {})
         assignments = set_clause(changes) if changes else None
 
-        async def work(conn: Connection) -> None:
+        async def work(conn: Connection) -> bool:
             cursor = await conn.execute(
-                "UPDATE outbox SET state = 'done', done_at = %s, last_error = %s WHERE id = %s"
-                " RETURNING incident_id, notice",
-                (now, note, action_id),
+                "UPDATE outbox SET state = 'done', done_at = %s, last_error = %s, "
+                + RELEASE_CLAIM
+                + " WHERE id = %s"
+                + CLAIMED_BY
+                + " RETURNING incident_id, notice",
+                (now, note, action_id, claim, claim),
             )
             row = await cursor.fetchone()
-            if assignments is None or row is None:
-                return
+            if row is None:
+                return False
+            if assignments is None:
+                return True
             if row[1] is None:
                 await conn.execute(
                     sql.SQL("UPDATE incidents SET {} WHERE id = %s").format(assignments),
@@ -201,18 +284,24 @@ class PostgresOutbox(PostgresAccess):
                     ).format(assignments),
                     (*changes.values(), row[0], row[1]),
                 )
+            return True
 
-        await self._write(work)
+        return await self._write(work)
 
-    async def retry_action(self, action_id: int, at: float, error: str) -> None:
-        await self._execute(
-            "UPDATE outbox SET next_attempt_at = %s, last_error = %s WHERE id = %s",
-            (at, error, action_id),
+    async def retry_action(
+        self, action_id: int, at: float, error: str, claim: str | None = None
+    ) -> bool:
+        return await self._execute(
+            f"UPDATE outbox SET next_attempt_at = %s, last_error = %s, {RELEASE_CLAIM}"
+            " WHERE id = %s" + CLAIMED_BY,
+            (at, error, action_id, claim, claim),
         )
 
-    async def fail_action(self, action_id: int, error: str) -> None:
-        await self._execute(
-            "UPDATE outbox SET state = 'failed', last_error = %s WHERE id = %s", (error, action_id)
+    async def fail_action(self, action_id: int, error: str, claim: str | None = None) -> bool:
+        return await self._execute(
+            f"UPDATE outbox SET state = 'failed', last_error = %s, {RELEASE_CLAIM}"
+            " WHERE id = %s" + CLAIMED_BY,
+            (error, action_id, claim, claim),
         )
 
     async def requeue_failed(self, now: float) -> int:
@@ -227,8 +316,11 @@ class PostgresOutbox(PostgresAccess):
 
         return await self._write(work)
 
-    async def _execute(self, query: str, params: tuple[object, ...]) -> None:
-        async def work(conn: Connection) -> None:
-            await conn.execute(query, params)
+    async def _execute(self, query: str, params: tuple[object, ...]) -> bool:
+        """One statement in a transaction; whether it changed a row."""
 
-        await self._write(work)
+        async def work(conn: Connection) -> bool:
+            cursor = await conn.execute(query, params)
+            return cursor.rowcount > 0
+
+        return await self._write(work)

@@ -12,6 +12,7 @@ import psycopg
 from monitor.errors import StoreError
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import connect, describe
+from monitor.store.postgres.members import ClusterView, cluster_view
 from monitor.store.postgres.notices import notices_query
 from monitor.store.postgres.pauses import watched_query
 from monitor.store.postgres.sql import (
@@ -84,3 +85,7 @@ class PostgresReader:
 
     def transitions(self, target: str | None = None, since: float = 0.0) -> list[StoredTransition]:
         return transitions_of(self._rows(*transitions_query(self.vantage, target, since)))
+
+    def cluster(self) -> ClusterView:
+        """The agents, the slots of each vantage and the coordinator (``watchdesk cluster``)."""
+        return cluster_view(self._rows)

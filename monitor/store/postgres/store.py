@@ -18,7 +18,7 @@ Incidents, the outbox, mutes and the targets seen are the cluster's.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -30,7 +30,7 @@ from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
 from monitor.store.postgres.access import Connection
 from monitor.store.postgres.notices import PostgresNotices
-from monitor.store.postgres.outbox import set_clause
+from monitor.store.postgres.outbox import guard_clause, set_clause
 from monitor.store.postgres.pauses import PostgresPauses, end_pauses
 from monitor.store.postgres.reports import PostgresReports
 from monitor.store.postgres.sql import (
@@ -87,8 +87,13 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresSt
         )
         return {row[0]: row[1] for row in rows if row[1] is not None}
 
-    async def load_states(self) -> dict[str, tuple[str, TargetState]]:
-        return states_of(await self._rows(LOAD_STATES, (self.vantage,)))
+    async def load_states(
+        self, targets: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, TargetState]]:
+        if targets is None:
+            return states_of(await self._rows(LOAD_STATES, (self.vantage,)))
+        query = LOAD_STATES + " AND target = ANY(%s)"
+        return states_of(await self._rows(query, (self.vantage, list(targets))))
 
     async def save(
         self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]] = ()
@@ -107,13 +112,13 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresSt
                 if changes:
                     await cursor.executemany(INSERT_TRANSITION, changes)
 
-        await self._write(work)
+        await self._write(work, {str(row[0]) for row in state_rows + changes})
 
     async def record(self, state: StateRow, transition: Transition | None = None) -> None:
         async def work(conn: Connection) -> None:
             await self._write_state(conn, state, transition)
 
-        await self._write(work)
+        await self._write(work, (state[0],))
 
     async def _write_state(
         self, conn: Connection, state: StateRow | None, transition: Transition | None
@@ -202,7 +207,7 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresSt
             crash_point("after_state_write")
             return await self._insert_incident(conn, incident, build)
 
-        return await self._write(work)
+        return await self._write(work, (incident["target"],))
 
     async def _insert_incident(
         self, conn: Connection, incident: dict[str, Any], build: BuildActions
@@ -244,16 +249,32 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresSt
         now: float = 0.0,
         state: StateRow | None = None,
         transition: Transition | None = None,
-    ) -> None:
+        expect: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Change an incident and queue its next actions in one transaction, with the state
-        (and transition) that caused it, if any. Resolving it ends a pause of its clocks."""
+        (and transition) that caused it, if any. Resolving it ends a pause of its clocks. With
+        ``expect`` a compare-and-set: the incident changes (and the actions are queued) only if
+        its columns still hold those values, else False (the state and transition are written
+        all the same)."""
         fields, queued = dict(changes), list(actions)
+        guard = dict(expect or {})
+        condition = guard_clause(guard)
 
-        async def work(conn: Connection) -> None:
+        async def work(conn: Connection) -> bool:
             await self._write_state(conn, state, transition)
+            if condition is not None:
+                cursor = await conn.execute(
+                    sql.SQL("SELECT 1 FROM incidents WHERE id = %s AND {} FOR UPDATE").format(
+                        condition
+                    ),
+                    (incident_id, *guard.values()),
+                )
+                if await cursor.fetchone() is None:
+                    return False
             await self._change_incident(conn, incident_id, fields, queued, now)
+            return True
 
-        await self._write(work)
+        return await self._write(work, () if state is None else (state[0],))
 
     async def _change_incident(
         self,

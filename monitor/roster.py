@@ -1,0 +1,151 @@
+"""The targets this agent probes, and how one comes and goes: every configured target for an
+agent alone; in a cluster, those of the slots it holds (``Ownership.here``).
+
+A target that **arrives** (the config names it, or its slot became this agent's) is probed
+from the state the store holds for it, never from a guess: in a cluster the previous owner
+wrote that state (its writes are fenced, so nothing it does later overwrites it), and the
+agent numbers its own writes after the highest stored one. Its open incident is read too.
+A target that **leaves** is taken out of the scheduler, its metrics and the agent's memory;
+when it is handed over its state is flushed first, when its slot was lost nothing more of it
+is written (another agent holds its lease) and what was not yet written is counted as fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from monitor.clock import Clock
+from monitor.cluster.ownership import Ownership
+from monitor.config import Config, TargetConfig
+from monitor.metrics import Metrics
+from monitor.policy.incidents import IncidentManager
+from monitor.probing import identity_of
+from monitor.scheduler import Scheduler
+from monitor.state import TargetState
+from monitor.statebook import StateBook
+from monitor.store import Store
+
+log = logging.getLogger("watchdesk")
+
+# How long a hand-over waits for the probes of the targets it gives away.
+HANDOVER_WAIT = 2.0
+
+
+class Roster:
+    def __init__(
+        self,
+        store: Store,
+        book: StateBook,
+        metrics: Metrics,
+        scheduler: Scheduler,
+        incidents: IncidentManager,
+        clock: Clock,
+        ownership: Ownership,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.metrics = metrics
+        self.scheduler = scheduler
+        self.incidents = incidents
+        self.clock = clock
+        self.ownership = ownership
+        self.targets: dict[str, TargetConfig] = {}  # every configured target, by name
+        # Called with how many targets left with changes never written (fenced writes).
+        self.on_unsaved: Callable[[int], None] = lambda count: None
+
+    def probed(self) -> list[TargetConfig]:
+        """The targets this agent probes, in config order."""
+        return [t for t in self.targets.values() if self.ownership.here(t.name)]
+
+    def schedule(self) -> None:
+        self.scheduler.set_targets(self.probed())
+
+    def _bring_in(
+        self, target: TargetConfig, stored: tuple[str, TargetState] | None, write: bool = True
+    ) -> None:
+        """Into memory and metrics; ``write``: the state goes to the store with the next flush
+        (not for one just read from there)."""
+        identity = identity_of(target)
+        if self.book.identities.get(target.name) != identity:
+            keep = stored is not None and stored[0] == identity
+            self.book.states[target.name] = stored[1] if keep and stored else TargetState()
+            self.book.identities[target.name] = identity
+            if write or not keep:
+                self.book.touch(target.name)
+        self.metrics.add_target(target)
+        state = self.book.states[target.name]
+        self.metrics.set_up(target.name, state.status)
+        self.metrics.set_consecutive_failures(target.name, state.consecutive_failures)
+
+    async def apply(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
+        """Follow a config: everything in memory first, with no await between (a probe
+        finishing meanwhile sees either the old targets or the new ones); then the store."""
+        wanted = {target.name: target for target in config.targets}
+        removed = [name for name in self.targets if name not in wanted]
+        for name in removed:
+            self.metrics.remove_target(name)
+            self.book.forget(name)
+        for target in config.targets:
+            if self.ownership.here(target.name):
+                self._bring_in(target, stored.get(target.name))
+            elif target.name in self.book.states:  # its slot moved with the new config
+                self.metrics.remove_target(target.name)
+                self.book.forget(target.name)
+        self.targets = wanted
+        self.schedule()
+        now = self.clock.now()
+        if removed:
+            await self.store.forget(removed, now)
+        await self.store.mark_seen(wanted, now)
+
+    async def settle(self, names: Sequence[str] | None = None) -> None:
+        """Start from what the store's incidents say, never from a guess: see
+        ``IncidentManager.settle``. Written through at once."""
+        for name in list(self.book.states) if names is None else names:
+            state = self.book.states.get(name)
+            if state is None:
+                continue
+            settled = self.incidents.settle(name, state)
+            if settled is None:
+                continue
+            log.info(
+                "%s starts %s (stored state was %s; the store's incidents say otherwise)",
+                name,
+                settled.status,
+                state.status,
+            )
+            self.book.states[name] = settled
+            self.metrics.set_up(name, settled.status)
+            await self.book.write_now(self.book.row(name))
+
+    async def arrive(self, names: Sequence[str]) -> None:
+        """Targets whose slot became this agent's: from their stored state and incidents."""
+        coming = [n for n in names if n in self.targets and n not in self.book.states]
+        if not coming:
+            return
+        stored = await self.store.load_states(coming)
+        await self.book.load()  # number writes after the previous owner's
+        for name in coming:
+            self._bring_in(self.targets[name], stored.get(name), write=False)
+        await self.incidents.adopt(coming)
+        await self.settle(coming)
+        self.schedule()
+
+    async def leave(self, names: Sequence[str], flush: bool) -> None:
+        """Targets no longer probed here: handed over (``flush``: their state is written
+        first, the leases being still this agent's) or lost (nothing more is written)."""
+        going = [n for n in names if n in self.book.states]
+        if not going:
+            return
+        self.schedule()
+        if flush:
+            await self.scheduler.finish(going, HANDOVER_WAIT)
+            await self.book.flush()
+        unsaved = 0
+        for name in going:
+            unsaved += self.book.forget(name)
+            self.metrics.remove_target(name)
+        self.incidents.forget(going)
+        if unsaved:
+            self.on_unsaved(unsaved)
