@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -173,3 +174,17 @@ class PostgresServer:
 def database_name(url: str) -> str:
     """The database a URL of this module names (either form, socket or TCP)."""
     return url.split("?")[0].rsplit("/", 1)[-1]
+
+
+def apply_first_migrations(conn: Any, count: int) -> None:
+    """Bring an unmigrated database to the schema of its first ``count`` migrations, recorded in
+    the ledger as ``watchdesk db migrate`` records them: a database of an older release."""
+    from monitor.store.postgres import migrate
+
+    conn.execute(migrate.CREATE_LEDGER)
+    for step in migrate.migrations()[:count]:
+        conn.execute(step.sql)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+            (step.version, step.name),
+        )

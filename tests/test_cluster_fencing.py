@@ -25,7 +25,7 @@ from monitor.state import TargetState
 from monitor.store.fence import Fenced, as_coordinator
 from monitor.store.postgres import PostgresStore, migrate
 from monitor.store.postgres.leases import LeaseTable, Registration
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, apply_first_migrations
 from tests.test_store_parity import DOWN, first_actions, incident_fields
 
 TTL = 1.0
@@ -291,13 +291,7 @@ async def test_a_database_at_schema_6_migrates_to_the_cluster_schema(
     url = pg_server.new_database(migrated=False)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(migrate.CREATE_LEDGER)
-            for step in migrate.migrations()[:6]:
-                conn.execute(step.sql)
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (step.version, step.name),
-                )
+            apply_first_migrations(conn, 6)
             conn.execute(
                 "INSERT INTO incidents (target, dedup_key, status, priority, backend, opened_at,"
                 " first_failure_at, failed_checks, last_reason) VALUES"

@@ -37,7 +37,7 @@ from tests.helpers import (
     pagerduty_toml,
     run_cli,
 )
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, apply_first_migrations
 from tests.samples import DRAFT
 from tests.test_store_async import CONFIG
 from tests.test_store_parity import outage
@@ -121,13 +121,7 @@ def test_a_database_of_schema_3_follows_the_tickets_it_had_set_pending(
     url = pg_server.new_database(migrated=False)
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
-            conn.execute(migrate.CREATE_LEDGER)
-            for step in migrate.migrations()[:3]:
-                conn.execute(step.sql)
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (step.version, step.name),
-                )
+            apply_first_migrations(conn, 3)
             for key, status in (("k-1", "resolved"), ("k-2", "open")):
                 conn.execute(
                     "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
@@ -166,13 +160,7 @@ def test_a_database_of_schema_4_knows_the_priority_its_tickets_were_created_with
     url = pg_server.new_database(migrated=False)
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
-            conn.execute(migrate.CREATE_LEDGER)
-            for step in migrate.migrations()[:4]:
-                conn.execute(step.sql)
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (step.version, step.name),
-                )
+            apply_first_migrations(conn, 4)
             for key in ("k-1", "k-2"):
                 conn.execute(
                     "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
@@ -200,13 +188,7 @@ async def test_a_database_of_schema_5_gets_incident_kinds_and_takes_a_storm(
     url = pg_server.new_database(migrated=False)
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
-            conn.execute(migrate.CREATE_LEDGER)
-            for step in migrate.migrations()[:5]:
-                conn.execute(step.sql)
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (step.version, step.name),
-                )
+            apply_first_migrations(conn, 5)
             conn.execute(
                 "INSERT INTO incidents (target, dedup_key, status, priority, backend,"
                 " opened_at, first_failure_at, failed_checks, last_reason)"
