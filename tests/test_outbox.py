@@ -216,6 +216,28 @@ async def test_notes_wait_behind_their_create_and_survive_a_dropped_connection(
     assert await pending(h) == []
 
 
+async def test_a_note_whose_answer_was_lost_is_looked_for_not_sent_twice(
+    harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
+) -> None:
+    """Freshdesk stored the recovery note but the connection closed before its answer: the
+    next attempt finds it among the ticket's conversations and sends nothing."""
+    h = await harness()
+    await h.fail("web", 3)
+    await h.deliver()
+    freshdesk.fail_next("note", "drop")
+    await h.succeed("web", 2)
+    for _ in range(3):
+        await h.deliver()
+        h.clock.advance(30)
+    (ticket,) = freshdesk.tickets.values()
+    (note,) = freshdesk.notes[ticket["id"]]
+    assert "web has recovered" in note["body"]
+    assert len(freshdesk.requests_to("note")) == 1
+    assert freshdesk.requests_to("conversations")
+    assert ticket["status"] == 3
+    assert await pending(h) == []
+
+
 async def test_maybe_sent_sticks_through_failed_searches_until_one_answers(
     harness: Callable[..., Awaitable[Harness]], freshdesk: FreshdeskFake
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 Priority = Literal["urgent", "high", "medium", "low"]
 # The one list of priorities, most urgent first.
@@ -107,3 +107,19 @@ class TicketBackend(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class NoteFinder(Protocol):
+    """A helpdesk that lists a ticket's notes, so a note whose answer was lost (a timeout, a
+    crash between sending and recording) is looked for before it is sent again: exactly once
+    where the helpdesk lets us, at least once elsewhere."""
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        """Whether the ticket already carries a note of this text, as we would have sent it."""
+        ...
+
+
+def same_text(a: str, b: str) -> bool:
+    """Two note texts compared as a helpdesk may have reflowed them: whitespace collapsed."""
+    return " ".join(a.split()) == " ".join(b.split())

@@ -9,8 +9,11 @@ Exactly once where the service lets us, at least once where it does not:
 - PagerDuty and Opsgenie de-duplicate triggers by our dedup key, so a trigger sent again after
   a lost answer pages nobody twice. Email, webhook and apprise have nothing to ask and nothing
   that de-duplicates: after a lost answer (or a crash between sending and recording) the page
-  is sent again: at least once. So are notes: a lost answer to a note means the note may
-  appear twice, never that it is missing. Status changes are idempotent.
+  is sent again: at least once. Status changes are idempotent.
+- A note, where the helpdesk lists a ticket's notes (``ticketing.base.NoteFinder``: the local
+  store, Freshdesk), is marked like a create, and once marked it is looked for on the ticket
+  before it goes again. Elsewhere a lost answer to a note means the note may appear twice,
+  never that it is missing.
 
 Right before each request leaves, ``check_send`` asks whether this agent still may send for
 its claim (see ``monitor.delivery.outbox``): a paused agent that wakes up there sends nothing.
@@ -39,7 +42,7 @@ from monitor.delivery.integrations import IntegrationsSlot
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.store import CustomerNotice, Incident, OutboxAction, Store
-from ticketing.base import TicketBackend, TicketRef
+from ticketing.base import NoteFinder, TicketBackend, TicketRef
 from ticketing.errors import DeliveryError, OutcomeUnknown, PermanentError
 from ticketing.pagers.base import Pager
 
@@ -142,12 +145,22 @@ class Delivery:
         ref = TicketRef(ticket.ticket_id, ticket.ticket_url)
         self.check_send(action)
         if isinstance(typed, AddNote):
-            await self.backend.add_note(ref, typed.body, typed.public)
-            crash_point("after_note_sent")
-        else:
-            await self.backend.set_status(ref, typed.status)
-            crash_point("after_status_sent")
-            return Outcome(status_delivered(typed, self.clock.now()))
+            return await self._note(action, typed, ref)
+        await self.backend.set_status(ref, typed.status)
+        crash_point("after_status_sent")
+        return Outcome(status_delivered(typed, self.clock.now()))
+
+    async def _note(self, action: OutboxAction, typed: AddNote, ref: TicketRef) -> Outcome:
+        backend = self.backend
+        if isinstance(backend, NoteFinder):
+            if action.sent_at is not None and await backend.has_note(ref, typed.body, typed.public):
+                log.info("found the note of incident %d after a lost answer", action.incident_id)
+                return Outcome()
+            if not await self.store.set_sent(action.id, self.clock.now(), action.claim_token):
+                raise MayNotSend("its claim was taken over")
+            self.check_send(action)
+        await backend.add_note(ref, typed.body, typed.public)
+        crash_point("after_note_sent")
         return Outcome()
 
     async def _ticket_of(

@@ -16,6 +16,9 @@ Endpoints and values used, as documented there:
 - Notes: ``POST /api/v2/tickets/{id}/notes`` with ``private``
   (https://developers.freshdesk.com/api/#add_note_to_a_ticket); replies, which e-mail the
   requester: ``POST /api/v2/tickets/{id}/reply`` (https://developers.freshdesk.com/api/#reply_ticket).
+- Conversations (notes and replies), to look for a note whose answer was lost:
+  ``GET /api/v2/tickets/{id}/conversations`` with ``page`` and ``per_page`` (at most 100)
+  (https://developers.freshdesk.com/api/#list_all_ticket_notes).
 - Update / view: ``PUT`` / ``GET /api/v2/tickets/{id}``
   (https://developers.freshdesk.com/api/#update_ticket, #view_a_ticket); ``responder_id`` is the
   assigned agent. ``?include=stats`` adds ``stats`` (``requester_responded_at``,
@@ -43,6 +46,7 @@ from ticketing.base import (
     TicketRef,
     TicketStatus,
     priority_of,
+    same_text,
 )
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
@@ -54,6 +58,7 @@ STATUS_OPEN: Final = 2
 STATUS_PENDING: Final = 3
 STATUS_RESOLVED: Final = 4
 STATUS_CLOSED: Final = 5
+CONVERSATIONS_PAGE: Final = 100  # the most Freshdesk lists per page
 SOURCE_PORTAL: Final = 2  # the documented default source of a ticket created through the API
 SET_STATUSES: Final[dict[NewStatus, int]] = {
     "open": STATUS_OPEN,
@@ -143,6 +148,11 @@ def reply_payload(body: str) -> dict[str, Any]:
     return {"body": text_to_html(body)}
 
 
+def html_to_text(body: str) -> str:
+    """A conversation's HTML body as the text it was made from (tags gone, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
 def status_payload(status: NewStatus) -> dict[str, Any]:
     return {"status": SET_STATUSES[status]}
 
@@ -226,6 +236,28 @@ class FreshdeskBackend:
                 f"/api/v2/tickets/{ref.id}/notes",
                 json_body=note_payload(body, private=not public),
             )
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        page = 1
+        while True:
+            _, listed = await self._http.request(
+                "GET",
+                f"/api/v2/tickets/{ref.id}/conversations",
+                params={"page": str(page), "per_page": str(CONVERSATIONS_PAGE)},
+            )
+            if not isinstance(listed, list):
+                raise RetryableError(f"{self.name}: ticket {ref.id}: answer is not a list")
+            for entry in listed:
+                if (
+                    isinstance(entry, dict)
+                    and not entry.get("incoming")
+                    and bool(entry.get("private")) == (not public)
+                    and same_text(html_to_text(str(entry.get("body", ""))), body)
+                ):
+                    return True
+            if len(listed) < CONVERSATIONS_PAGE:
+                return False
+            page += 1
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(

@@ -33,6 +33,7 @@ from ticketing.base import (
     TicketInfo,
     TicketRef,
     TicketStatus,
+    same_text,
 )
 from ticketing.errors import PermanentError, RetryableError
 from ticketing.settings import IntegrationSettings
@@ -145,6 +146,14 @@ class LocalBackend:
             "INSERT INTO local_ticket_notes (ticket_id, body, public, created_at) VALUES (?,?,?,?)",
             (int(ref.id), body, int(public), time.time()),
         )
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        rows = await asyncio.to_thread(
+            self._run,
+            "SELECT body FROM local_ticket_notes WHERE ticket_id = ? AND public = ?",
+            (int(ref.id), int(public)),
+        )
+        return any(same_text(str(row[0]), body) for row in rows)
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._existing(ref)
