@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from monitor.actions import Action
@@ -59,18 +60,18 @@ class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresSt
     """The ``Store`` of an agent with a ``[cluster]`` section."""
 
     async def writable(self) -> bool:
-        async def work(conn: Connection) -> None:
-            await conn.execute(
-                "INSERT INTO meta (key, value) VALUES (%s, 'ok')"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (f"ready_check:{self.vantage}",),
-            )
-
+        """A write beside the queued calls (in their order it would wait behind writes stuck
+        on a lost database, each until its pool timeout): what /readyz asks."""
         try:
-            await self._write(work)
-            return True
-        except StoreError:
+            async with self._ready().connection() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (%s, 'ok')"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (f"ready_check:{self.vantage}",),
+                )
+        except (psycopg.Error, StoreError):
             return False
+        return True
 
     # ---- target state and transitions -----------------------------------------------------
 
