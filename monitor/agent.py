@@ -114,6 +114,7 @@ class Agent:
             self.member.handoff = self.roster
             self.member.on_database_back = self.store.reconnect
             self.roster.on_unsaved = self.member.metrics.fenced["lost"].inc
+            self.roster.catch_up_window = self.member.ttl + 2 * self.member.every
         self.systemd = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
         # One reload at a time: SIGHUPs that come together are applied one after the other.

@@ -13,6 +13,7 @@ is written (another agent holds its lease) and what was not yet written is count
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from monitor.clock import Clock
@@ -51,6 +52,9 @@ class Roster:
         self.clock = clock
         self.ownership = ownership
         self.targets: dict[str, TargetConfig] = {}  # every configured target, by name
+        # In a cluster: how long a slot can have gone unprobed before this agent takes it
+        # (lease_ttl + 2 x lease_renew); the runs missed meanwhile are caught up at once.
+        self.catch_up_window: float | None = None
         # Called with how many targets left with changes never written (fenced writes).
         self.on_unsaved: Callable[[int], None] = lambda count: None
 
@@ -131,6 +135,9 @@ class Roster:
         await self.incidents.adopt(coming)
         await self.settle(coming)
         self.schedule()
+        if self.catch_up_window is not None and self.scheduler.started:
+            missed = self.scheduler.catch_up(coming, time.time() - self.catch_up_window)
+            log.info("%d of %d targets taken over missed a run: probed now", missed, len(coming))
 
     async def leave(self, names: Sequence[str], flush: bool) -> None:
         """Targets no longer probed here: handed over (``flush``: their state is written

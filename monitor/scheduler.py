@@ -37,6 +37,8 @@ STARTUP_SPREAD = 5.0
 # First runs are spread so that no more than this many start per second (10,000 targets at
 # once would otherwise start at twice the steady rate while the agent is still warming up).
 STARTUP_RATE = 500.0
+# Runs missed while a target had no owner (its agent died) are caught up at most this fast.
+CATCH_UP_RATE = 2000.0
 # uvloop's clock moves in 1 ms steps: launching what is due within the next millisecond
 # avoids waking again and again until the tick comes.
 SLACK = 0.001
@@ -127,6 +129,33 @@ class Scheduler:
         if self._waiter is not None:
             _wake(self._waiter)
 
+    def catch_up(self, names: list[str], missed_since: float) -> int:
+        """Targets taken over from an agent that stopped probing them (in a cluster): those
+        whose phase came round after the wall-clock time ``missed_since`` missed a run, and
+        run now (spread at ``CATCH_UP_RATE``); the others keep to their phase, since their
+        last run is less than an interval old. How many missed a run."""
+        loop_now = asyncio.get_running_loop().time()
+        wall_now = time.time()
+        entries = {item[2].target.name: item[2] for item in self._heap if self._live(item[2])}
+        taken = [entries[name] for name in names if name in entries]
+        missed = []
+        for entry in taken:
+            interval = entry.target.interval
+            next_run = phase_due(entry.target.name, interval, loop_now, wall_now, loop_now)
+            entry.due, entry.joined_phase = next_run, True
+            if wall_now + (next_run - interval - loop_now) >= missed_since:
+                missed.append(entry)
+        spread = max(1.0, len(missed) / CATCH_UP_RATE)
+        for entry in missed:
+            entry.due = loop_now + stable_offset(entry.target.name, spread)
+            entry.joined_phase = False
+        if taken:
+            self._heap = [(item[2].due, item[1], item[2]) for item in self._heap]
+            heapq.heapify(self._heap)
+            if self._waiter is not None:
+                _wake(self._waiter)
+        return len(missed)
+
     def _live(self, entry: _Entry) -> bool:
         return self._generation.get(entry.target.name) == entry.generation
 
@@ -152,6 +181,10 @@ class Scheduler:
         running = [task for name in names if (task := self._running.get(name)) is not None]
         if running:
             await asyncio.wait(running, timeout=wait)
+
+    @property
+    def started(self) -> bool:
+        return self._loop_task is not None
 
     @property
     def running_probes(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import statistics
+import time
 
 from monitor.config import TargetConfig, parse_config
 from monitor.scheduler import Scheduler, phase_due, stable_offset
@@ -120,3 +121,37 @@ def test_phase_is_the_same_across_restarts() -> None:
     phase_b = (wall_b + due_b - 2.0) % 30.0
     assert abs(phase_a - phase_b) < 1e-6
     assert abs(phase_a - stable_offset("web", 30.0)) < 1e-6
+
+
+async def test_targets_taken_over_run_now_only_if_their_phase_passed_unprobed() -> None:
+    """A cluster agent takes over the slots of one that died 25 s ago: the targets whose
+    phase came round meanwhile (their run was missed) run within a second; the others wait
+    for their phase, their last run being less than an interval old."""
+    loop = asyncio.get_running_loop()
+    started: dict[str, float] = {}
+
+    async def run(target: TargetConfig, due: float) -> None:
+        started.setdefault(target.name, loop.time())
+
+    targets = tcp_targets(200, "60s")
+    scheduler = Scheduler(run)
+    scheduler.set_targets([])
+    scheduler.start()
+    scheduler.set_targets(targets)
+    begin, wall = loop.time(), time.time()
+    missed = scheduler.catch_up([t.name for t in targets], wall - 25.0)
+    await asyncio.sleep(1.3)
+    await scheduler.stop()
+
+    def missed_run(name: str) -> bool:  # its phase lay within the last 25 s
+        return (wall - stable_offset(name, 60.0)) % 60.0 <= 25.0
+
+    def phase_came(name: str) -> bool:  # its phase lay within the 1.3 s watched
+        return (stable_offset(name, 60.0) - wall) % 60.0 <= 1.4
+
+    expected = {t.name for t in targets if missed_run(t.name)}
+    assert missed == len(expected) > 40
+    assert expected <= set(started)
+    assert all(started[name] - begin < 1.1 for name in expected)
+    early = set(started) - expected  # no other target ran before its phase
+    assert all(phase_came(name) for name in early), sorted(early)
