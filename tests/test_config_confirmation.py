@@ -29,7 +29,8 @@ def test_the_defaults_are_todays_behaviour() -> None:
     assert section.min_vantages == 1
     assert (section.window, section.degraded, section.degraded_delay) == (60.0, "all_live", 60.0)
     assert (section.partial, section.partial_after) == ("ignore", 600.0)
-    assert config.targets[0].vantages == () and config.targets[0].min_vantages is None
+    assert config.targets[0].vantages == ()
+    assert config.targets[0].min_vantages is None
 
 
 def test_a_cluster_takes_every_key() -> None:
