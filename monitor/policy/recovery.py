@@ -1,6 +1,7 @@
 """How an incident ends: a recovery (``recovery_threshold`` successes), held open while the
 target flaps until it has been up for ``flap_stable_after``; in a cluster that confirms from
-several vantages, only once most live vantages say up (``confirmation``). Part of ``IncidentManager``.
+several vantages, only once most live vantages say up (``confirmation``). Part of
+``IncidentManager``.
 
 The recovery note, the pagers' resolves and the ticket's ``on_recovery`` status are written
 with the incident's resolution (and the transition that caused it) in one transaction; the
