@@ -10,8 +10,8 @@ before they alert; watchdesk asks the other vantages of its cluster through thei
 
 This vantage says its verdict when it changes (``follow``) and again each time it asks for
 the quorum (``open``), which keeps its "down" within ``window`` while it waits; a target
-waiting for confirmation is held and asked again every ``recheck`` (its interval, at most a
-third of the window). Without a cluster, or with ``min_vantages = 1``, nothing here acts:
+waiting for confirmation is held and asked again every ``recheck`` (a third of the window, at
+least its interval). Without a cluster, or with ``min_vantages = 1``, nothing here acts:
 the first verdict opens, as on one agent.
 """
 
@@ -85,7 +85,11 @@ class Confirmation:
         return Rules(needed, section.window, section.degraded, section.degraded_delay)
 
     def recheck(self, target: TargetConfig) -> float:
-        return min(target.interval, self.section.window / 3)
+        """How often a held down is said again: three times per ``window`` keeps it counted,
+        and no more often than the target is probed (a long partial outage costs a write per
+        third of a window, not one per probe). The vantage that completes the quorum opens at
+        once: this is not the time to confirmation."""
+        return max(target.interval, self.section.window / 3)
 
     def verdict(self, target: TargetConfig, now: float) -> Verdict | None:
         """Hold while the last ask was not confirmed and the next is not due (``watchdesk
