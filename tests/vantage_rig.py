@@ -62,6 +62,7 @@ class VantageRig(Rig):
         stand_ins: tuple[FakeProcess, FakeProcess],
         confirmation: str,
         canaries: bool = False,
+        interval: float | None = None,
     ) -> None:
         super().__init__(tmp, url, stand_ins, up=1)
         self.api = PeerService()  # type: ignore[assignment]
@@ -70,6 +71,7 @@ class VantageRig(Rig):
         self.confirmation = confirmation
         self.canaries = canaries
         self.vantage = "east"
+        self.interval = interval  # None: the cluster rig's INTERVAL
 
     def config(self, port: int) -> Path:
         path = super().config(port)
@@ -80,6 +82,9 @@ class VantageRig(Rig):
             path.read_text(),
         )
         text = text.replace('vantage = "east"', f'vantage = "{self.vantage}"')
+        if self.interval is not None:
+            every = f'interval = "{round(self.interval * 1000)}ms"'
+            text = re.sub(r'interval = "\d+ms"', every, text, count=1)
         if self.canaries:
             text = text.replace("[agent]\n", '[agent]\ncanaries = ["canary"]\n', 1)
             text += (

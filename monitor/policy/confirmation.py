@@ -38,6 +38,8 @@ class VerdictStore(Protocol):
 
     async def say(self, target: str, said: tuple[bool, float, float, str]) -> None: ...
 
+    async def said_down(self) -> list[str]: ...
+
     async def tally(
         self, target: str, rules: Rules, allowed: Sequence[str], now: float
     ) -> Tally: ...
@@ -99,20 +101,29 @@ class Confirmation:
             return None
         return Verdict("hold", f"waiting for confirmation: {tally.why()}", until=ask_at)
 
-    async def follow(self, target: TargetConfig, state: TargetState, covered: bool) -> None:
+    async def load(self) -> None:
+        """What this vantage said down before (a restart): those it says up when they
+        recover; any other target it has never said down, and its "up" is no row at all (a
+        healthy target writes nothing)."""
+        if self.store is not None and self.config.cluster is not None:
+            self._said = dict.fromkeys(await self.store.said_down(), True)
+
+    async def follow(self, target: TargetConfig, state: TargetState, covered: bool) -> bool:
         """Say this vantage's verdict when it changed (a down with no incident is said by
-        ``open``, with the quorum)."""
+        ``open``, with the quorum); True when it just said up after a down (the incident,
+        perhaps another vantage's, may resolve now)."""
         if self.store is None or self.rules(target) is None or state.status == "unknown":
-            return
+            return False
         down = state.status == "down"
-        if self._said.get(target.name) == down or (down and not covered):
-            return
+        if self._said.get(target.name, False) == down or (down and not covered):
+            return False
         if not down:
             self.last.pop(target.name, None)
             self._ask_at.pop(target.name, None)
         said = (down, state.since or 0.0, state.last_checked_at or 0.0, state.last_reason)
         await self.store.say(target.name, said)
         self._said[target.name] = down
+        return not down
 
     async def open(
         self,

@@ -301,7 +301,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
             return False  # unknown, or its own transition is on the way and decides
         now = self.clock.now()
         stored = False
-        await self.confirmation.follow(target, state, name in self._open)
+        back = await self.confirmation.follow(target, state, name in self._open)
         if name in self.canaries.names:
             stored = await self.canaries.follow(now, self._fresh, self._uncovered, cause)
             cause = None if stored else cause
@@ -313,8 +313,8 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
             if state.status == "up":
                 self.canaries.forget(name)
         incident = self._open.get(name)
-        if incident is None and state.status == "up" and self.confirmation.rules(target):
-            incident = await self._adopt(name)  # another vantage opened it: resolved here too
+        if incident is None and back:
+            incident = await self._adopt(name)  # perhaps another vantage's: it may end here
         if incident is None and name in self.storms.member_of:
             if state.status == "up":
                 await self._leave_storm(name, state.since or now, cause)

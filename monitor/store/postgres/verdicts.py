@@ -79,6 +79,14 @@ class PostgresVerdicts(PostgresAccess):
 
         await self._write(work, (target,))
 
+    async def said_down(self) -> list[str]:
+        """The targets this vantage last said down (what it must say up when they recover,
+        after a restart too)."""
+        rows = await self._rows(
+            "SELECT target FROM verdicts WHERE vantage = %s AND down", (self.vantage,)
+        )
+        return [str(row[0]) for row in rows]
+
     async def tally(self, target: str, rules: Rules, allowed: Sequence[str], now: float) -> Tally:
         """The verdicts on ``target`` as they stand (explain, recovery)."""
 
