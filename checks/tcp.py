@@ -32,6 +32,12 @@ class TcpSettings(ProbeSettings):
         min_length=1,
         description="Text that must arrive within the timeout (the first 64 KiB are searched).",
     )
+    source_ip_address: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Local address to connect from (as blackbox_exporter's source_ip_address): "
+        "the vantage a multi-homed agent probes from.",
+    )
 
     _send: bytes = PrivateAttr(default=b"")
     _expect: bytes = PrivateAttr(default=b"")
@@ -52,7 +58,10 @@ async def probe(settings: TcpSettings, context: ProbeContext) -> ProbeResult:
     phase = "connect"
     try:
         async with asyncio.timeout(context.timeout):
-            reader, writer = await asyncio.open_connection(settings.host, settings.port)
+            local = (settings.source_ip_address, 0) if settings.source_ip_address else None
+            reader, writer = await asyncio.open_connection(
+                settings.host, settings.port, local_addr=local
+            )
             if settings._send:
                 phase = "send"
                 writer.write(settings._send)

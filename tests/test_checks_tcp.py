@@ -92,6 +92,22 @@ async def test_other_text_then_close(context: ProbeContext) -> None:
     )
 
 
+async def test_the_probe_connects_from_its_source_address(context: ProbeContext) -> None:
+    """The vantage a multi-homed agent probes from: the server sees that peer address."""
+
+    async def by_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"OK {writer.get_extra_info('peername')[0]}\r\n".encode())
+        await writer.drain()
+
+    async with serve_tcp(by_peer) as port:
+        settings = TcpSettings(
+            host="127.0.0.1", port=port, expect="OK 127.0.0.3", source_ip_address="127.0.0.3"
+        )
+        assert (await probe(settings, context)).ok
+        other = TcpSettings(host="127.0.0.1", port=port, expect="OK 127.0.0.3")
+        assert not (await probe(other, context)).ok  # from 127.0.0.1
+
+
 async def test_unknown_host(context: ProbeContext) -> None:
     result = await probe(TcpSettings(host="no-such-host.invalid", port=80), context)
     assert (result.ok, result.reason) == (False, "name not found: no-such-host.invalid")

@@ -110,6 +110,13 @@ def _print_explanation(answer: dict[str, Any]) -> None:
             print(f"  incident {incident['id']} ({incident['dedup_key']}): {ticket}")
     for fact in answer.get("facts", []):
         print(f"  - {fact}")
+    for seen in answer.get("vantages") or []:
+        counted = (
+            ""
+            if seen["counts"]
+            else " (not counted: " + ("impaired)" if seen["impaired"] else "not live)")
+        )
+        print(f"  vantage {seen['vantage']}: {seen['verdict']}{counted}: {seen['reason']}")
 
 
 def _user() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config.cluster import parse_cluster
+from monitor.config.confirmation import ConfirmationSection, check_confirmation
 from monitor.config.diagnostics import Collector
 from monitor.config.escalation import EscalationSection
 from monitor.config.model import (
@@ -53,6 +54,7 @@ TOP_LEVEL_KEYS = (
     "cluster",
     "reports",
     "storm",
+    "confirmation",
 )
 
 
@@ -148,6 +150,10 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     cluster = parse_cluster(raw.get("cluster"), timeout, problems)
     reports = parse_reports(raw.get("reports", []), customers, calendars, pager_types, problems)
     storm = problems.validate(("storm",), StormSection, raw.get("storm", {}))
+    confirmation = problems.validate(
+        ("confirmation",), ConfirmationSection, raw.get("confirmation", {})
+    )
+    check_confirmation(confirmation, "cluster" in raw, raw.get("targets", []), problems)
     if agent is not None:
         # Every name written, so a target refused for another reason is not reported twice.
         raw_targets = raw.get("targets", [])
@@ -172,6 +178,7 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
     assert backend_settings
     assert escalation
     assert storm
+    assert confirmation
     return Config(
         source=problems.source,
         agent=agent,
@@ -191,4 +198,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         cluster=cluster,
         reports=tuple(reports),
         storm=storm,
+        confirmation=confirmation,
     )

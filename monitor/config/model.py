@@ -21,6 +21,7 @@ from pydantic import (
 
 from checks import ProbeSettings
 from monitor.calendar import Calendar
+from monitor.config.confirmation import ConfirmationSection
 from monitor.config.escalation import EscalationSection
 from monitor.config.reports import ReportSection
 from monitor.config.types import (
@@ -147,6 +148,8 @@ class TargetCommon(Strict):
     description: str | None = None
     # Targets with the same group fail together for one reason: one incident for all of them.
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    vantages: list[str] = Field(default=[], max_length=64)  # [confirmation]: who probes it
+    min_vantages: int | None = Field(default=None, ge=1, le=64)
 
 
 COMMON_KEYS = frozenset(TargetCommon.model_fields)
@@ -169,6 +172,8 @@ class TargetConfig:
     tags: tuple[str, ...] = ()
     description: str | None = None
     group: str | None = None
+    vantages: tuple[str, ...] = ()  # empty: every vantage probes it
+    min_vantages: int | None = None  # None: [confirmation] min_vantages
 
     def where(self) -> str:
         return self.settings.where()
@@ -326,6 +331,7 @@ class Config:
     cluster: ClusterSection | None = None
     reports: tuple[ReportSection, ...] = ()
     storm: StormSection = field(default_factory=StormSection)
+    confirmation: ConfirmationSection = field(default_factory=ConfirmationSection)
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from checks import PROBES
+from monitor.config.confirmation import vantage_list
 from monitor.config.diagnostics import Collector
 from monitor.config.model import (
     COMMON_KEYS,
@@ -147,6 +148,8 @@ def parse_targets(
                 tags=tuple(common.tags),
                 description=common.description,
                 group=common.group,
+                vantages=vantage_list(common.vantages),
+                min_vantages=common.min_vantages,
             )
         )
     names = set(declared)

@@ -2,7 +2,8 @@
 explain``): its counters against its thresholds, and every rule in effect for it (its incident
 or storm, flapping, maintenance, a mute, a parent down, the canaries, its group), with one
 sentence that says what decides. A down target with no incident reads the incident manager's
-own verdict (``gate``), so the answer is what the agent does, not a second opinion."""
+own verdict (``gate``), so the answer is what the agent does, not a second opinion. In a
+cluster that confirms from several vantages the API adds each vantage's verdict."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def explain(
     if incident is not None and incident.flapping:
         stable = format_duration(config.escalation.flap_stable_after)
         facts.append(f"it is flapping: its incident stays open until it has been up for {stable}")
+    needs = manager.confirmation.rules(target)
+    if needs is not None:
+        facts.append(
+            f"it opens when {needs.needed} healthy vantages say down within "
+            f"{format_duration(needs.window)} ([confirmation])"
+        )
     if target.group:
         facts.append(
             f"it belongs to group {target.group}: its members down together are one incident"

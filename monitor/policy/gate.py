@@ -4,7 +4,8 @@ own, does now, and why (``Verdict``). Part of ``IncidentManager``.
 In order: only results of probes run since the start count; a down that a resolved incident
 covers opens nothing; nor does maintenance or a mute; a child behind a down parent is named on
 the parent's ticket; the canaries (``canaries``: impaired, undecided, fresh probes after an
-impairment); then grouping (``storms``: join a storm, open one, wait ``group_wait`` for
+impairment); confirmation from several vantages (``confirmation``: held until enough say
+down); then grouping (``storms``: join a storm, open one, wait ``group_wait`` for
 company) or an incident of its own. ``watchdesk explain`` reads the same ``verdict``.
 
 A verdict "hold" names when to decide again at the latest; a timer (``start_timers``) decides
@@ -24,6 +25,7 @@ from monitor.config import Config, TargetConfig
 from monitor.durations import format_local
 from monitor.metrics import Metrics
 from monitor.policy.canaries import Canaries
+from monitor.policy.confirmation import Confirmation
 from monitor.policy.maintenance import window_for
 from monitor.policy.shared_outage import SharedOutages
 from monitor.policy.storms import Storms
@@ -47,6 +49,7 @@ class OpenRules:
     decisions: asyncio.Lock
     shared: SharedOutages
     canaries: Canaries
+    confirmation: Confirmation
     storms: Storms
     muted: Callable[[str], bool]
     _zone: ZoneInfo
@@ -100,9 +103,9 @@ class OpenRules:
         waiting = self._parent_failing(target, state, now)
         if waiting is not None:
             return waiting
-        # The agent's own view first: a cluster's confirmation from several vantages (a quorum
-        # of their verdicts) belongs right after it, before any grouping.
-        return self.canaries.verdict(name, state, now)
+        # The agent's own view first, then a cluster's confirmation from several vantages (a
+        # quorum of their verdicts, asked again when due), before any grouping.
+        return self.canaries.verdict(name, state, now) or self.confirmation.verdict(target, now)
 
     def _parent_failing(
         self, target: TargetConfig, state: TargetState, now: float

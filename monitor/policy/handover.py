@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from monitor.clock import Clock
 from monitor.policy.canaries import Canaries
+from monitor.policy.confirmation import Confirmation
 from monitor.policy.storms import Storms
 from monitor.store import Incident, Store
 
@@ -24,6 +25,7 @@ class Handover:
     decisions: asyncio.Lock
     storms: Storms
     canaries: Canaries
+    confirmation: Confirmation
     _open: dict[str, Incident]
     _failed_checks: dict[str, int]
     _fresh: set[str]
@@ -50,6 +52,7 @@ class Handover:
         self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
         await self.storms.load([i for i in found if i.kind == "storm"], self.clock.now())
         await self.canaries.load(found, self._last_resolved)
+        await self.confirmation.load()
         self._update_open_gauge()
 
     async def adopt(self, names: list[str]) -> None:

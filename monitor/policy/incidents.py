@@ -32,13 +32,13 @@ from zoneinfo import ZoneInfo
 
 from monitor.clock import Clock
 from monitor.config import Config, TargetConfig
-from monitor.faults import crash_point
 from monitor.metrics import Metrics
-from monitor.policy import opening
 from monitor.policy.canaries import Canaries
+from monitor.policy.confirmation import Confirmation
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.gate import OpenRules
 from monitor.policy.handover import Handover
+from monitor.policy.own_incident import OwnIncident
 from monitor.policy.recovery import RecoveryRules
 from monitor.policy.reprioritising import priority_change, reconfigured
 from monitor.policy.settling import settled
@@ -57,7 +57,7 @@ log = logging.getLogger("watchdesk.incidents")
 Cause = tuple[StateRow, Transition]
 
 
-class IncidentManager(OpenRules, RecoveryRules, Handover):
+class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
     def __init__(
         self,
         store: Store,
@@ -90,6 +90,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover):
         self._previous = config  # the config before the last reload: follow_priorities
         self.canaries = Canaries(store, config, states, metrics)
         self.storms = Storms(store, config, states, notify, self.shared)
+        self.confirmation = Confirmation(store, config)
         self._targets = config.by_name
         self._position = config.position  # built now, with the config, not in a sweep
         self._waiting: set[str] = set()
@@ -123,6 +124,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover):
         self.shared.set_config(config)
         self.storms.set_config(config)
         self.canaries.set_config(config)
+        self.confirmation.set_config(config)
 
     def _update_open_gauge(self) -> None:
         counts = dict.fromkeys(PRIORITIES, 0)
@@ -299,6 +301,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover):
             return False  # unknown, or its own transition is on the way and decides
         now = self.clock.now()
         stored = False
+        back = await self.confirmation.follow(target, state, name in self._open)
         if name in self.canaries.names:
             stored = await self.canaries.follow(now, self._fresh, self._uncovered, cause)
             cause = None if stored else cause
@@ -310,6 +313,8 @@ class IncidentManager(OpenRules, RecoveryRules, Handover):
             if state.status == "up":
                 self.canaries.forget(name)
         incident = self._open.get(name)
+        if incident is None and back:
+            incident = await self._adopt(name)  # perhaps another vantage's: it may end here
         if incident is None and name in self.storms.member_of:
             if state.status == "up":
                 await self._leave_storm(name, state.since or now, cause)
@@ -365,54 +370,3 @@ class IncidentManager(OpenRules, RecoveryRules, Handover):
             self._update_open_gauge()
         self._wake.set()
         self.notify()
-
-    async def _share(self, target: TargetConfig) -> None:
-        """A shared component's incident is raised and told to the customers behind it (see
-        ``shared_outage``; a failure is logged and left to the next sweep)."""
-        if (incident := self._open.get(target.name)) is not None:
-            now = self.clock.now()
-            self._open[target.name] = current = await self.shared.reconcile(
-                target, incident, self._open, now
-            )
-            if current.priority != incident.priority:
-                self._update_open_gauge()
-
-    async def _open_incident(
-        self, target: TargetConfig, state: TargetState, now: float, cause: Cause | None
-    ) -> bool:
-        failed = max(state.consecutive_failures, target.failure_threshold)
-        incident_fields, build = opening.plan(
-            self.config, target, state, failed, now, self._zone, self.policy
-        )
-        row, transition = cause if cause is not None else (None, None)
-        incident = await self.store.open_incident(incident_fields, build, row, transition)
-        crash_point("after_incident_row")
-        if incident is None:
-            # The store holds an open incident _open did not know: it is the one of this outage.
-            for known in await self.store.incidents(open_only=True):
-                if known.target == target.name:
-                    self._open[target.name] = known
-                    self._failed_checks.setdefault(target.name, known.failed_checks)
-            return cause is not None
-        self._open[target.name] = incident
-        self._failed_checks[target.name] = failed
-        self.metrics.incidents_opened.labels(target.name, target.priority).inc()
-        self._update_open_gauge()
-        log.warning(
-            "incident %d opened for %s (%s): %s",
-            incident.id,
-            target.name,
-            target.priority,
-            state.last_reason,
-            extra={
-                "fields": {
-                    "event": "incident_opened",
-                    "incident": incident.id,
-                    "target": target.name,
-                    "dedup_key": incident.dedup_key,
-                }
-            },
-        )
-        self.notify()
-        await self._share(target)
-        return cause is not None

@@ -40,9 +40,11 @@ def plan(
     now: float,
     zone: ZoneInfo,
     policy: SupportPolicy | None,
+    seen: str = "",
 ) -> tuple[dict[str, Any], BuildActions]:
     """The incident's fields and ``build(incident_id)``, which the store runs inside the
-    transaction (possibly in another thread): it only builds values."""
+    transaction (possibly in another thread): it only builds values. ``seen``: which vantages
+    saw it down (confirmation from several), added to the ticket and the page."""
     first_failure = state.first_failure_at or now
     fields: dict[str, Any] = {
         "target": target.name,
@@ -62,6 +64,8 @@ def plan(
     }
     description = texts.ticket_description(config, target, state, first_failure, failed, zone)
     details = texts.page_details(target, state, first_failure, zone)
+    if seen:
+        description, details = f"{description}\n\n{seen}", f"{details}\n{seen}"
 
     def build(incident_id: int) -> tuple[str, list[Action]]:
         key = dedup_key(incident_id, target.name, now)

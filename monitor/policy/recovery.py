@@ -1,5 +1,7 @@
 """How an incident ends: a recovery (``recovery_threshold`` successes), held open while the
-target flaps until it has been up for ``flap_stable_after``. Part of ``IncidentManager``.
+target flaps until it has been up for ``flap_stable_after``; in a cluster that confirms from
+several vantages, only once most live vantages say up (``confirmation``). Part of
+``IncidentManager``.
 
 The recovery note, the pagers' resolves and the ticket's ``on_recovery`` status are written
 with the incident's resolution (and the transition that caused it) in one transaction; the
@@ -22,6 +24,7 @@ from monitor.durations import format_duration
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.policy import texts
+from monitor.policy.confirmation import Confirmation
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.shared_outage import SharedOutages
 from monitor.state import TargetState, Transition
@@ -43,6 +46,7 @@ class RecoveryRules:
     notify: Callable[[], None]
     policy: SupportPolicy | None
     shared: SharedOutages
+    confirmation: Confirmation
     _open: dict[str, Incident]
     _failed_checks: dict[str, int]
     _changes: dict[str, deque[float]]
@@ -59,6 +63,8 @@ class RecoveryRules:
         now: float,
         cause: Cause | None,
     ) -> bool:
+        if not await self.confirmation.recovered(target, now):
+            return False  # most live vantages still see it down: asked again at the sweep
         escalation = self.config.escalation
         changes = self._changes[target.name]
         while changes and changes[0] < now - escalation.flap_window:

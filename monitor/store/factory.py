@@ -69,7 +69,9 @@ def make_store(config: Config, fencing: Fencing | None = None) -> Store:
         return SqliteStore(config.agent.state_dir)
     from monitor.store.postgres import PostgresStore
 
-    return PostgresStore(url, config.cluster.vantage, fencing)
+    store = PostgresStore(url, config.cluster.vantage, fencing)
+    store.live_for = config.cluster.lease_ttl  # a vantage is live while its agents heartbeat
+    return store
 
 
 def open_reader(config: Config) -> StoreReader:

@@ -118,7 +118,9 @@ async def api_target(request: web.Request) -> web.Response:
     if target is None:
         raise web.HTTPNotFound(text=f"no target {request.match_info['name']}")
     now = agent.incidents.clock.now()
-    return web.json_response(explain(agent.incidents, target, agent.desk.mutes(), now))
+    answer = explain(agent.incidents, target, agent.desk.mutes(), now)
+    answer["vantages"] = await agent.incidents.confirmation.verdicts(target, now)
+    return web.json_response(answer)
 
 
 async def api_cluster(request: web.Request) -> web.Response:

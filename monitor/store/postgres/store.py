@@ -12,7 +12,8 @@ It keeps what the SQLite store keeps (``monitor.store.sqlite`` says why each par
 - **Calls take effect in the order they were made** (``CallOrder``).
 
 State rows and transitions are this agent's vantage's: several vantages may judge one target.
-Incidents, the outbox, mutes and the targets seen are the cluster's.
+Incidents, the outbox, mutes and the targets seen are the cluster's; so are the vantages'
+verdicts (``verdicts``), which confirmation from several vantages counts.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ from monitor.store.postgres.sql import (
     transitions_query,
 )
 from monitor.store.postgres.storms import PostgresStorms
+from monitor.store.postgres.verdicts import PostgresVerdicts
 from monitor.store.records import INCIDENT_COLUMNS, Incident, StoredTransition
 from monitor.store.schema import StateRow
 
 
-class PostgresStore(PostgresNotices, PostgresReports, PostgresPauses, PostgresStorms):
+class PostgresStore(
+    PostgresNotices, PostgresReports, PostgresPauses, PostgresStorms, PostgresVerdicts
+):
     """The ``Store`` of an agent with a ``[cluster]`` section."""
 
     async def writable(self) -> bool:
