@@ -11,6 +11,8 @@ import pytest
 
 from tests.agent_harness import Harness
 from tests.helpdesks import ENV, Helpdesk, helpdesk
+from tests.samples import DRAFT
+from ticketing.base import NoteFinder, TicketBackend
 
 TARGET = """
 [defaults]
@@ -95,3 +97,23 @@ async def test_a_note_whose_request_never_arrived_is_sent(desk: Helpdesk, tmp_pa
         assert await undone(h) == []
     finally:
         await h.close()
+
+
+async def test_only_our_own_note_counts_and_every_page_is_read(
+    desk_and_backend: tuple[Helpdesk, TicketBackend],
+) -> None:
+    """The customer's comment of the same text is not our note; a note of ours written before
+    a hundred others is found, as public or internal, whichever it was."""
+    desk, backend = desk_and_backend
+    assert isinstance(backend, NoteFinder)
+    ref = await backend.create(DRAFT)
+    desk.reply(ref.id, 1_795_520_000.0)
+    reply = "It is broken again, please have a look."
+    assert not await backend.has_note(ref, reply, public=True)
+    note = "web has recovered at 10:05.\n\nIt was down for 5m."
+    await backend.add_note(ref, note, public=False)
+    for n in range(100):
+        await backend.add_note(ref, f"update {n}", public=True)
+    assert await backend.has_note(ref, "  web has recovered at 10:05. It was down for 5m. ", False)
+    assert not await backend.has_note(ref, note, public=True)
+    assert not await backend.has_note(ref, "web has recovered at 10:06.", public=False)
