@@ -82,12 +82,17 @@ class JsonHttp:
         headers: dict[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         rate_limit: RateLimitCheck | None = None,
+        replay_dropped: bool = True,
     ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._rate_limit = rate_limit
+        # aiohttp sends a PUT (any idempotent method) a second time, silently, when the server
+        # closes the connection before answering. Right for a status; wrong for a PUT that adds
+        # a comment (Zendesk's notes): the first one may have been recorded.
+        self._replay_dropped = replay_dropped
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -95,6 +100,10 @@ class JsonHttp:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout, trust_env=False
             )
+            if not self._replay_dropped:
+                # No public switch (aio-libs/aiohttp#10790); tests/test_notes_once.py fails if
+                # this attribute stops doing it.
+                self._session._retry_connection = False
         return self._session
 
     async def aclose(self) -> None:

@@ -11,9 +11,10 @@ Exactly once where the service lets us, at least once where it does not:
   that de-duplicates: after a lost answer (or a crash between sending and recording) the page
   is sent again: at least once. Status changes are idempotent.
 - A note, where the helpdesk lists a ticket's notes (``ticketing.base.NoteFinder``: the local
-  store, Freshdesk), is marked like a create, and once marked it is looked for on the ticket
-  before it goes again. Elsewhere a lost answer to a note means the note may appear twice,
-  never that it is missing.
+  store, Freshdesk, Zendesk, Jira, ServiceNow, GitHub), is marked like a create, and once
+  marked it is looked for among the ticket's notes by our own account before it goes again.
+  Elsewhere (the webhook) a lost answer to a note means the note may appear twice, never that
+  it is missing.
 
 Right before each request leaves, ``check_send`` asks whether this agent still may send for
 its claim (see ``monitor.delivery.outbox``): a paused agent that wakes up there sends nothing.

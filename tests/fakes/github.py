@@ -4,7 +4,8 @@
 
 Routes: ``create`` / ``list`` (POST / GET /repos/{owner}/{repo}/issues), ``get`` / ``update``
 (GET / PATCH .../issues/{number}), ``comment`` / ``comments`` (POST / GET
-.../issues/{number}/comments, the list with ``since``: comments updated at or after it),
+.../issues/{number}/comments, the list with ``since``: comments updated at or after it, and
+``per_page`` (at most 100) / ``page``),
 ``labels`` (POST .../issues/{number}/labels), ``unlabel`` (DELETE .../labels/{name}, 404
 "Label does not exist" when the issue does not carry it).
 
@@ -353,8 +354,9 @@ class GitHubFake(FakeService):
             return gh_message("Not Found", 404)
         since = request.query.get("since", "")
         listed = [c for c in self.comments[number] if c["updated_at"] >= since]
-        per_page = int(request.query.get("per_page", "30"))
-        return web.json_response(listed[:per_page])
+        per_page = min(100, int(request.query.get("per_page", "30")))
+        start = (max(1, int(request.query.get("page", "1"))) - 1) * per_page
+        return web.json_response(listed[start : start + per_page])
 
     async def _remove_label(self, request: web.Request, body: Json) -> web.Response:
         refused = self._refused(request, "unlabel")

@@ -4,8 +4,9 @@ listens; see ``tests.fakes.freshdesk`` for the shared machinery (``start``/``sto
 
 Routes: ``create`` (POST /rest/api/3/issue), ``search`` (GET/POST /rest/api/3/search/jql),
 ``get`` (GET /rest/api/3/issue/{key}), ``comment`` (POST .../comment), ``comments`` (GET
-.../comment, with ``orderBy`` ``created``/``-created`` and ``maxResults``), ``transitions`` (GET
-.../transitions), ``transition`` (POST .../transitions).
+.../comment, with ``orderBy`` ``created``/``-created``, ``startAt`` and ``maxResults``),
+``transitions`` (GET .../transitions), ``transition`` (POST .../transitions), ``myself`` (GET
+/rest/api/3/myself: the API token's account).
 
 Comments carry their ``author`` (``accountId``, ``accountType``, ``displayName``): ours are the
 API token's account (``atlassian``); ``customer_reply`` is a portal customer's (``customer``), as
@@ -106,7 +107,7 @@ def adf_text(value: dict[str, Any]) -> str:
 class JiraFake(FakeService):
     service = "jira"
     ROUTES = frozenset(
-        {"create", "search", "get", "comment", "comments", "transitions", "transition"}
+        {"create", "search", "get", "comment", "comments", "transitions", "transition", "myself"}
     )
 
     def __init__(
@@ -140,6 +141,7 @@ class JiraFake(FakeService):
         self.route(app, "GET", issue + "/comment", "comments", self._comments)
         self.route(app, "GET", issue + "/transitions", "transitions", self._transitions)
         self.route(app, "POST", issue + "/transitions", "transition", self._transition)
+        self.route(app, "GET", "/rest/api/3/myself", "myself", self._myself)
 
     def authorized(self, request: web.Request) -> bool:
         return basic_credentials(request) == (self.email, self.token)
@@ -349,14 +351,18 @@ class JiraFake(FakeService):
         if request.query.get("orderBy", "created") == "-created":
             comments.reverse()
         limit = int(request.query.get("maxResults", "5000"))
+        start = int(request.query.get("startAt", "0"))
         return web.json_response(
             {
-                "comments": comments[:limit],
-                "startAt": 0,
+                "comments": comments[start : start + limit],
+                "startAt": start,
                 "maxResults": limit,
                 "total": len(comments),
             }
         )
+
+    async def _myself(self, request: web.Request, body: Json) -> web.Response:
+        return web.json_response({**BOT, "emailAddress": self.email, "active": True})
 
     def customer_reply(self, ticket_id: str, body: str, at: float | None = None) -> None:
         """A portal customer's comment on issue ``ticket_id`` (its key)."""

@@ -3,8 +3,8 @@
 /_fake/ control plane).
 
 Routes: ``create`` (POST /api/now/table/incident), ``list`` (GET /api/now/table/incident with
-``sysparm_query``, ``sysparm_limit``, ``sysparm_fields``), ``get`` / ``update`` (GET and
-PATCH or PUT /api/now/table/incident/{sys_id}), ``journal`` (GET
+``sysparm_query``, ``sysparm_limit``, ``sysparm_offset``, ``sysparm_fields``), ``get`` /
+``update`` (GET and PATCH or PUT /api/now/table/incident/{sys_id}), ``journal`` (GET
 /api/now/table/sys_journal_field, the journal entries: ``element_id``, ``element``, ``value``,
 ``sys_created_on`` as ``YYYY-MM-DD HH:MM:SS`` UTC, ``sys_created_by`` the user name).
 
@@ -262,7 +262,8 @@ class ServiceNowFake(FakeService):
         return self._query(entries, request)
 
     def _query(self, records: list[dict[str, Any]], request: web.Request) -> web.Response:
-        """A table read: ``sysparm_query`` conditions and order, ``sysparm_limit``."""
+        """A table read: ``sysparm_query`` conditions and order, ``sysparm_offset``,
+        ``sysparm_limit``."""
         order: list[tuple[str, bool]] = []
         for condition in split_query(request.query.get("sysparm_query", "")):
             if condition.startswith("ORDERBYDESC"):
@@ -275,6 +276,7 @@ class ServiceNowFake(FakeService):
                 return sn_error("Invalid query", f"Unsupported condition: {condition}", 400)
         for field, descending in reversed(order):
             records.sort(key=partial(_sort_key, field), reverse=descending)
+        records = records[int(request.query.get("sysparm_offset", "0")) :]
         limit = request.query.get("sysparm_limit")
         if limit is not None:
             records = records[: int(limit)]

@@ -3,7 +3,9 @@ the shared machinery (``start``/``stop``, ``fail_next``, the /_fake/ control pla
 
 Routes: ``create`` (POST /api/v2/tickets.json), ``list`` (GET /api/v2/tickets.json, with
 ``external_id``), ``get`` / ``update`` (GET / PUT /api/v2/tickets/{id}.json), ``comments``
-(GET /api/v2/tickets/{id}/comments.json, with ``sort_order`` asc/desc and ``per_page``).
+(GET /api/v2/tickets/{id}/comments.json, with ``sort_order`` asc/desc, ``per_page`` and ``page``:
+offset pagination, ``next_page`` the next page's URL or null), ``me`` (GET
+/api/v2/users/me.json: the API agent, user 1).
 
 ``customer_reply`` is a public comment by the ticket's requester; as Zendesk does, it moves a
 pending or solved ticket back to open.
@@ -52,7 +54,7 @@ def zd_detail(field: str, description: str, error: str = "InvalidValue") -> dict
 
 class ZendeskFake(FakeService):
     service = "zendesk"
-    ROUTES = frozenset({"create", "list", "get", "update", "comments"})
+    ROUTES = frozenset({"create", "list", "get", "update", "comments", "me"})
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class ZendeskFake(FakeService):
         self.route(
             app, "GET", r"/api/v2/tickets/{id:\d+}/comments.json", "comments", self._comments
         )
+        self.route(app, "GET", "/api/v2/users/me.json", "me", self._me)
 
     def authorized(self, request: web.Request) -> bool:
         return basic_credentials(request) == (f"{self.email}/token", self.token)
@@ -250,14 +253,26 @@ class ZendeskFake(FakeService):
         if request.query.get("sort_order", "asc") == "desc":
             comments.reverse()
         per_page = min(100, int(request.query.get("per_page", "100")))
+        page = max(1, int(request.query.get("page", "1")))
+        start = (page - 1) * per_page
+        query = dict(request.query)
+
+        def link(number: int) -> str | None:
+            if number < 1 or (number - 1) * per_page >= len(comments):
+                return None
+            return str(request.url.with_query({**query, "page": str(number)}))
+
         return web.json_response(
             {
-                "comments": comments[:per_page],
-                "next_page": None,
-                "previous_page": None,
+                "comments": comments[start : start + per_page],
+                "next_page": link(page + 1),
+                "previous_page": link(page - 1),
                 "count": len(comments),
             }
         )
+
+    async def _me(self, request: web.Request, body: Json) -> web.Response:
+        return web.json_response({"user": self.users[1]})
 
     async def _update(self, request: web.Request, body: Json) -> web.Response:
         ticket_id = int(request.match_info["id"])

@@ -30,7 +30,9 @@ Endpoints and values used, as documented there (REST API version 2022-11-28):
   updated after"), each with ``user {login, type}`` and ``created_at``
   (https://docs.github.com/en/rest/issues/comments#list-issue-comments). GitHub knows no
   requester: a customer's reply is a comment by anyone but the issue's author (our token's
-  account) that is not a bot (``user.type`` "Bot").
+  account) that is not a bot (``user.type`` "Bot"). To look for a note whose answer was lost:
+  the same list page after page (``per_page`` at most 100, ``page``), comparing the body we
+  would have sent (an internal note with its prefix) on comments by the issue's author.
 - Rate limits: a 403 or a 429. ``retry-after`` present: wait that long; else
   ``x-ratelimit-remaining: 0``: wait until ``x-ratelimit-reset`` (epoch seconds); else a message
   about a secondary rate limit: wait at least a minute. Any other 403 (a token without access)
@@ -66,6 +68,7 @@ from ticketing.base import (
     TicketInfo,
     TicketRef,
     TicketStatus,
+    same_text,
 )
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, parse_retry_after
@@ -75,6 +78,7 @@ from ticketing.timestamps import epoch, iso_utc, latest
 API_VERSION: Final = "2022-11-28"
 MAX_LABEL: Final = 50
 INTERNAL_PREFIX: Final = "**[internal]** "
+COMMENT_PAGE: Final = 100  # the most GitHub lists per page
 SECONDARY_LIMIT_WAIT: Final = 60.0  # "wait for at least one minute before retrying"
 
 
@@ -303,6 +307,34 @@ class GitHubBackend:
             f"{self.repo_path}/issues/{ref.id}/comments",
             json_body=comment_payload(body, public),
         )
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        _, issue = await self._http.request("GET", f"{self.repo_path}/issues/{ref.id}")
+        author = issue.get("user") if isinstance(issue, dict) else None
+        ours = author.get("login") if isinstance(author, dict) else None
+        if ours is None:
+            raise RetryableError(f"{self.name}: issue {ref.id}: answer without its author")
+        sent = comment_payload(body, public)["body"]
+        page = 1
+        while True:
+            _, listed = await self._http.request(
+                "GET",
+                f"{self.repo_path}/issues/{ref.id}/comments",
+                params={"per_page": str(COMMENT_PAGE), "page": str(page)},
+            )
+            if not isinstance(listed, list):
+                raise RetryableError(f"{self.name}: issue {ref.id}: answer is not a list")
+            for comment in listed:
+                user = comment.get("user") if isinstance(comment, dict) else None
+                if (
+                    isinstance(user, dict)
+                    and user.get("login") == ours
+                    and same_text(str(comment.get("body") or ""), sent)
+                ):
+                    return True
+            if len(listed) < COMMENT_PAGE:
+                return False
+            page += 1
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         issue = f"{self.repo_path}/issues/{ref.id}"

@@ -35,7 +35,11 @@ Endpoints and values used, as documented there:
   first): ``{comments: [{author: {accountId, accountType}, created, ...}]}``
   (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-comments/#api-rest-api-3-issue-issueidorkey-comment-get).
   A customer's reply is a comment whose author's ``accountType`` is ``customer`` (the portal
-  customers of Jira Service Management; plain Jira has no customers to tell apart).
+  customers of Jira Service Management; plain Jira has no customers to tell apart). To look for
+  a note whose answer was lost, the same list page after page (``startAt``, ``maxResults``,
+  ``total``), comparing the text (``ticketing.backends.jira_comments``) of comments whose
+  ``author.accountId`` is ours: ``GET /rest/api/3/myself``, asked once
+  (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-myself/#api-rest-api-3-myself-get).
 - Errors: ``{"errorMessages": [...], "errors": {field: message}}``; 400 names the field; 429
   with ``Retry-After`` (https://developer.atlassian.com/cloud/jira/platform/rate-limiting/).
 
@@ -58,6 +62,7 @@ from typing import Any, ClassVar, Final
 
 from pydantic import HttpUrl
 
+from ticketing.backends.jira_comments import adf, comment_payload, is_note
 from ticketing.base import (
     NewStatus,
     Priority,
@@ -88,8 +93,6 @@ STATUS_CATEGORIES: Final[dict[str, TicketStatus]] = {
 }
 MAX_SUMMARY: Final = 255
 MAX_LABEL: Final = 255
-INTERNAL_PREFIX: Final = "[internal] "
-INTERNAL_PROPERTY: Final[dict[str, Any]] = {"key": "sd.public.comment", "value": {"internal": True}}
 SEARCH_FIELDS: Final = ["summary", "created"]
 WAITING_FOR_CUSTOMER: Final = "waiting for customer"
 COMMENT_PAGE: Final = 50
@@ -121,16 +124,6 @@ class JiraSettings(IntegrationSettings):
 
 
 # --- pure payload building -----------------------------------------------------------------
-
-
-def adf(text: str) -> dict[str, Any]:
-    """Plain text as an ADF document: one paragraph per line; a blank line, an empty one."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    paragraphs: list[dict[str, Any]] = []
-    for line in lines:
-        content = [{"type": "text", "text": line}] if line else []
-        paragraphs.append({"type": "paragraph", "content": content})
-    return {"type": "doc", "version": 1, "content": paragraphs}
 
 
 def summary(subject: str) -> str:
@@ -189,12 +182,6 @@ def search_payload(dedup_key: str, settings: JiraSettings) -> dict[str, Any]:
         f"labels = {jql_string(dedup_label(dedup_key))} ORDER BY created ASC"
     )
     return {"jql": jql, "fields": list(SEARCH_FIELDS), "maxResults": 10}
-
-
-def comment_payload(body: str, public: bool) -> dict[str, Any]:
-    if public:
-        return {"body": adf(body)}
-    return {"body": adf(INTERNAL_PREFIX + body), "properties": [dict(INTERNAL_PROPERTY)]}
 
 
 def transition_payload(transition_id: str) -> dict[str, Any]:
@@ -293,6 +280,7 @@ class JiraBackend:
             headers=basic_auth(settings.email, secret),
             timeout=timeout,
         )
+        self._account_id: str | None = None  # ours, from GET /myself
 
     def issue_url(self, key: str) -> str:
         return f"{self.base_url}/browse/{key}"
@@ -327,6 +315,33 @@ class JiraBackend:
         await self._http.request(
             "POST", f"/rest/api/3/issue/{ref.id}/comment", json_body=comment_payload(body, public)
         )
+
+    async def _ours(self) -> str:
+        if self._account_id is None:
+            _, me = await self._http.request("GET", "/rest/api/3/myself")
+            if not isinstance(me, dict) or not me.get("accountId"):
+                raise RetryableError(f"{self.name}: myself: answer without an accountId")
+            self._account_id = str(me["accountId"])
+        return self._account_id
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        ours = await self._ours()
+        start = 0
+        while True:
+            _, listed = await self._http.request(
+                "GET",
+                f"/rest/api/3/issue/{ref.id}/comment",
+                params={"orderBy": "-created", "startAt": str(start), "maxResults": "100"},
+            )
+            comments = listed.get("comments") if isinstance(listed, dict) else None
+            if not isinstance(comments, list):
+                raise RetryableError(f"{self.name}: issue {ref.id}: answer is not a list")
+            if any(is_note(c, ours, body, public) for c in comments):
+                return True
+            start += len(comments)
+            total = listed.get("total") if isinstance(listed, dict) else None
+            if not comments or start >= (total if isinstance(total, int) else start + 1):
+                return False
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         settings = self.settings

@@ -150,7 +150,8 @@ class LocalBackend:
     async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
         rows = await asyncio.to_thread(
             self._run,
-            "SELECT body FROM local_ticket_notes WHERE ticket_id = ? AND public = ?",
+            "SELECT body FROM local_ticket_notes"
+            " WHERE ticket_id = ? AND public = ? AND from_customer = 0",
             (int(ref.id), int(public)),
         )
         return any(same_text(str(row[0]), body) for row in rows)

@@ -25,7 +25,10 @@ Endpoints and values used, as documented in the Table API reference
   ``sys_created_by`` = the user name). A customer's reply is an additional comment written by
   the incident's caller (by anyone but our integration user when the incident has no caller).
   Dates are UTC ``YYYY-MM-DD HH:MM:SS`` and compare in encoded queries
-  (``sys_created_on>2026-11-24 10:00:00``).
+  (``sys_created_on>2026-11-24 10:00:00``). To look for a note whose answer was lost: the
+  incident's entries of the note's element written by our integration user
+  (``sys_created_by``), newest first, page after page with ``sysparm_limit`` and
+  ``sysparm_offset``, comparing ``value``.
 
 Our priority read back = the (urgency, impact) pair it was created with (URGENCY_IMPACT);
 any other pair (say 2/1, also "High" in the lookup) is none of ours: never guessed.
@@ -49,6 +52,7 @@ from ticketing.base import (
     TicketRef,
     TicketStatus,
     priority_of,
+    same_text,
 )
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
@@ -57,6 +61,7 @@ from ticketing.timestamps import epoch, latest, servicenow_utc
 
 TABLE: Final = "/api/now/table/incident"
 JOURNAL: Final = "/api/now/table/sys_journal_field"
+JOURNAL_PAGE: Final = 100
 # (urgency, impact): the out-of-box priority lookup gives 1 Critical, 2 High, 3 Moderate, 4 Low.
 URGENCY_IMPACT: Final[dict[Priority, tuple[str, str]]] = {
     "urgent": ("1", "1"),
@@ -165,6 +170,18 @@ def journal_params(sys_id: str, since: float) -> dict[str, str]:
     }
 
 
+def note_params(sys_id: str, public: bool, ours: str, offset: int) -> dict[str, str]:
+    """One page of our own journal entries of the element a note of ``public`` goes to."""
+    (element,) = note_payload("", public)
+    return {
+        "sysparm_query": f"element_id={sys_id}^element={element}^sys_created_by={ours}"
+        "^ORDERBYDESCsys_created_on",
+        "sysparm_fields": "value",
+        "sysparm_limit": str(JOURNAL_PAGE),
+        "sysparm_offset": str(offset),
+    }
+
+
 def customer_reply_at(
     entries: list[Any], caller: str | None, ours: str, replies_since: float
 ) -> float | None:
@@ -253,6 +270,23 @@ class ServiceNowBackend:
 
     async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
         await self._http.request("PATCH", f"{TABLE}/{ref.id}", json_body=note_payload(body, public))
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        offset = 0
+        while True:
+            _, listed = await self._http.request(
+                "GET", JOURNAL, params=note_params(ref.id, public, self.settings.username, offset)
+            )
+            entries = listed.get("result") if isinstance(listed, dict) else None
+            if not isinstance(entries, list):
+                raise RetryableError(f"{self.name}: incident {ref.id}: answer is not a list")
+            if any(
+                isinstance(e, dict) and same_text(str(e.get("value", "")), body) for e in entries
+            ):
+                return True
+            if len(entries) < JOURNAL_PAGE:
+                return False
+            offset += JOURNAL_PAGE
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(

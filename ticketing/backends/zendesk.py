@@ -20,6 +20,12 @@ Endpoints and values used, as documented there:
   ``created_at`` (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/).
   A customer's reply is a public comment whose author is the ticket's requester; Zendesk itself
   moves a pending or solved ticket back to open when the requester replies.
+  To look for a note whose answer was lost, the same list newest first, page after page
+  (``page``; ``next_page`` is null on the last), matching ``public`` and ``body`` (or
+  ``plain_body``) of comments whose ``author_id`` is ours: Show Self, ``GET
+  /api/v2/users/me.json`` (https://developer.zendesk.com/api-reference/ticketing/users/users/#show-self),
+  asked once. A note goes in a PUT, which aiohttp would send again by itself when the
+  connection drops before the answer: notes use a session that never does.
 - Errors: 401 ``{"error": "Couldn't authenticate you"}``; 422 ``{"error": "RecordInvalid",
   "description": "Record validation errors", "details": {field: [...]}}``; 429 with
   ``Retry-After`` (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
@@ -39,6 +45,7 @@ from ticketing.base import (
     TicketRef,
     TicketStatus,
     priority_of,
+    same_text,
 )
 from ticketing.errors import OutcomeUnknown, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT, JsonHttp, basic_auth
@@ -112,6 +119,19 @@ def comment_payload(body: str, public: bool) -> dict[str, Any]:
     return {"ticket": {"comment": {"body": body, "public": public}}}
 
 
+def is_note(comment: Any, author_id: object, body: str, public: bool) -> bool:
+    """Whether a listed comment is this note of ours, as Zendesk keeps it."""
+    return (
+        isinstance(comment, dict)
+        and comment.get("author_id") == author_id
+        and bool(comment.get("public", True)) == public
+        and any(
+            isinstance(comment.get(key), str) and same_text(comment[key], body)
+            for key in ("body", "plain_body")
+        )
+    )
+
+
 def status_payload(status: NewStatus) -> dict[str, Any]:
     return {"ticket": {"status": SET_STATUSES[status]}}
 
@@ -169,6 +189,14 @@ class ZendeskBackend:
             headers=basic_auth(f"{settings.email}/token", secret),
             timeout=timeout,
         )
+        self._notes = JsonHttp(
+            self.name,
+            self.base_url,
+            headers=basic_auth(f"{settings.email}/token", secret),
+            timeout=timeout,
+            replay_dropped=False,
+        )
+        self._me: object = None  # our user id, from Show Self
 
     def ticket_url(self, ticket_id: str) -> str:
         return f"{self.base_url}/agent/tickets/{ticket_id}"
@@ -200,9 +228,36 @@ class ZendeskBackend:
         return self._ref(min(candidates, key=lambda t: int(t["id"])))
 
     async def add_note(self, ref: TicketRef, body: str, public: bool) -> None:
-        await self._http.request(
+        await self._notes.request(
             "PUT", f"/api/v2/tickets/{ref.id}.json", json_body=comment_payload(body, public)
         )
+
+    async def _author_id(self) -> object:
+        if self._me is None:
+            _, body = await self._http.request("GET", "/api/v2/users/me.json")
+            user = body.get("user") if isinstance(body, dict) else None
+            if not isinstance(user, dict) or user.get("id") is None:
+                raise RetryableError(f"{self.name}: users/me: answer is not a user")
+            self._me = user["id"]
+        return self._me
+
+    async def has_note(self, ref: TicketRef, body: str, public: bool) -> bool:
+        author_id = await self._author_id()
+        page = 1
+        while True:
+            _, listed = await self._http.request(
+                "GET",
+                f"/api/v2/tickets/{ref.id}/comments.json",
+                params={"sort_order": "desc", "per_page": str(COMMENT_PAGE), "page": str(page)},
+            )
+            comments = listed.get("comments") if isinstance(listed, dict) else None
+            if not isinstance(comments, list):
+                raise RetryableError(f"{self.name}: ticket {ref.id}: answer is not a list")
+            if any(is_note(c, author_id, body, public) for c in comments):
+                return True
+            if not listed.get("next_page"):
+                return False
+            page += 1
 
     async def set_status(self, ref: TicketRef, status: NewStatus) -> None:
         await self._http.request(
@@ -226,3 +281,4 @@ class ZendeskBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._notes.aclose()
