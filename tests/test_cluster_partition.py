@@ -17,6 +17,7 @@ from the cut agent after ``cut + lease_ttl`` is one it must not send.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -166,3 +167,54 @@ def test_an_agent_cut_from_the_database_goes_quiet_and_its_slots_move(
     assert [e["event_action"] for e in events].count("trigger") == 1
     assert len(pagerduty.state()["alerts"]) == 1
     print(f"{mode}: cut -> slots moved {moved:.2f}s; heal -> fair share {back:.2f}s")
+
+
+# When SIGTERM comes: right after the cut, with the agent's calls stuck on the silent link and
+# its leases still live; or once it has fenced itself (its leases not renewed).
+SIGTERM_POINTS = ["calls_in_flight", "fenced"]
+
+
+@pytest.mark.parametrize("point", SIGTERM_POINTS)
+def test_sigterm_with_the_database_blackholed_exits_within_5_s(
+    make_cluster: Callable[..., Cluster], services: dict[str, Service], point: str
+) -> None:
+    """CONTRACT: ``watchdesk run`` exits 0 within 5 s of SIGTERM. A blackholed database answers
+    nothing, not even a reset: before, the stop waited on it for over a minute."""
+    body = "".join(
+        f'[[targets]]\nname = "{name}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = {s.port}\n'
+        for name, s in services.items()
+    )
+    cluster = make_cluster(
+        f'[defaults]\ninterval = "{int(INTERVAL * 1000)}ms"\ntimeout = "200ms"\n{body}'
+        '[ticketing]\nbackend = "local"\nrequest_timeout = "1s"\n',
+        agents=2,
+        timings=TIMINGS,
+    )
+    cluster.start()
+    timings = cluster.timings
+    cluster.wait_balanced(timeout=timings.takeover + 2 * timings.lease_renew + SLACK)
+    cut_agent = cluster.members[CUT]
+    assert cut_agent.process is not None
+    mine = sorted(cut_agent.process.status())
+    for name in mine:  # its targets go down: state to write, incidents to open, all stuck
+        services[name].stop()
+    cluster.cut(CUT, "blackhole")
+    if point == "fenced":
+        cluster.wait_until(lambda: not cluster.ready(CUT), "the cut agent to fence itself")
+    else:
+        time.sleep(INTERVAL * THRESHOLD)  # its transitions' writes now wait on the link
+
+    asked = time.monotonic()
+    cut_agent.process.signal(signal.SIGTERM)
+    code = cut_agent.process.proc.wait(timeout=30)
+    took = time.monotonic() - asked
+    assert code == 0, cut_agent.log_tail()
+    assert took < 5.0, cut_agent.log_tail()
+    assert "stopped" in cut_agent.log_tail(5)
+    # Its leases run out on their own and the other agent takes its targets.
+    cluster.wait_until(
+        lambda: owned(cluster, [1]) == [timings.slots] or None,
+        "the other agent to hold every slot",
+        timeout=timings.takeover + SLACK,
+    )
+    print(f"{point}: SIGTERM -> exit {took:.2f}s")
