@@ -13,8 +13,8 @@ each of those leases is still this agent's, under the epoch it holds, for a marg
 the transaction may idle; otherwise it rolls back with ``Fenced``.
 
 A stopping agent must exit within seconds even when the database went silent (SIGTERM while
-the link is blackholed): ``abandon`` severs every connection a call holds (and the pool), so
-the calls still waiting fail at once and the agent's stop goes on with what it has.
+the link is blackholed): ``abandon`` severs every connection a call holds and ends every wait
+for one, so the calls still waiting fail at once and the agent's stop goes on with what it has.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class PostgresAccess:
             raise StoreError(f"the store ({self._where}) gave the database up: stopping")
         conn = getting.result()
         try:
-            async with conn, self._holding(conn):
+            async with self._holding(conn), conn:  # held until its transaction has ended
                 yield conn
         finally:
             await pool.putconn(conn)
