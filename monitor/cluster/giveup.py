@@ -19,7 +19,7 @@ log = logging.getLogger("watchdesk.cluster")
 
 # Seconds into a stop after which the database calls still waiting give up: the agent exits
 # within 5 s (the probes' 0.5 s, this, then closing), whatever the database does.
-STOP_GRACE = 3.0
+STOP_GRACE = 2.5
 
 
 class GiveUp:
