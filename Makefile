@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
 .PHONY: run test lint pytest bench bench-drain bench-cluster bench-kinds chaos chaos-cluster install \
-	install-test clean test-container test-cluster
+	install-test clean test-container test-cluster test-cluster-long
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ chaos: install-test
 # Several agent processes on one PostgreSQL (tests/cluster_harness.py; skips without Debian's
 # postgresql, which .ci/run installs).
 test-cluster: install-test
-	$(BIN)/pytest -q -p no:cacheprovider -m "cluster and not chaos"
+	$(BIN)/pytest -q -p no:cacheprovider -m "cluster and not chaos and not slow_cluster"
+
+# The cluster tests in real time (~4 min): the database down for 3 minutes during an outage.
+test-cluster-long: install-test
+	$(BIN)/pytest -q -s -p no:cacheprovider -m "slow_cluster and not chaos"
 
 # The chaos test on two agents sharing one PostgreSQL, kills spread over both (~3 min).
 chaos-cluster: install-test

@@ -113,6 +113,7 @@ class Agent:
         if self.member is not None:
             self.member.handoff = self.roster
             self.member.on_database_back = self.store.reconnect
+            self.member.give_up.also(self.store.abandon)
             self.roster.on_unsaved = self.member.metrics.fenced["lost"].inc
             self.roster.catch_up_window = self.member.ttl + 2 * self.member.every
         self.systemd = Notifier()
@@ -189,6 +190,8 @@ class Agent:
         """Stop within a few seconds: probes get 2 s, the last state is flushed, then close."""
         log.info("stopping")
         self.systemd.stopping()
+        if self.member is not None:
+            self.member.give_up.arm()  # a database that does not answer is not waited for long
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
@@ -212,6 +215,8 @@ class Agent:
             await self._runner.cleanup()
         await self.clients.close()
         await self.store.close()
+        if self.member is not None:
+            self.member.give_up.disarm()
         self.systemd.close()
         log.info("stopped")
 

@@ -148,8 +148,12 @@ class TcpProxy:
             server.close()
         for client in list(self._pending):
             client.close()
-        for task in list(self._tasks):
+        # The pipes, and the clients a blackhole holds before their upstream connect: ended
+        # here, not destroyed pending when the loop closes.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         if self._holder is not None:
             self._holder.close()
 

@@ -27,8 +27,7 @@ from monitor.reporting.html import BAR_DAYS, render_html
 from monitor.reporting.sender import send_now
 from monitor.reporting.text import as_csv, as_json, as_table
 from monitor.reporting.timelines import ReportData
-from monitor.store import SqliteDatabase
-from monitor.store.factory import StoreReader
+from monitor.store.factory import StoreReader, store_key
 
 __all__ = ["add_arguments", "as_csv", "as_json", "as_table", "build_report", "run"]
 
@@ -93,16 +92,10 @@ def _send(
     store = existing()
     if store is None:
         return EXIT_CONFIG
-    if not isinstance(store, SqliteDatabase):
-        store.close()
-        print(
-            "--send: not available with [cluster] yet; the coordinator agent sends", file=sys.stderr
-        )
-        return EXIT_CONFIG
     try:
         outcome = asyncio.run(send_now(config, args.send, store, time.time()))
     except StoreError as error:
-        print(f"agent.state_dir: {error}", file=sys.stderr)
+        print(f"{store_key(config)}: {error}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         store.close()

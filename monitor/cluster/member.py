@@ -25,7 +25,7 @@ expired slots only after being connected for a whole ``lease_ttl``, so that afte
 of the database every agent gets back its own.
 
 A graceful stop releases everything (after the agent's last flush): the others, woken by a
-NOTIFY, take the slots at once.
+NOTIFY, take the slots at once; one whose database does not answer gives it up (``giveup``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from monitor import __version__
 from monitor.cluster.dblost import DatabaseWatch
+from monitor.cluster.giveup import GiveUp
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.slots import slot_map
 from monitor.config import Config
@@ -96,6 +97,7 @@ class ClusterMember:
             limit=min(self.ttl / 2, max(self.every, 2.0)),
         )
         self.where = describe(url)
+        self.give_up = GiveUp(self.where, self.leases.abandon)
         self.watch = DatabaseWatch(
             section.db_lost_page_after,
             pagers,

@@ -30,7 +30,8 @@ from monitor.reporting.html import BAR_DAYS
 from monitor.reporting.mail import Composed, compose
 from monitor.reporting.schedule import latest_occurrence, period_label, period_of, zone_of
 from monitor.reporting.timelines import ReportData
-from monitor.store import SqliteDatabase, Store
+from monitor.store import Store
+from monitor.store.factory import StoreReader
 from ticketing.errors import DeliveryError, PermanentError
 from ticketing.pagers.base import Pager
 from ticketing.pagers.email import EmailPager
@@ -185,7 +186,7 @@ class Outcome:
     error: str | None = None
 
 
-async def send_now(config: Config, name: str, store: SqliteDatabase, now: float) -> Outcome:
+async def send_now(config: Config, name: str, store: StoreReader, now: float) -> Outcome:
     """``watchdesk report --send NAME``: the report over its latest period, mailed now (again,
     if the agent sent it already); a period the agent has not sent is marked sent, so that it
     does not go twice."""

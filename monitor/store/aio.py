@@ -96,6 +96,9 @@ class SqliteStore:
     async def reconnect(self) -> None:
         return None
 
+    def abandon(self) -> None:
+        return None
+
     async def writable(self) -> bool:
         try:
             return await self._run(lambda db: db.writable())

@@ -82,6 +82,11 @@ class Store(Protocol):
         a file)."""
         ...
 
+    def abandon(self) -> None:
+        """The agent is stopping and the database does not answer: fail the calls still
+        waiting for it now, and every later one at once (nothing to do for a file)."""
+        ...
+
     # ---- target state and transitions -----------------------------------------------------
 
     async def last_seq(self) -> int: ...

@@ -23,7 +23,9 @@ from monitor.store.sqlite import SqliteDatabase
 
 
 class StoreReader(Protocol):
-    """What the commands read (``tickets``, ``report``), from either store."""
+    """What the commands read (``tickets``, ``report``), from either store, and the one thing
+    they write: ``report --send``'s claim of a period's send, in the ledger the agents'
+    scheduled sends use (``monitor.reporting.sender``), so that a period goes out once."""
 
     def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]: ...
 
@@ -44,6 +46,16 @@ class StoreReader(Protocol):
     def transitions(
         self, target: str | None = None, since: float = 0.0
     ) -> list[StoredTransition]: ...
+
+    def claim_report(
+        self, report: str, period: tuple[float, float], scheduled_at: float, now: float
+    ) -> bool: ...
+
+    def finish_report(
+        self, report: str, period: tuple[float, float], sent_at: float, recipients: list[str]
+    ) -> None: ...
+
+    def release_report(self, report: str, period: tuple[float, float]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -39,8 +39,10 @@ the wall-clock time ``until``, every request to the route that has no scripted f
 next of ``kinds`` in turn (same kinds and fields as ``fail_next``). For a stretch of misbehaviour
 whose request count nobody can know in advance.
 
-Every request is recorded (``requests``) with its route, method, path, query, JSON body and
-``at``, the wall-clock time (``time.time()``) it arrived.
+Every request is recorded (``requests``) with its route, method, path, query, JSON body,
+``host`` (the Host header: which name the client was configured with, e.g. to tell apart agents
+of a cluster pointed at the same stand-in by different names) and ``at``, the wall-clock time
+(``time.time()``) it arrived.
 
 Scripted failures come before the credential check, as a load balancer's would. aiohttp's
 client retries an idempotent request (GET/PUT) once when the server closes the connection, so a
@@ -277,6 +279,7 @@ class FakeService:
                     "path": request.path,
                     "query": dict(request.query),
                     "json": body,
+                    "host": request.host,
                     "at": time.time(),
                 }
             )

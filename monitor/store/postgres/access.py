@@ -11,12 +11,17 @@ In a cluster a write is fenced (``monitor.store.fence``): it names the targets i
 the caller's scope adds the leases it acts under, and the transaction ends with the check that
 each of those leases is still this agent's, under the epoch it holds, for a margin longer than
 the transaction may idle; otherwise it rolls back with ``Fenced``.
+
+A stopping agent must exit within seconds even when the database went silent (SIGTERM while
+the link is blackholed): ``abandon`` severs every connection a call holds and ends every wait
+for one, so the calls still waiting fail at once and the agent's stop goes on with what it has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import psycopg
@@ -26,7 +31,14 @@ from monitor.errors import StoreError
 from monitor.store.fence import Fenced, Fencing, current_scope
 from monitor.store.postgres import fencing as fenced
 from monitor.store.postgres import migrate
-from monitor.store.postgres.connect import CONNECT_TIMEOUT, describe, options, redact
+from monitor.store.postgres.connect import (
+    CONNECT_TIMEOUT,
+    describe,
+    options,
+    redact,
+    sever,
+    within,
+)
 from monitor.store.postgres.order import CallOrder
 
 T = TypeVar("T")
@@ -37,6 +49,11 @@ POOL_SIZE = 4
 # How long a call waits for a free (or new) connection before it fails: /readyz and the
 # flush must not hang on a lost database much longer than a probe interval.
 POOL_TIMEOUT = 5.0
+# How long closing waits for the pool's workers: one may be connecting to a database that
+# does not answer (for CONNECT_TIMEOUT), and nothing it would bring is needed any more.
+POOL_CLOSE = 0.5
+# How long the pool's check of a connection it lends may take (a silent link answers never).
+CHECK_TIMEOUT = 2.0
 
 
 class PostgresAccess:
@@ -48,6 +65,8 @@ class PostgresAccess:
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._order = CallOrder()
         self._closed = False
+        self._gave_up = asyncio.Event()
+        self._lent: set[Connection] = set()  # connections a call holds (or the pool checks)
         self._retired: set[asyncio.Future[None]] = set()
 
     @property
@@ -92,7 +111,7 @@ class PostgresAccess:
             kwargs=options(self._name()),
             open=False,
             timeout=POOL_TIMEOUT,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             name=f"watchdesk-{self.vantage}",
         )
 
@@ -100,7 +119,7 @@ class PostgresAccess:
         """The database answers again after an outage: a fresh pool at once. The old one
         would reconnect only at its next backoff, which doubles while the database is away
         (minutes after an outage of minutes)."""
-        if self._pool is None or self._closed:
+        if self._pool is None or self._closed or self._gave_up.is_set():
             return
         old, fresh = self._pool, self._new_pool()
         await fresh.open(wait=False)
@@ -108,13 +127,59 @@ class PostgresAccess:
         self._retired.add(asyncio.ensure_future(old.close(timeout=1.0)))
         self._retired = {task for task in self._retired if not task.done()}
 
+    async def _check(self, conn: Connection) -> None:
+        """The pool's check before it lends ``conn``, bounded (and severed by ``abandon``)."""
+        async with self._holding(conn):
+            await within(conn, conn.execute(""), CHECK_TIMEOUT)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, conn: Connection) -> AsyncIterator[Connection]:
+        self._lent.add(conn)
+        try:
+            if self._gave_up.is_set():
+                sever(conn)
+            yield conn
+        finally:
+            self._lent.discard(conn)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A connection of the pool for one call (as ``pool.connection()`` lends it); the
+        wait for it, and the call, end at once when the store is abandoned."""
+        pool = self._ready()
+        getting = asyncio.ensure_future(pool.getconn())
+        giving_up = asyncio.ensure_future(self._gave_up.wait())
+        try:
+            await asyncio.wait({getting, giving_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            giving_up.cancel()
+            if not getting.done():
+                getting.cancel()
+                await asyncio.gather(getting, return_exceptions=True)
+        if getting.cancelled():
+            raise StoreError(f"the store ({self._where}) gave the database up: stopping")
+        conn = getting.result()
+        try:
+            async with self._holding(conn), conn:  # held until its transaction has ended
+                yield conn
+        finally:
+            await pool.putconn(conn)
+
+    def abandon(self) -> None:
+        """The agent stops and the database does not answer: every call still waiting fails
+        now (its connection severed, or its wait for one ended), and every later one at once;
+        ``close`` then returns."""
+        self._gave_up.set()
+        for conn in list(self._lent):
+            sever(conn)
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         await self._order.drain()
         if self._pool is not None:
-            await self._pool.close()
+            await self._pool.close(timeout=POOL_CLOSE)
             self._pool = None
 
     def _name(self) -> str:
@@ -124,6 +189,8 @@ class PostgresAccess:
         return redact(str(error).strip(), self._url)
 
     def _ready(self) -> AsyncConnectionPool[Connection]:
+        if self._gave_up.is_set():
+            raise StoreError(f"the store ({self._where}) gave the database up: stopping")
         if self._pool is None:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"the store ({self._where}) is {state}")
@@ -141,7 +208,7 @@ class PostgresAccess:
         async def run() -> T:
             fences = fencing.fences(names, scope) if fencing is not None else []
             try:
-                async with self._ready().connection() as conn, conn.transaction():
+                async with self._connection() as conn, conn.transaction():
                     if fencing is not None and fences:
                         await fenced.limit_idling(conn, fencing.idle_limit)
                     result = await work(conn)
@@ -162,7 +229,7 @@ class PostgresAccess:
 
         async def run() -> T:
             try:
-                async with self._ready().connection() as conn:
+                async with self._connection() as conn:
                     return await work(conn)
             except psycopg.Error as exc:
                 raise StoreError(f"store read failed: {self._redact(exc)}") from exc

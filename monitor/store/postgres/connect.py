@@ -7,11 +7,22 @@ parse errors echo the string they choke on).
 
 Every connection is made with ``prepare_threshold=None``: behind pgbouncer in transaction mode
 a server-side prepared statement may live on another server connection than the next query.
+
+A call on a link that went silent (a dead switch, a blackholed route: no reset ever comes)
+waits for an answer forever, and cancelling the waiting task does not help: psycopg then asks
+the server to cancel the query over the same lost link, 5 s, and waits 5 s more for the query
+to end. ``sever`` shuts the connection's socket down instead, so the call fails at once, as
+after a reset; ``within`` bounds a call that way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -19,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from monitor.errors import StoreError
 
 CONNECT_TIMEOUT = 10
+T = TypeVar("T")
 
 
 def checked(url: str) -> dict[str, Any]:
@@ -68,3 +80,34 @@ def connect(url: str, application: str = "watchdesk") -> psycopg.Connection[Any]
         raise StoreError(
             f"cannot connect to the {describe(url)}: {redact(str(exc).strip(), url)}"
         ) from None
+
+
+def sever(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut ``conn``'s socket down both ways (never blocks): what waits on it fails now with an
+    ``OperationalError`` and the connection is broken (a pool throws it away)."""
+    if conn.closed:
+        return
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+async def within(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], limit: float) -> T:
+    """``work`` (a call on ``conn``) within ``limit`` seconds: past that, or when the caller is
+    cancelled, the connection is severed and the call ends at once (TimeoutError, or the
+    cancellation)."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        sever(conn)
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    if not done:
+        sever(conn)
+        await asyncio.gather(task, return_exceptions=True)
+        raise TimeoutError
+    return task.result()

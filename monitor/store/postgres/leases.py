@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from monitor.errors import StoreError
-from monitor.store.postgres.connect import describe, options, redact
+from monitor.store.postgres.connect import describe, options, redact, sever, within
 
 CHANNEL = "watchdesk_cluster"
 TTL = "make_interval(secs => %(ttl)s)"
@@ -111,6 +111,7 @@ class LeaseTable:
         self.limit = limit
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._known_slots = False
+        self._abandoned = asyncio.Event()
 
     def _params(self, **extra: object) -> dict[str, object]:
         me = self.me
@@ -141,17 +142,47 @@ class LeaseTable:
 
     async def _run(self, what: str, work: Callable[[Any], Any]) -> Any:
         """``work(connection)`` within ``limit`` seconds; StoreError (naming the database,
-        never its URL) when it fails, and the connection is dropped."""
+        never its URL) when it fails, and the connection is dropped. A call past the limit
+        (or on a table given up by ``abandon``) has its connection severed, not cancelled:
+        cancelling would wait on the lost link for the server's cancel (``connect.within``)."""
         try:
-            async with asyncio.timeout(self.limit):
-                conn = await self._connection()
-                return await work(conn)
-        except (psycopg.Error, OSError, TimeoutError) as exc:
+            started = asyncio.get_running_loop().time()
+            conn = await self._connect()
+            left = self.limit - (asyncio.get_running_loop().time() - started)
+            return await within(conn, work(conn), max(0.0, left))
+        except (psycopg.Error, OSError, TimeoutError, StoreError) as exc:
             await self._drop()
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc).strip()
             raise StoreError(
                 f"{what} on the {self._where} failed: {redact(reason, self._url)}"
             ) from None
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        """The connection, within ``limit``, or StoreError as soon as ``abandon`` is called
+        (a connect is cancelled at no cost: no query runs yet)."""
+        if self._abandoned.is_set():
+            raise StoreError("the agent gave the database up: stopping")
+        connecting = asyncio.ensure_future(self._connection())
+        giving_up = asyncio.ensure_future(self._abandoned.wait())
+        try:
+            await asyncio.wait(
+                {connecting, giving_up}, timeout=self.limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            giving_up.cancel()
+            connecting.cancel()  # nothing if it is done
+        if giving_up.done() and not giving_up.cancelled():
+            raise StoreError("the agent gave the database up: stopping")
+        if not connecting.done() or connecting.cancelled():
+            raise TimeoutError
+        return connecting.result()
+
+    def abandon(self) -> None:
+        """The agent stops and the database does not answer: the renew or release under way
+        fails now, and every later one at once."""
+        self._abandoned.set()
+        if self._conn is not None:
+            sever(self._conn)
 
     async def renew(self, take_others: bool, announce: bool = False) -> Renewal:
         """Heartbeat, renew, take up to the fair share, and the coordinator lease: one

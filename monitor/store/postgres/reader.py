@@ -1,10 +1,12 @@
 """``PostgresReader``: what the commands (``tickets``, ``report``) read, synchronously, from
 the cluster's database; the same calls as ``SqliteDatabase`` offers them, so one command
 reads either store. It reads the whole cluster's incidents, and the transitions of the
-config's vantage (the one the uptime report counts)."""
+config's vantage (the one the uptime report counts). ``watchdesk report --send`` claims the
+period's send here, in the same ledger as the agents' scheduled sends (``reports``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -15,6 +17,7 @@ from monitor.store.postgres.connect import connect, describe
 from monitor.store.postgres.members import ClusterView, cluster_view
 from monitor.store.postgres.notices import notices_query
 from monitor.store.postgres.pauses import watched_query
+from monitor.store.postgres.reports import CLAIM_REPORT, FINISH_REPORT, RELEASE_REPORT
 from monitor.store.postgres.sql import (
     TARGETS_SEEN,
     actions_query,
@@ -55,6 +58,29 @@ class PostgresReader:
             return self._conn.execute(query, params).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"reading the {self.location} failed: {exc}") from exc
+
+    def _change(self, statement: str, params: tuple[object, ...]) -> int:
+        """One statement (its own transaction: the connection autocommits); the rows it
+        changed."""
+        try:
+            return self._conn.execute(statement, params).rowcount
+        except psycopg.Error as exc:
+            raise StoreError(f"writing to the {self.location} failed: {exc}") from exc
+
+    def claim_report(
+        self, report: str, period: tuple[float, float], scheduled_at: float, now: float
+    ) -> bool:
+        """Claim the send of ``report`` for ``period``; False when an agent (or another
+        command) claimed or sent it already."""
+        return self._change(CLAIM_REPORT, (report, *period, scheduled_at, now)) == 1
+
+    def finish_report(
+        self, report: str, period: tuple[float, float], sent_at: float, recipients: list[str]
+    ) -> None:
+        self._change(FINISH_REPORT, (sent_at, json.dumps(recipients), report, *period))
+
+    def release_report(self, report: str, period: tuple[float, float]) -> None:
+        self._change(RELEASE_REPORT, (report, *period))
 
     def incidents(self, open_only: bool = False, limit: int | None = None) -> list[Incident]:
         return incidents_of(self._rows(*incidents_query(open_only, limit)))

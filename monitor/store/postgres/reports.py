@@ -1,6 +1,9 @@
 """Scheduled reports on PostgreSQL: which report was sent for which period, and since when a
 report is configured. Same answers as the SQLite store's ``monitor.store.reports`` (whose
-docstring says why a send is claimed before the mail leaves); part of ``PostgresStore``."""
+docstring says why a send is claimed before the mail leaves); part of ``PostgresStore``. The
+statements of the send's claim are shared with ``PostgresReader`` (``watchdesk report --send``):
+the command and every agent's scheduler claim the same row, so one period goes out once
+cluster-wide."""
 
 from __future__ import annotations
 
@@ -8,6 +11,22 @@ import json
 
 from monitor.store.postgres.access import Connection, PostgresAccess
 from monitor.store.reports import REPORT_COLUMNS, SentReport, sent_report
+
+# (report, period_start, period_end, scheduled_at, claimed_at): one row, or none if taken.
+CLAIM_REPORT = (
+    "INSERT INTO reports_sent (report, period_start, period_end, scheduled_at, state,"
+    " claimed_at) VALUES (%s, %s, %s, %s, 'sending', %s) ON CONFLICT DO NOTHING"
+)
+# (sent_at, recipients as JSON, report, period_start, period_end)
+FINISH_REPORT = (
+    "UPDATE reports_sent SET state = 'sent', sent_at = %s, recipients = %s"
+    " WHERE report = %s AND period_start = %s AND period_end = %s"
+)
+# (report, period_start, period_end): a claim whose send failed goes.
+RELEASE_REPORT = (
+    "DELETE FROM reports_sent WHERE report = %s AND period_start = %s"
+    " AND period_end = %s AND state = 'sending'"
+)
 
 
 class PostgresReports(PostgresAccess):
@@ -34,9 +53,7 @@ class PostgresReports(PostgresAccess):
 
         async def work(conn: Connection) -> bool:
             cursor = await conn.execute(
-                "INSERT INTO reports_sent (report, period_start, period_end, scheduled_at, state,"
-                " claimed_at) VALUES (%s, %s, %s, %s, 'sending', %s) ON CONFLICT DO NOTHING",
-                (report, period[0], period[1], scheduled_at, now),
+                CLAIM_REPORT, (report, period[0], period[1], scheduled_at, now)
             )
             return cursor.rowcount == 1
 
@@ -47,9 +64,7 @@ class PostgresReports(PostgresAccess):
     ) -> None:
         async def work(conn: Connection) -> None:
             await conn.execute(
-                "UPDATE reports_sent SET state = 'sent', sent_at = %s, recipients = %s"
-                " WHERE report = %s AND period_start = %s AND period_end = %s",
-                (sent_at, json.dumps(recipients), report, period[0], period[1]),
+                FINISH_REPORT, (sent_at, json.dumps(recipients), report, period[0], period[1])
             )
 
         await self._write(work)
@@ -58,11 +73,7 @@ class PostgresReports(PostgresAccess):
         """The send failed: the claim goes, and the next attempt may claim it again."""
 
         async def work(conn: Connection) -> None:
-            await conn.execute(
-                "DELETE FROM reports_sent WHERE report = %s AND period_start = %s"
-                " AND period_end = %s AND state = 'sending'",
-                (report, period[0], period[1]),
-            )
+            await conn.execute(RELEASE_REPORT, (report, period[0], period[1]))
 
         await self._write(work)
 

@@ -67,7 +67,7 @@ class PostgresStore(
         """A write beside the queued calls (in their order it would wait behind writes stuck
         on a lost database, each until its pool timeout): what /readyz asks."""
         try:
-            async with self._ready().connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO meta (key, value) VALUES (%s, 'ok')"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
