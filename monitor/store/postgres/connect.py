@@ -30,6 +30,16 @@ from psycopg.conninfo import conninfo_to_dict
 from monitor.errors import StoreError
 
 CONNECT_TIMEOUT = 10
+# A link whose packets vanish (a partition, a dead host) fails its connection within about
+# 10 s instead of the kernel's 15 minutes of retransmissions: TCP keepalives on an idle
+# connection, a user timeout on data sent and not acknowledged (libpq parameters).
+SILENT_LINK = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 T = TypeVar("T")
 
 
@@ -68,6 +78,7 @@ def options(application: str) -> dict[str, Any]:
         "autocommit": True,
         "connect_timeout": CONNECT_TIMEOUT,
         "application_name": application,
+        **SILENT_LINK,
     }
 
 
