@@ -120,7 +120,7 @@ class Tally:
         down = self.down
         if not down or self.confirmed():
             return None
-        return min(v.since or self.now for v in down)
+        return min(self.now if v.since is None else v.since for v in down)
 
     def partial_due(self) -> bool:
         """Down from some vantages only for ``partial_after``: its partial ticket opens."""
