@@ -41,10 +41,11 @@ def where(target: str, tally: Tally) -> str:
     down = {v.vantage for v in tally.down}
     fails = [f"- {v.vantage}: {v.reason}" for v in tally.down]
     works = [f"- {v.vantage}" for v in tally.counting if v.vantage not in down]
-    needed = tally.rules.needed
+    needed, probing = tally.rules.needed, len(tally.counting)
     return (
-        f"Partial outage: {target} fails from {len(fails)} vantages, fewer than the {needed} "
-        "that confirm an outage; nobody was paged.\n"
+        f"Partial outage: {target} fails from {len(fails)} of the {probing} vantages probing "
+        f"it, fewer than the {needed} that confirm an outage: it is handled one priority "
+        "lower, and nobody was paged.\n"
         "Fails from:\n" + "\n".join(fails) + "\nWorks from:\n" + ("\n".join(works) or "- none")
     )
 
