@@ -48,6 +48,7 @@ class OwnIncident:
     _zone: ZoneInfo
     _open: dict[str, Incident]
     _failed_checks: dict[str, int]
+    _fresh: set[str]
 
     def _update_open_gauge(self) -> None:
         raise NotImplementedError
@@ -115,6 +116,8 @@ class OwnIncident:
         """A partial incident open, the target down here: keep saying down (so it stays
         counted) and asking, every ``recheck``; the ask that meets the quorum raises it."""
         name = target.name
+        if name not in self._fresh:
+            return False  # only this agent's own probes since its start say down
         if not self.confirmation.asks(target, now):
             self._hold(name, self.confirmation.ask_at(name, now))
             return False
