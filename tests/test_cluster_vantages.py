@@ -5,6 +5,9 @@ target's stand-in refusing by peer address.
 - down from one vantage for 20 intervals: no ticket at all;
 - down from a second: exactly one incident, within the window, whose ticket names both
   vantages with their errors; back up: resolved;
+- ``partial = "ticket"``: down from one vantage for ``partial_after``: exactly one ticket, a
+  priority lower, saying where it fails and where it works, and no page; down from a second:
+  the same incident raised (one ticket still) and one page; all up: the recovery note;
 - a vantage whose canaries fail is impaired: its verdicts are not counted (down from it and
   one other opens nothing; a third healthy vantage confirms, and the ticket names only the
   healthy two).
@@ -27,6 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 WINDOW = 3.0
 CONFIRMATION = f'min_vantages = 2\nwindow = "{WINDOW:g}s"\n'
 VANTAGES = ("east", "west", "north")
+PARTIAL_AFTER = 2.0
+PARTIAL = CONFIRMATION + f'partial = "ticket"\npartial_after = "{PARTIAL_AFTER:g}s"\n'
 
 
 def make(
@@ -46,6 +51,18 @@ def rig(
     made = make(tmp_path, pg_url, stand_ins, canaries=False)
     yield made
     made.stop_all()
+
+
+@pytest.fixture
+def partial_rig(
+    tmp_path: Path, pg_url: str, stand_ins: tuple[FakeProcess, FakeProcess]
+) -> Iterator[VantageRig]:
+    rig = VantageRig(tmp_path, pg_url, stand_ins, PARTIAL)
+    for vantage in VANTAGES:
+        agent = rig.start_at(vantage)
+        wait_until(lambda a=agent: "api" in rig.probed(a), f"{vantage} probing api")
+    yield rig
+    rig.stop_all()
 
 
 @pytest.fixture
@@ -114,3 +131,36 @@ def test_a_vantage_whose_canaries_fail_is_not_counted(canary_rig: VantageRig) ->
     assert "- west:" in description
     assert "- north:" in description
     assert "- east:" not in description
+
+
+def test_a_partial_outage_gets_one_lower_ticket_then_is_raised_and_pages(
+    partial_rig: VantageRig,
+) -> None:
+    rig = partial_rig
+    rig.api.refuse("east")
+    soon = THRESHOLD * INTERVAL + PARTIAL_AFTER + WINDOW / 3 + 3
+    wait_until(rig.partial, "the partial incident", timeout=soon)
+    wait_until(rig.creates, "its ticket")
+    time.sleep(10 * INTERVAL)  # every vantage has had its say again: still one
+    ((incident_id, kind, priority),) = rig.partial()
+    assert (kind, priority) == ("partial", "high")
+    assert rig.subjects() == ["[HIGH] api is down from east"]
+    (html,) = rig.descriptions()
+    description = html.replace("<br>", "\n")  # the helpdesk's form of a line break
+    assert "Fails from:\n- east: expected 'OK' not received" in description
+    assert "Works from:\n- north\n- west" in description
+    assert rig.triggers() == 0
+
+    rig.api.refuse("east", "west")
+    wait_until(lambda: rig.partial()[0][1] == "target", "the raise", timeout=soon)
+    wait_until(rig.triggers, "the page")
+    time.sleep(10 * INTERVAL)
+    assert rig.partial() == [(incident_id, "target", "urgent")]
+    assert rig.creates() == 1
+    assert rig.triggers() == 1
+    assert any("Seen down from 2 vantages" in note for note in rig.notes())
+
+    rig.api.refuse()
+    wait_until(lambda: not rig.open_incidents(), "the recovery", timeout=20 * INTERVAL + 5)
+    wait_until(lambda: any("has recovered" in note for note in rig.notes()), "the recovery note")
+    assert rig.creates() == 1

@@ -113,6 +113,28 @@ class VantageRig(Rig):
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    def partial(self) -> list[tuple[int, str, str]]:
+        """(id, kind, priority) of every incident of api, open or not."""
+        rows = self.rows(
+            "SELECT id, kind, priority FROM incidents WHERE target = 'api' ORDER BY id"
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def notes(self) -> list[str]:
+        """The bodies of the notes the helpdesk was asked to add."""
+        return [
+            str(r["json"]["body"])
+            for r in self.freshdesk.state()["requests"]
+            if r["route"] == "note"
+        ]
+
+    def subjects(self) -> list[str]:
+        return [
+            str(r["json"]["subject"])
+            for r in self.freshdesk.state()["requests"]
+            if r["route"] == "create"
+        ]
+
     def descriptions(self) -> list[str]:
         """The descriptions of the tickets the helpdesk was asked to create."""
         return [

@@ -25,6 +25,7 @@ from monitor.policy.incidents import IncidentManager
 from monitor.policy.timeliness import Timeliness
 from monitor.store import Incident
 from monitor.store.base import Store
+from monitor.store.records import OWN_KINDS
 
 log = logging.getLogger("watchdesk.desk")
 
@@ -119,11 +120,14 @@ class Desk:
             )
             # A storm's customers hear it on their own tickets (``shared.close`` below).
             actions: list[Action] = (
-                [AddNote(body, public=True)] if incident.kind == "target" else []
+                [AddNote(body, public=True)] if incident.kind in OWN_KINDS else []
             )
             if incidents.policy is not None:
                 actions += await incidents.policy.recover_actions(incident, f"resolved by {by}")
-            if config.ticketing.on_recovery in ("pending", "resolve") and incident.kind == "target":
+            if (
+                config.ticketing.on_recovery in ("pending", "resolve")
+                and incident.kind in OWN_KINDS
+            ):
                 pending = config.ticketing.on_recovery == "pending"
                 actions.append(SetStatus("pending" if pending else "resolved"))
             if not await self.store.update_incident(

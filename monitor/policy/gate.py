@@ -73,7 +73,14 @@ class OpenRules:
     # ---- the verdict -----------------------------------------------------------------------
 
     def blocked(self, target: TargetConfig, state: TargetState, now: float) -> Verdict | None:
-        """A reason the target opens nothing of its own now, before any grouping; None: none."""
+        """A reason the target opens nothing of its own now, before any grouping; None: none.
+        The last of them, a cluster's confirmation from several vantages (a quorum of their
+        verdicts, asked when due: ``held_back`` then the quorum), comes before any grouping:
+        a storm counts a target only once its own down is confirmed."""
+        return self.held_back(target, state, now) or self.confirmation.verdict(target, now)
+
+    def held_back(self, target: TargetConfig, state: TargetState, now: float) -> Verdict | None:
+        """``blocked`` but for the quorum: what holds a target back before it is asked."""
         name = target.name
         if name not in self._fresh:
             return Verdict(
@@ -103,9 +110,8 @@ class OpenRules:
         waiting = self._parent_failing(target, state, now)
         if waiting is not None:
             return waiting
-        # The agent's own view first, then a cluster's confirmation from several vantages (a
-        # quorum of their verdicts, asked again when due), before any grouping.
-        return self.canaries.verdict(name, state, now) or self.confirmation.verdict(target, now)
+        # The agent's own view first: an impaired vantage asks no other.
+        return self.canaries.verdict(name, state, now)
 
     def _parent_failing(
         self, target: TargetConfig, state: TargetState, now: float

@@ -15,6 +15,7 @@ from monitor.policy.canaries import Canaries
 from monitor.policy.confirmation import Confirmation
 from monitor.policy.storms import Storms
 from monitor.store import Incident, Store
+from monitor.store.records import OWN_KINDS
 
 
 class Handover:
@@ -46,7 +47,7 @@ class Handover:
         found = await self.store.incidents(open_only=True)
         owner = self._owner
         self._open = {
-            i.target: i for i in found if i.kind == "target" and (owner is None or owner(i.target))
+            i.target: i for i in found if i.kind in OWN_KINDS and (owner is None or owner(i.target))
         }
         self._last_resolved = await self.store.last_resolved()
         self._failed_checks = {name: i.failed_checks for name, i in self._open.items()}
@@ -61,7 +62,7 @@ class Handover:
         coming = set(names)
         async with self.decisions:
             for found in await self.store.incidents(open_only=True):
-                if found.kind == "target" and found.target in coming:
+                if found.kind in OWN_KINDS and found.target in coming:
                     self._open[found.target] = found
                     self._failed_checks[found.target] = found.failed_checks
             resolved = await self.store.last_resolved()

@@ -322,6 +322,12 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
             return stored
         if state.status == "down" and incident is None:
             return await self._maybe_open(target, state, now, cause) or stored
+        if (
+            state.status == "down"
+            and incident is not None
+            and self.confirmation.is_partial(incident)
+        ):
+            return await self._recheck_partial(target, state, incident, now, cause) or stored
         if state.status == "up" and incident is not None:
             return await self._maybe_recover(target, state, incident, now, cause) or stored
         return stored
@@ -339,7 +345,14 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
     ) -> bool:
         name = target.name
         self._settled(name)
-        verdict = self.blocked(target, state, now)
+        verdict, stored = self.held_back(target, state, now), False
+        if verdict is None and self.confirmation.asks(target, now):
+            decided = await self._ask_first(target, state, now, cause)
+            if decided is not None:
+                return decided
+            stored, cause = cause is not None, None  # stored with the ask: confirmed
+        if verdict is None:
+            verdict = self.confirmation.verdict(target, now)
         if verdict is None:
             verdict = self._grouping(target, now, self.storms.arrive(name, now))
         if verdict.action == "affected":
@@ -347,19 +360,21 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
             noted = await self.shared.note_affected(self._open.get(parent), target, state, now)
             if noted is not None:
                 self._open[parent] = noted
+            return stored
         elif verdict.action == "hold":
             self._hold(name, verdict.until or now)
+            return stored
         elif verdict.action in ("storm", "join"):
             for member in verdict.members:
                 self._settled(member)
             act = self.storms.open if verdict.action == "storm" else self.storms.join
-            stored = await act(verdict.group or WAVE, verdict.members, now, cause)
+            acted = await act(verdict.group or WAVE, verdict.members, now, cause)
             self._update_open_gauge()
             self._wake.set()  # its customers are told at its next telling
-            return stored
+            return acted or stored
         elif verdict.action == "open":
-            return await self._open_incident(target, state, now, cause)
-        return False
+            return await self._open_incident(target, state, now, cause) or stored
+        return stored
 
     async def _leave_storm(self, name: str, at: float, cause: Cause | None) -> None:
         done = await self.storms.leave(name, at, self.clock.now(), cause)

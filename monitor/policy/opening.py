@@ -41,10 +41,12 @@ def plan(
     zone: ZoneInfo,
     policy: SupportPolicy | None,
     seen: str = "",
+    subject: str | None = None,
 ) -> tuple[dict[str, Any], BuildActions]:
     """The incident's fields and ``build(incident_id)``, which the store runs inside the
     transaction (possibly in another thread): it only builds values. ``seen``: which vantages
-    saw it down (confirmation from several), added to the ticket and the page."""
+    saw it down (confirmation from several), added to the ticket and the page; ``subject``: the
+    ticket's, when not the usual one (a partial outage's)."""
     first_failure = state.first_failure_at or now
     fields: dict[str, Any] = {
         "target": target.name,
@@ -71,7 +73,7 @@ def plan(
         key = dedup_key(incident_id, target.name, now)
         draft = TicketDraft(
             dedup_key=key,
-            subject=f"[{target.priority.upper()}] {target.name} is down",
+            subject=subject or f"[{target.priority.upper()}] {target.name} is down",
             description=description,
             priority=target.priority,
             requester_email=requester(config, target.customer),

@@ -63,7 +63,7 @@ class RecoveryRules:
         now: float,
         cause: Cause | None,
     ) -> bool:
-        if not await self.confirmation.recovered(target, now):
+        if not await self.confirmation.recovered(target, incident, now):
             return False  # most live vantages still see it down: asked again at the sweep
         escalation = self.config.escalation
         changes = self._changes[target.name]

@@ -52,6 +52,11 @@ INCIDENT_COLUMNS = (
 FOLLOWED_TICKET_STATES = ("pending", "resolved", "reopened")
 # One pause of an incident's SLA clocks: (start, end), end None while it lasts.
 Pause = tuple[float, float | None]
+# An incident of a target's own: "partial" while only some vantages see it down (its
+# lower-priority ticket, ``monitor.store.verdicts``), "target" once confirmed (or always, on
+# one vantage).
+PARTIAL = "partial"
+OWN_KINDS = ("target", PARTIAL)
 # The target name of the impairment's incident (kind "agent"): no configured target can have
 # it (no ':').
 AGENT_TARGET = "watchdesk:impaired"

@@ -11,13 +11,22 @@ explain`` judge with the same words:
   one says down and the earliest of them has been down for ``degraded_delay``; "hold" opens
   nothing (and says so);
 - **resolve** when more than half of the counting vantages say up (a vantage with no verdict
-  row never saw the target down: it says up).
+  row never saw the target down: it says up);
+- **partial** (``partial_after`` set: ``partial = "ticket"``): not confirmed, yet at least one
+  counting vantage has said down for ``partial_after`` (from the earliest ``since`` of the
+  fresh downs): a lower-priority ticket opens, and it resolves only when no counting vantage
+  says down any more (``all_up``), not on a majority: most vantages said up all along.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from monitor.actions import Action
+from monitor.store.base import BuildActions
+from monitor.store.records import Incident
 
 Degraded = Literal["all_live", "hold"]
 
@@ -59,6 +68,9 @@ class Rules:
     window: float
     degraded: Degraded
     degraded_delay: float
+    # partial = "ticket": how long a down from fewer vantages than needed lasts before its
+    # lower-priority ticket opens; None: partial = "ignore".
+    partial_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,24 @@ class Tally:
         counting = self.counting
         return not counting or 2 * len(self.up) > len(counting)
 
+    def all_up(self) -> bool:
+        """No counting vantage says down (recently): the end of a partial outage."""
+        return not self.down
+
+    def partial_since(self) -> float | None:
+        """When the down from some vantages (fewer than needed) began, as far as the fresh
+        downs tell: the earliest ``since`` among them; None: not partial (none down, or
+        confirmed)."""
+        down = self.down
+        if not down or self.confirmed():
+            return None
+        return min(self.now if v.since is None else v.since for v in down)
+
+    def partial_due(self) -> bool:
+        """Down from some vantages only for ``partial_after``: its partial ticket opens."""
+        since, after = self.partial_since(), self.rules.partial_after
+        return since is not None and after is not None and self.now - since >= after
+
     def why(self) -> str:
         """Why the target opens (or not) on these verdicts, in words a person reads."""
         down, counting, needed = self.down, self.counting, self.rules.needed
@@ -114,3 +144,32 @@ class Tally:
             f"only {len(counting)} live healthy vantages of the {needed} it needs: every one of "
             f"them must say down for {self.rules.degraded_delay:g}s (down from {seen}){aside}"
         )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one ask of the quorum did (``PostgresVerdicts.decide``): ``how`` "opened" (the
+    incident, confirmed), "partial" (its lower-priority ticket), "raised" (the partial
+    incident, now confirmed, at the target's priority), or None (nothing); ``partial``: the
+    id of the target's open partial incident after this decision, if it has one."""
+
+    tally: Tally
+    incident: Incident | None = None
+    how: Literal["opened", "partial", "raised"] | None = None
+    partial: int | None = None
+
+
+# tally -> the incident's fields and ``build``: what opens (confirmed, or the partial ticket).
+Plan = Callable[[Tally], tuple[dict[str, Any], BuildActions]]
+# (the partial incident, the tally that confirms it, whether it has paged anyone) -> its
+# changes and actions as it is raised; pure, runs inside the transaction.
+Raise = Callable[[Incident, Tally, bool], tuple[dict[str, Any], list[Action]]]
+
+
+@dataclass(frozen=True)
+class PartialPlans:
+    """How a partial outage's incident opens (``partial = "ticket"``) and is raised once the
+    quorum is met."""
+
+    open: Plan
+    raised: Raise

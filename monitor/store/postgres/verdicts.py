@@ -8,21 +8,34 @@ With the lock the second waits for the first to commit and, as READ COMMITTED re
 each statement, counts both. The partial unique index "one open incident per target" stays
 the last guard against two inserts.
 
+The same transaction opens a partial outage's lower-priority incident once it is due, and
+raises it when the quorum is met (``partials``), so both happen exactly once across agents.
+
 Writes are change-only: a vantage says down when its state goes down (and again while it
 waits for confirmation, which keeps its "down" within ``window``), up when it comes back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from monitor.actions import Action
 from monitor.state import Transition
 from monitor.store.base import BuildActions
+from monitor.store.postgres import partials
 from monitor.store.postgres.access import Connection, PostgresAccess
+from monitor.store.postgres.sql import incident_of, incident_query
 from monitor.store.records import AGENT_TARGET, Incident
 from monitor.store.schema import StateRow
-from monitor.store.verdicts import Rules, Tally, VantageVerdict
+from monitor.store.verdicts import (
+    Decision,
+    PartialPlans,
+    Plan,
+    Rules,
+    Tally,
+    VantageVerdict,
+)
 
 # pg_advisory_xact_lock(LOCK_CLASS, hashtext(target)): the two-key form, apart from the
 # one-key lock of migrations.
@@ -52,7 +65,6 @@ TALLY = (
 )
 # What a vantage said: (down, since, said_at, reason).
 Said = tuple[bool, float, float, str]
-Plan = Callable[[Tally], tuple[dict[str, Any], BuildActions]]
 
 
 class PostgresVerdicts(PostgresAccess):
@@ -69,6 +81,16 @@ class PostgresVerdicts(PostgresAccess):
     async def _insert_incident(
         self, conn: Connection, incident: dict[str, Any], build: BuildActions
     ) -> Incident | None:
+        raise NotImplementedError
+
+    async def _change_incident(
+        self,
+        conn: Connection,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+    ) -> None:
         raise NotImplementedError
 
     async def say(self, target: str, said: Said) -> None:
@@ -107,6 +129,10 @@ class PostgresVerdicts(PostgresAccess):
         rows = await (await conn.execute(TALLY, params)).fetchall()
         return Tally(tuple(VantageVerdict(*row) for row in rows), rules, now)
 
+    async def partials(self) -> set[int]:
+        """The ids of the open partial incidents (those a majority of "up" must not end)."""
+        return {int(row[0]) for row in await self._rows(partials.OPEN_PARTIALS)}
+
     async def confirm_open(
         self,
         target: str,
@@ -117,20 +143,63 @@ class PostgresVerdicts(PostgresAccess):
         state: StateRow | None = None,
         transition: Transition | None = None,
     ) -> tuple[Incident | None, Tally]:
-        """Say down, count the quorum under the target's lock and, if it is met, open the
-        incident ``plan`` makes of the tally, all in one transaction with the state (and
-        transition). The incident is None when the quorum is not met or one is open already
-        (the tally tells which)."""
+        """``decide`` with no partial ticket: the incident (None when the quorum is not met
+        or one is open already; the tally tells which) and the tally."""
+        decision = await self.decide(target, said, rules, allowed, plan, None, state, transition)
+        return decision.incident, decision.tally
+
+    async def decide(
+        self,
+        target: str,
+        said: Said,
+        rules: Rules,
+        allowed: Sequence[str],
+        plan: Plan | None,
+        partial: PartialPlans | None,
+        state: StateRow | None = None,
+        transition: Transition | None = None,
+    ) -> Decision:
+        """Say down and count the quorum under the target's lock, all in one transaction with
+        the state (and transition). Met: the target's open partial incident is raised
+        (``partial``), else the incident ``plan`` makes of the tally opens (no ``plan``: only
+        asked, the caller groups it first). Not met: the partial incident opens if due."""
         now = said[2]
 
-        async def work(conn: Connection) -> tuple[Incident | None, Tally]:
+        async def work(conn: Connection) -> Decision:
             await self._write_state(conn, state, transition)
             await conn.execute(LOCK, (LOCK_CLASS, target))
             await conn.execute(SAY, (target, self.vantage, *said))
             tally = await self._tally(conn, target, rules, allowed, now)
-            if not tally.confirmed():
-                return None, tally
-            fields, build = plan(tally)
-            return await self._insert_incident(conn, fields, build), tally
+            found = await partials.open_partial(conn, target) if partial is not None else None
+            if tally.confirmed():
+                if found is not None and partial is not None:
+                    raised = await self._raise(conn, found, tally, partial, now)
+                    return Decision(tally, raised, "raised" if raised else None)
+                if plan is None:
+                    return Decision(tally)
+                fields, build = plan(tally)
+                opened = await self._insert_incident(conn, fields, build)
+                return Decision(tally, opened, "opened" if opened else None)
+            if partial is None or found is not None or not tally.partial_due():
+                return Decision(tally, partial=found)
+            fields, build = partial.open(tally)
+            opened = await self._insert_incident(conn, fields, build)
+            if opened is None:
+                return Decision(tally)
+            return Decision(tally, opened, "partial", opened.id)
 
         return await self._write(work, (target,))
+
+    async def _raise(
+        self, conn: Connection, incident_id: int, tally: Tally, partial: PartialPlans, now: float
+    ) -> Incident | None:
+        if not await partials.take_raise(conn, incident_id):
+            return None
+        row = await (await conn.execute(*incident_query(incident_id))).fetchone()
+        if row is None:
+            return None
+        paged = await partials.has_paged(conn, incident_id)
+        changes, actions = partial.raised(incident_of(row), tally, paged)
+        await self._change_incident(conn, incident_id, changes, actions, now)
+        row = await (await conn.execute(*incident_query(incident_id))).fetchone()
+        return incident_of(row) if row else None
