@@ -45,7 +45,7 @@ def where(target: str, tally: Tally) -> str:
     return (
         f"Partial outage: {target} fails from {len(fails)} of the {probing} vantages probing "
         f"it, fewer than the {needed} that confirm an outage: it is handled one priority "
-        "lower, and nobody was paged.\n"
+        "lower, through the ticket queue, without paging anyone.\n"
         "Fails from:\n" + "\n".join(fails) + "\nWorks from:\n" + ("\n".join(works) or "- none")
     )
 
