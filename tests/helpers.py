@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,12 +68,26 @@ class AgentProcess:
             [sys.executable, "-m", "monitor", "run", "-c", str(config), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # A hung agent can be made to print every thread's stack (``wait_exit``).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code; an agent still running after ``timeout`` is made to print its
+        threads' stacks (SIGABRT under faulthandler) and the test fails with its log."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+            raise AssertionError(
+                f"agent still running {timeout} s after it was told to stop:\n{self.log()}"
+            ) from None
 
     def log(self) -> str:
         if not self._log.closed:

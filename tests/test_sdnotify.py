@@ -73,7 +73,7 @@ def test_ready_watchdog_reloading_stopping(
 
     agent.signal(signal.SIGTERM)
     receive_until(listener, lambda m: any("STOPPING=1" in x for x in m))
-    assert agent.proc.wait(timeout=10) == 0
+    assert agent.wait_exit(10) == 0
 
 
 async def test_no_watchdog_ping_while_the_scheduler_is_stalled(
