@@ -132,8 +132,8 @@ class Scheduler:
     def catch_up(self, names: list[str], missed_since: float) -> int:
         """Targets taken over from an agent that stopped probing them (in a cluster): those
         whose phase came round after the wall-clock time ``missed_since`` missed a run, and
-        run now (spread at ``CATCH_UP_RATE``); the others keep to their phase, since their
-        last run is less than an interval old. How many missed a run."""
+        run now (spread at ``CATCH_UP_RATE``, within an interval); the others keep to their
+        phase, since their last run is less than an interval old. How many missed a run."""
         loop_now = asyncio.get_running_loop().time()
         wall_now = time.time()
         entries = {item[2].target.name: item[2] for item in self._heap if self._live(item[2])}
@@ -145,9 +145,10 @@ class Scheduler:
             entry.due, entry.joined_phase = next_run, True
             if wall_now + (next_run - interval - loop_now) >= missed_since:
                 missed.append(entry)
-        spread = max(1.0, len(missed) / CATCH_UP_RATE)
+        spread = len(missed) / CATCH_UP_RATE
         for entry in missed:
-            entry.due = loop_now + stable_offset(entry.target.name, spread)
+            within = min(spread, entry.target.interval)
+            entry.due = loop_now + stable_offset(entry.target.name, within)
             entry.joined_phase = False
         if taken:
             self._heap = [(item[2].due, item[1], item[2]) for item in self._heap]
