@@ -77,11 +77,14 @@ class AgentProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_exit(self, timeout: float) -> int:
-        """The exit code; an agent still running after ``timeout`` is made to print its
-        threads' stacks (SIGABRT under faulthandler) and the test fails with its log."""
+        """The exit code; an agent still running after ``timeout`` is made to print its tasks'
+        stacks (SIGUSR1) and its threads' (SIGABRT under faulthandler), and the test fails
+        with its log."""
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # its asyncio tasks' stacks, into the log
+            time.sleep(1.0)
             self.proc.send_signal(signal.SIGABRT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)

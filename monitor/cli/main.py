@@ -33,6 +33,7 @@ from monitor.errors import ConfigError, SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
 from monitor.store.factory import StoreReader, open_reader, store_key
+from monitor.taskdump import dump_tasks
 from monitor.web.views import incident_row
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -186,6 +187,7 @@ async def _serve(config: Config, path: str) -> int:
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
     loop.add_signal_handler(signal.SIGINT, agent.request_stop)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     try:
         await agent.start()
     except StoreError as error:
