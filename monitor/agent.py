@@ -234,6 +234,7 @@ class Agent:
 
     async def _reload(self) -> bool:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             config = await loop.run_in_executor(None, load_config, self.config_path)
             api_token = read_api_token(config)
@@ -267,7 +268,9 @@ class Agent:
         if self.member is not None:
             self.member.set_config(config)
         await self.roster.apply(config, {})
-        await self.roster.settle()
+        # An unchanged target's state ran on across the reload: only those brought in afresh
+        # start from what the store's incidents say.
+        await self.roster.settle(self.roster.changes.arrived)
         self.config = config
         self.incidents.set_config(config)
         self.policy.set_config(config)
@@ -280,7 +283,12 @@ class Agent:
         self.reload_count += 1
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
-        log.info("config reloaded: %d targets", len(self.targets))
+        log.info(
+            "config reloaded: %d targets (%s) in %.2f s",
+            len(self.targets),
+            self.roster.changes,
+            time.perf_counter() - started,
+        )
         return True
 
     # ---- probes ----------------------------------------------------------------------------

@@ -43,8 +43,9 @@ def settle(collect: bool = True) -> None:
     if collect:
         gc.collect()
     gc.freeze()
-    log.debug(
-        "heap frozen: %d objects, in %.3f s",
-        gc.get_freeze_count(),
-        time.perf_counter() - started,
-    )
+    if log.isEnabledFor(logging.DEBUG):  # counting the frozen objects walks all of them
+        log.debug(
+            "heap frozen: %d objects, in %.3f s",
+            gc.get_freeze_count(),
+            time.perf_counter() - started,
+        )

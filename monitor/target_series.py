@@ -151,6 +151,10 @@ class TargetSeries:
             line = f"{SKIPPED}{target.own} {go_value(target.skipped)}\n"
             self._set(name, SKIPPED, line)
 
+    def lines_of(self, name: str) -> tuple[str, ...]:
+        """The target's rendered lines, family by family (what a scrape shows of it)."""
+        return tuple(lines[name] for lines in self._lines.values() if name in lines)
+
     def text(self) -> str:
         """Every family with its lines (call on the event loop, where they change)."""
         return "".join(

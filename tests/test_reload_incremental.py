@@ -1,0 +1,108 @@
+"""A reload costs what it changes (issue 13): an unchanged target keeps its schedule entry, its
+state, its rendered series and its counters; a changed one is scheduled and rendered once
+more; added and removed ones come and go. No timing: the test looks at what was replaced.
+
+The agent is real (``monitor.agent.Agent`` on a config file it reloads, a manual clock); no
+probe runs, results are fed to ``apply_result`` as the scheduler's probes would.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from checks import ProbeResult
+from monitor.agent import Agent
+from monitor.clock import ManualClock
+from monitor.config import load_config
+from tests.agent_harness import START
+
+COUNT = 300
+
+
+def config_text(state: Path, ports: dict[int, int] | None = None, count: int = COUNT) -> str:
+    """``count`` tcp targets ``t0``...; ``ports`` gives some of them another port."""
+    ports = ports or {}
+    targets = "".join(
+        f'\n[[targets]]\nname = "t{i}"\nkind = "tcp"\nhost = "127.0.0.1"\n'
+        f"port = {ports.get(i, 9)}\n"
+        for i in range(count)
+    )
+    return (
+        f'[agent]\nstate_dir = "{state}"\n[defaults]\ninterval = "10s"\ntimeout = "5s"\n'
+        "failure_threshold = 1\nrecovery_threshold = 1\n" + targets
+    )
+
+
+def snapshot(agent: Agent) -> dict[str, tuple[int, object, tuple[str, ...]]]:
+    """Per target: its schedule generation, its state object, its rendered series lines."""
+    return {
+        name: (
+            agent.scheduler.generation(name),
+            agent.states.get(name),
+            agent.metrics.targets.lines_of(name),
+        )
+        for name in agent.targets
+    }
+
+
+def replaced(before: dict[str, tuple[int, object, tuple[str, ...]]], agent: Agent) -> list[str]:
+    """The targets of ``before`` of which anything was made anew (compared by identity)."""
+    after = snapshot(agent)
+    out = []
+    for name, (generation, state, lines) in before.items():
+        if name not in after:
+            continue
+        new_generation, new_state, new_lines = after[name]
+        same_lines = len(lines) == len(new_lines) and all(
+            a is b for a, b in zip(lines, new_lines, strict=True)
+        )
+        if generation != new_generation or state is not new_state or not same_lines:
+            out.append(name)
+    return out
+
+
+async def test_a_reload_replaces_only_what_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, state = tmp_path / "config.toml", tmp_path / "state"
+    path.write_text(config_text(state))
+    agent = Agent(load_config(path), config_path=str(path), clock=ManualClock(START))
+    await agent.prepare()
+    try:
+        for name, ok in (("t1", True), ("t1", True), ("t2", False), ("t7", True)):
+            await agent.apply_result(agent.targets[name], ProbeResult(ok, 0.01, "status"))
+        counted = 'watchdesk_probes_total{kind="tcp",result="success",target="t1"} 2.0'
+        assert counted in agent.metrics.exposition().decode()
+        before = snapshot(agent)
+        assert {generation for generation, _, _ in before.values()} == {1}
+
+        caplog.set_level(logging.INFO, logger="watchdesk")
+        assert await agent.reload()  # the same file: nothing changes
+        assert replaced(before, agent) == []
+        assert f"{COUNT} targets (0 added, 0 changed, 0 removed, {COUNT} unchanged)" in caplog.text
+        exposition = agent.metrics.exposition().decode()
+        assert counted in exposition
+        assert 'watchdesk_target_up{target="t2"} 0.0' in exposition
+
+        # t2 and t7 probe another port, t0 goes, t300 comes.
+        path.write_text(config_text(state, {2: 10, 7: 11}, COUNT + 1).replace('"t0"', '"t300x"'))
+        assert await agent.reload()
+        assert sorted(replaced(before, agent)) == ["t2", "t7"]
+        assert "t0" not in agent.targets
+        assert "t0" not in agent.metrics.targets
+        assert agent.scheduler.generation("t0") == 0
+        assert [agent.scheduler.generation(n) for n in ("t2", "t7", "t1", "t300")] == [2, 2, 1, 1]
+        assert "(2 added, 2 changed, 1 removed, 297 unchanged)" in caplog.text
+        exposition = agent.metrics.exposition().decode()
+        assert counted in exposition  # t1 unchanged: its counters go on
+        # t7 checks another port now: it starts afresh (unknown, no up series); t2 too, but
+        # its open incident says down.
+        assert 'watchdesk_target_up{target="t7"}' not in exposition
+        assert agent.states["t7"].status == "unknown"
+        assert 'watchdesk_target_up{target="t2"} 0.0' in exposition
+    finally:
+        await agent.integrations.aclose()
+        await agent.store.close()
