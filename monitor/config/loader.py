@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from monitor import heap
 from monitor.config.cluster import parse_cluster
 from monitor.config.diagnostics import Collector
 from monitor.config.escalation import EscalationSection
@@ -69,6 +70,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, source: str = "config.toml") -> Config:
+    with heap.loading():
+        return _parse(text, source)
+
+
+def _parse(text: str, source: str) -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

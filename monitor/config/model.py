@@ -142,8 +142,9 @@ class TargetCommon(Strict):
     recovery_threshold: int | None = Field(default=None, ge=1)
     priority: Priority | None = None
     customer: str | None = None
-    depends_on: list[str] = []
-    tags: list[str] = []
+    # Factories, not ``[]``: pydantic deep-copies a mutable default for every target.
+    depends_on: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     description: str | None = None
     # Targets with the same group fail together for one reason: one incident for all of them.
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
