@@ -12,20 +12,26 @@ import logging
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from checks import ProbeResult
 from monitor.agent import Agent
 from monitor.clock import ManualClock
 from monitor.config import load_config
+from monitor.probing import run_probe
 from tests.agent_harness import START
 
 COUNT = 300
 
 
-def config_text(state: Path, ports: dict[int, int] | None = None, count: int = COUNT) -> str:
-    """``count`` tcp targets ``t0``...; ``ports`` gives some of them another port."""
+def config_text(
+    state: Path, ports: dict[int, int] | None = None, count: int = COUNT, web: int = 9
+) -> str:
+    """``count`` tcp targets ``t0``..., and ``web``, http on port ``web``; ``ports`` gives
+    some of the tcp ones another port."""
     ports = ports or {}
-    targets = "".join(
+    targets = f'\n[[targets]]\nname = "web"\nkind = "http"\nurl = "http://127.0.0.1:{web}/"\n'
+    targets += "".join(
         f'\n[[targets]]\nname = "t{i}"\nkind = "tcp"\nhost = "127.0.0.1"\n'
         f"port = {ports.get(i, 9)}\n"
         for i in range(count)
@@ -64,14 +70,32 @@ def replaced(before: dict[str, tuple[int, object, tuple[str, ...]]], agent: Agen
     return out
 
 
+async def serve_ok() -> tuple[web.AppRunner, int]:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def test_a_reload_replaces_only_what_changed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    runner, port = await serve_ok()
     path, state = tmp_path / "config.toml", tmp_path / "state"
-    path.write_text(config_text(state))
+    path.write_text(config_text(state, web=port))
     agent = Agent(load_config(path), config_path=str(path), clock=ManualClock(START))
     await agent.prepare()
     try:
+        # A real probe: what it caches on its target must not make the target "changed".
+        web_result = await run_probe(agent.targets["web"], agent.clients)
+        assert web_result.ok, web_result.reason
+        await agent.apply_result(agent.targets["web"], web_result)
         for name, ok in (("t1", True), ("t1", True), ("t2", False), ("t7", True)):
             await agent.apply_result(agent.targets[name], ProbeResult(ok, 0.01, "status"))
         counted = 'watchdesk_probes_total{kind="tcp",result="success",target="t1"} 2.0'
@@ -82,20 +106,24 @@ async def test_a_reload_replaces_only_what_changed(
         caplog.set_level(logging.INFO, logger="watchdesk")
         assert await agent.reload()  # the same file: nothing changes
         assert replaced(before, agent) == []
-        assert f"{COUNT} targets (0 added, 0 changed, 0 removed, {COUNT} unchanged)" in caplog.text
+        assert (
+            f"{COUNT + 1} targets (0 added, 0 changed, 0 removed, {COUNT + 1} unchanged)"
+            in caplog.text
+        )
         exposition = agent.metrics.exposition().decode()
         assert counted in exposition
         assert 'watchdesk_target_up{target="t2"} 0.0' in exposition
 
         # t2 and t7 probe another port, t0 goes, t300 comes.
-        path.write_text(config_text(state, {2: 10, 7: 11}, COUNT + 1).replace('"t0"', '"t300x"'))
+        text = config_text(state, {2: 10, 7: 11}, COUNT + 1, port).replace('"t0"', '"t300x"')
+        path.write_text(text)
         assert await agent.reload()
         assert sorted(replaced(before, agent)) == ["t2", "t7"]
         assert "t0" not in agent.targets
         assert "t0" not in agent.metrics.targets
         assert agent.scheduler.generation("t0") == 0
         assert [agent.scheduler.generation(n) for n in ("t2", "t7", "t1", "t300")] == [2, 2, 1, 1]
-        assert "(2 added, 2 changed, 1 removed, 297 unchanged)" in caplog.text
+        assert "(2 added, 2 changed, 1 removed, 298 unchanged)" in caplog.text
         exposition = agent.metrics.exposition().decode()
         assert counted in exposition  # t1 unchanged: its counters go on
         # t7 checks another port now: it starts afresh (unknown, no up series); t2 too, but
@@ -105,4 +133,6 @@ async def test_a_reload_replaces_only_what_changed(
         assert 'watchdesk_target_up{target="t2"} 0.0' in exposition
     finally:
         await agent.integrations.aclose()
+        await agent.clients.close()
         await agent.store.close()
+        await runner.cleanup()
