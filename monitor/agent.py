@@ -149,8 +149,8 @@ class Agent:
         return self.roster.targets
 
     async def start(self) -> None:
+        heap.tune()  # before the load: 50,000 targets' state and series are lasting objects
         await self.prepare()
-        heap.tune()
         heap.settle()
         if self.member is not None:
             self.member.start()

@@ -50,6 +50,8 @@ FAMILIES = (
 
 def label_value(text: str) -> str:
     """A label value escaped as the text format wants it."""
+    if "\\" not in text and "\n" not in text and '"' not in text:
+        return text  # nearly every name: no copies
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
