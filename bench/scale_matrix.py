@@ -137,10 +137,11 @@ def cpu_seconds(pid: int) -> float:
     return blackbox.proc_cpu_seconds(pid)
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak (VmHWM) or current (VmRSS) resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024)
     return 0.0
 
 
@@ -199,8 +200,8 @@ def run_one(mix: str, count: int, args: Any) -> dict[str, Any]:
                 for server in servers.values():
                     server.stop()
         out["states_saved"] = saved_states(Path(state))
-        if args.keep:
-            out["log_tail"] = log_path.read_text().splitlines()[-5:]
+        if args.keep_log:
+            Path(args.keep_log).write_text(log_path.read_text())
         return out
 
 
@@ -210,14 +211,21 @@ def measure(
     port, out = args.port, {}
     up = wait_for(lambda: healthy(port), 120)
     out["start_s"] = round(time.monotonic() - spawned, 2) if up is not None else None
+    out["rss_mb_at_start"] = rss_mb(agent.pid, "VmRSS") if up is not None else None
+    if up is None:
+        return {**out, "agent_exit_status": agent.poll()}
     first: dict[str, Any] = {}
 
     def all_probed() -> bool:
-        first.update(scrape(port))
+        try:
+            first.update(scrape(port))
+        except OSError:
+            return False
         return bool(first["probed"] >= count)
 
     done = wait_for(all_probed, 10 * interval + 60, period=1.0)
     out["first_round_s"] = round(time.monotonic() - spawned, 1) if done is not None else None
+    out["rss_mb_after_first_round"] = rss_mb(agent.pid, "VmRSS")
     time.sleep(max(0.0, interval - (time.monotonic() - first.get("at", 0.0))) + args.settle)
     a, cpu_a = scrape(port), cpu_seconds(agent.pid)
     time.sleep(args.window)
@@ -238,6 +246,7 @@ def measure(
         share_within_250ms=share_within(0.25, a["buckets"], b["buckets"]),
         metrics_scrape_s=round(b["scrape_seconds"], 2),
     )
+    out["rss_mb_before_reload"] = rss_mb(agent.pid, "VmRSS")
     before_reload = scrape(port)
     agent.send_signal(signal.SIGHUP)
     line = wait_for(lambda: "config reloaded" in log.read_text(), 120, period=0.2)
@@ -257,7 +266,8 @@ def measure(
         quantile(0.99, before_reload["buckets"], after_reload["buckets"])
     )
     out["probes_total_kept"] = after_reload["success"] >= before_reload["success"]
-    out["peak_rss_mb"] = round(peak_rss_mb(agent.pid))
+    out["rss_mb_after_reload"] = rss_mb(agent.pid, "VmRSS")
+    out["peak_rss_mb"] = rss_mb(agent.pid)
     stopping = time.monotonic()
     agent.send_signal(signal.SIGTERM)
     try:
@@ -298,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=5.0, help="extra warm-up seconds")
     parser.add_argument("--max-concurrent", type=int, default=4000)
-    parser.add_argument("--keep", action="store_true", help="include the agent log's tail")
+    parser.add_argument("--keep-log", metavar="FILE", help="copy the agent's log there")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     _raise_nofile()

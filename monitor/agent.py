@@ -18,7 +18,7 @@ from checks import HttpClients, ProbeResult
 from monitor import __version__, cluster, heap
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.ownership import Alone, Ownership
-from monitor.config import Config, TargetConfig, load_config
+from monitor.config import Config, TargetConfig
 from monitor.config.secrets import read_api_token
 from monitor.delivery.integrations import Integrations, IntegrationsSlot, integrations_changed
 from monitor.delivery.outbox import Outbox
@@ -26,6 +26,7 @@ from monitor.errors import ConfigError, SecretError
 from monitor.faults import crash_point
 from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
+from monitor.offloop import read_config
 from monitor.policies import build_policies
 from monitor.probing import run_probe
 from monitor.reporting.sender import ReportScheduler
@@ -233,10 +234,9 @@ class Agent:
                 self.systemd.ready(f"watching {len(self.targets)} targets")
 
     async def _reload(self) -> bool:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            config = await loop.run_in_executor(None, load_config, self.config_path)
+            config = await read_config(self.config_path, self.config)
             parsed = time.perf_counter()
             api_token = read_api_token(config)
         except ConfigError as error:

@@ -12,12 +12,14 @@ import logging
 from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp import web
 
 from checks import ProbeResult
 from monitor.agent import Agent
 from monitor.clock import ManualClock
-from monitor.config import load_config
+from monitor.config import load_config, parse_config
+from monitor.errors import ConfigError
 from monitor.probing import run_probe
 from tests.agent_harness import START
 
@@ -104,8 +106,10 @@ async def test_a_reload_replaces_only_what_changed(
         assert {generation for generation, _, _ in before.values()} == {1}
 
         caplog.set_level(logging.INFO, logger="watchdesk")
+        targets = agent.config.targets
         assert await agent.reload()  # the same file: nothing changes
         assert replaced(before, agent) == []
+        assert all(t is o for t, o in zip(agent.config.targets, targets, strict=True))
         assert (
             f"{COUNT + 1} targets (0 added, 0 changed, 0 removed, {COUNT + 1} unchanged)"
             in caplog.text
@@ -136,3 +140,53 @@ async def test_a_reload_replaces_only_what_changed(
         await agent.clients.close()
         await agent.store.close()
         await runner.cleanup()
+
+
+BASE = """
+[defaults]
+interval = "10s"
+
+[customers.acme]
+email = "it@acme.example"
+
+[[targets]]
+name = "a"
+kind = "tcp"
+host = "127.0.0.1"
+port = 9
+customer = "acme"
+
+[[targets]]
+name = "b"
+kind = "http"
+url = "https://127.0.0.1/"
+ca_file = "CA"
+"""
+
+
+def test_a_reread_file_takes_unchanged_targets_as_they_were(tmp_path: Path) -> None:
+    """What a reload reads: targets written as before are the running config's objects (not
+    validated again), but still checked against what lies outside their table."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(trustme.CA().cert_pem.bytes().decode())
+    text = BASE.replace('"CA"', f'"{ca}"')
+    first = parse_config(text)
+    again = parse_config(text, previous=first)
+    assert [t is f for t, f in zip(again.targets, first.targets, strict=True)] == [True, True]
+
+    changed = parse_config(text.replace("port = 9", "port = 10"), previous=first)
+    assert changed.targets[0] is not first.targets[0]
+    assert changed.targets[0].settings.port == 10  # type: ignore[attr-defined]
+    assert changed.targets[1] is first.targets[1]
+
+    # New defaults are folded into every target: none is taken over.
+    slower = parse_config(text.replace('interval = "10s"', 'interval = "20s"'), previous=first)
+    assert [t.interval for t in slower.targets] == [20.0, 20.0]
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text.replace("[customers.acme]", "[customers.other]"), previous=first)
+    assert any(p.path == "targets.0.customer" for p in refused.value.problems)
+    ca.unlink()
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, previous=first)
+    assert any(p.path == "targets.1.ca_file" for p in refused.value.problems)

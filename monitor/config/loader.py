@@ -57,8 +57,9 @@ TOP_LEVEL_KEYS = (
 )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate ``path``; raise ConfigError listing every problem."""
+def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem. ``previous``: the
+    config in force (a reload), whose targets written the same are taken as they are."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -66,15 +67,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigProblem("", f"config file {source} does not exist")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem("", f"cannot read {source}: {exc}")]) from None
-    return parse_config(text, source)
+    return parse_config(text, source, previous)
 
 
-def parse_config(text: str, source: str = "config.toml") -> Config:
+def parse_config(text: str, source: str = "config.toml", previous: Config | None = None) -> Config:
     with heap.loading():
-        return _parse(text, source)
+        return _parse(text, source, previous)
 
 
-def _parse(text: str, source: str) -> Config:
+def _parse(text: str, source: str, previous: Config | None) -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -90,13 +91,13 @@ def _parse(text: str, source: str) -> Config:
             ]
         ) from None
     problems = Collector(source, text)
-    config = _build(raw, problems)
+    config = _build(raw, problems, previous)
     if problems.problems or config is None:
         raise ConfigError(problems.sorted())
     return config
 
 
-def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
+def _build(raw: dict[str, Any], problems: Collector, previous: Config | None) -> Config | None:
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             hint = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
@@ -137,7 +138,17 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                 missing_ref("calendar", plan.calendar, calendars, "[calendars.NAME]"),
             )
 
-    targets = parse_targets(raw.get("targets", []), defaults, customers, problems)
+    # Targets are taken from ``previous`` only under the same defaults (folded into them).
+    same_defaults = previous is not None and previous.defaults == defaults
+    fingerprints: dict[str, str] = {}
+    targets = parse_targets(
+        raw.get("targets", []),
+        defaults,
+        customers,
+        problems,
+        previous if same_defaults else None,
+        fingerprints,
+    )
     ticketing, backend_settings = parse_ticketing(raw.get("ticketing", {}), problems)
     pagers, pager_types = parse_pagers(raw.get("pagers", {}), problems)
     escalation = problems.validate(("escalation",), EscalationSection, raw.get("escalation", {}))
@@ -197,4 +208,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         cluster=cluster,
         reports=tuple(reports),
         storm=storm,
+        fingerprints=fingerprints,
     )

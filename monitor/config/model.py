@@ -327,6 +327,8 @@ class Config:
     cluster: ClusterSection | None = None
     reports: tuple[ReportSection, ...] = ()
     storm: StormSection = field(default_factory=StormSection)
+    # name -> the text of the target's table as read: a reload reuses the unchanged ones.
+    fingerprints: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""
