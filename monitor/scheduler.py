@@ -90,7 +90,8 @@ class Scheduler:
         # name -> its live entry (the heap may also hold dead ones: removed or replaced).
         self._entries: dict[str, _Entry] = {}
         self._dead = 0
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}  # in the order they were launched
+        self._probing: set[str] = set()  # those of them past the semaphore
         self._sequence = itertools.count()
         self._waiter: asyncio.Future[None] | None = None
         self._semaphore = asyncio.Semaphore(max_concurrent)
@@ -154,11 +155,19 @@ class Scheduler:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
+        # Runs still waiting for a probe slot (an overloaded agent has one per target) never
+        # start: cancelled at once and in the order they queued, so that each leaves the
+        # semaphore's queue from its head (in any other order, 40,000 of them took 30 s).
+        waiting = [task for name, task in self._running.items() if name not in self._probing]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
         running = list(self._running.values())
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
-            for task in pending:
-                task.cancel()
+            for task in running:
+                if task in pending:
+                    task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def finish(self, names: list[str], wait: float) -> None:
@@ -231,9 +240,12 @@ class Scheduler:
     async def _guarded(self, target: TargetConfig, due: float) -> None:
         async with self._semaphore:
             self.probes_started += 1
+            self._probing.add(target.name)
             try:
                 await self._run_probe(target, due)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("probe of %s failed inside the agent (not the target)", target.name)
+            finally:
+                self._probing.discard(target.name)
