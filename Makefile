@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint pytest bench bench-drain bench-cluster bench-kinds chaos chaos-cluster install \
-	install-test clean test-container test-cluster test-cluster-long
+.PHONY: run test lint pytest bench bench-drain bench-cluster bench-kinds bench-scale chaos \
+	chaos-cluster install install-test clean test-container test-cluster test-cluster-long
 
 $(BIN)/watchdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ bench-drain: install-test
 # Probes per CPU-second per kind, side by side with blackbox_exporter when it is installed (~25 min).
 bench-kinds: install-test
 	$(BIN)/python bench/probe_kinds.py --saturated --repeat 3
+
+# The watchdesk command at scale: start, first round, steady state, reload, stop (~15 min).
+bench-scale: install-test
+	$(BIN)/python bench/scale_matrix.py --mix http,https,tcp,icmp,dns,mixed --targets 1000,10000
+	$(BIN)/python bench/scale_matrix.py --mix mixed --targets 50000 --interval 10s
+	$(BIN)/python bench/scale_matrix.py --mix http --targets 100000 --interval 30s --window 60
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ a status or keyword verdict cannot differ between them.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -41,8 +41,9 @@ class Plan:
     # Accept, Content-Length, Content-Type; the lean path: the same, by hand).
     headers: dict[str, str]
     lean_capable: bool  # the lean path can send this request (no compression asked for)
-    # The first request of the lean path, built once per User-Agent: (user agent, bytes).
-    request: tuple[str, bytes] | None = None
+    # The first request of the lean path, built once per User-Agent: (user agent, bytes). A
+    # cache, not a setting: a reload compares targets, and a probed one must equal its twin.
+    request: tuple[str, bytes] | None = field(default=None, compare=False)
 
     @property
     def read_body(self) -> bool:

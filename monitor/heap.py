@@ -25,6 +25,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("watchdesk")
 
@@ -36,6 +38,19 @@ def tune() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
+@contextmanager
+def loading() -> Iterator[None]:
+    """Allocate many lasting objects (parse a config) under the agent's thresholds: with
+    CPython's 700, validating 50,000 targets ran dozens of full collections over the targets
+    already built (0.9 s of a 2 s parse). The thresholds in force before come back after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*(max(old, new) for old, new in zip(before, THRESHOLDS, strict=False)))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def settle(collect: bool = True) -> None:
     """Freeze what is alive now: after the start (``collect``: drop the loading garbage
     first) and after a reload (no collection, see the module's docstring)."""
@@ -43,8 +58,9 @@ def settle(collect: bool = True) -> None:
     if collect:
         gc.collect()
     gc.freeze()
-    log.debug(
-        "heap frozen: %d objects, in %.3f s",
-        gc.get_freeze_count(),
-        time.perf_counter() - started,
-    )
+    if log.isEnabledFor(logging.DEBUG):  # counting the frozen objects walks all of them
+        log.debug(
+            "heap frozen: %d objects, in %.3f s",
+            gc.get_freeze_count(),
+            time.perf_counter() - started,
+        )

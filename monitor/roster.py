@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from monitor.clock import Clock
 from monitor.cluster.ownership import Ownership
@@ -31,6 +32,23 @@ log = logging.getLogger("watchdesk")
 
 # How long a hand-over waits for the probes of the targets it gives away.
 HANDOVER_WAIT = 2.0
+
+
+@dataclass
+class Changes:
+    """What one ``Roster.apply`` did to the targets probed here."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    arrived: list[str] = field(default_factory=list)  # added or changed: brought in afresh
+
+    def __str__(self) -> str:
+        return (
+            f"{self.added} added, {self.changed} changed, {self.removed} removed, "
+            f"{self.unchanged} unchanged"
+        )
 
 
 class Roster:
@@ -55,6 +73,7 @@ class Roster:
         # In a cluster: how long a slot can have gone unprobed before this agent takes it
         # (lease_ttl + 2 x lease_renew); the runs missed meanwhile are caught up at once.
         self.catch_up_window: float | None = None
+        self.changes = Changes()  # what the last ``apply`` did
         # Called with how many targets left with changes never written (fenced writes).
         self.on_unsaved: Callable[[int], None] = lambda count: None
 
@@ -84,19 +103,40 @@ class Roster:
 
     async def apply(self, config: Config, stored: dict[str, tuple[str, TargetState]]) -> None:
         """Follow a config: everything in memory first, with no await between (a probe
-        finishing meanwhile sees either the old targets or the new ones); then the store."""
-        wanted = {target.name: target for target in config.targets}
-        removed = [name for name in self.targets if name not in wanted]
+        finishing meanwhile sees either the old targets or the new ones); then the store.
+
+        In proportion to what changed: a target equal to the one it replaces keeps the very
+        object (so the scheduler's ``is`` check keeps its entry), its state, its series and
+        their counters, untouched. ``changes`` says what this call did; the targets brought
+        in (``changes.arrived``) are the ones ``settle`` needs to look at after a reload."""
+        previous = self.targets
+        wanted: dict[str, TargetConfig] = {}
+        changes = Changes()
+        removed = [name for name in previous if name not in config.by_name]
         for name in removed:
             self.metrics.remove_target(name)
             self.book.forget(name)
         for target in config.targets:
-            if self.ownership.here(target.name):
-                self._bring_in(target, stored.get(target.name))
-            elif target.name in self.book.states:  # its slot moved with the new config
-                self.metrics.remove_target(target.name)
-                self.book.forget(target.name)
+            name = target.name
+            old = previous.get(name)
+            if not self.ownership.here(name):
+                wanted[name] = target
+                if name in self.book.states:  # its slot moved with the new config
+                    self.metrics.remove_target(name)
+                    self.book.forget(name)
+                continue
+            if old is not None and name in self.book.states and (old is target or old == target):
+                wanted[name] = old
+                changes.unchanged += 1
+                continue
+            wanted[name] = target
+            changes.changed += old is not None and name in self.book.states
+            self._bring_in(target, stored.get(name))
+            changes.arrived.append(name)
+        changes.added = len(changes.arrived) - changes.changed
+        changes.removed = len(removed)
         self.targets = wanted
+        self.changes = changes
         self.schedule()
         now = self.clock.now()
         if removed:

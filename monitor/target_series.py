@@ -50,6 +50,8 @@ FAMILIES = (
 
 def label_value(text: str) -> str:
     """A label value escaped as the text format wants it."""
+    if "\\" not in text and "\n" not in text and '"' not in text:
+        return text  # nearly every name: no copies
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -150,6 +152,10 @@ class TargetSeries:
             target.skipped += 1
             line = f"{SKIPPED}{target.own} {go_value(target.skipped)}\n"
             self._set(name, SKIPPED, line)
+
+    def lines_of(self, name: str) -> tuple[str, ...]:
+        """The target's rendered lines, family by family (what a scrape shows of it)."""
+        return tuple(lines[name] for lines in self._lines.values() if name in lines)
 
     def text(self) -> str:
         """Every family with its lines (call on the event loop, where they change)."""

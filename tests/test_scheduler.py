@@ -155,3 +155,29 @@ async def test_targets_taken_over_run_now_only_if_their_phase_passed_unprobed() 
     assert all(started[name] - begin < 1.1 for name in expected)
     early = set(started) - expected  # no other target ran before its phase
     assert all(phase_came(name) for name in early), sorted(early)
+
+
+async def test_runs_waiting_for_a_slot_never_start_once_stopping() -> None:
+    """An overloaded agent stops without starting the runs queued for a probe slot: the probes
+    already running get their grace, the rest is cancelled (issue 13: 40,000 queued runs)."""
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def run(target: TargetConfig, due: float) -> None:
+        started.append(target.name)
+        await release.wait()
+
+    scheduler = Scheduler(run, max_concurrent=2)
+    scheduler.set_targets(tcp_targets(50, "10s"), run_now=True)
+    scheduler.start()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(started) == 2
+    assert scheduler.running_probes == 50
+    stopping = asyncio.ensure_future(scheduler.stop(grace=5.0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release.set()  # the two finish within their grace; no queued run takes their slots
+    await stopping
+    assert len(started) == 2
+    assert scheduler.running_probes == 0

@@ -4,6 +4,7 @@ in words a person can act on ("unknown key ... did you mean ...")."""
 from __future__ import annotations
 
 import difflib
+from functools import cached_property
 from typing import Any
 
 from pydantic import (
@@ -21,8 +22,14 @@ class Collector:
 
     def __init__(self, source: str, text: str) -> None:
         self.source = source
-        self.lines = key_lines(text)
+        self._text = text
         self.problems: list[ConfigProblem] = []
+
+    @cached_property
+    def lines(self) -> dict[KeyPath, int]:
+        """Where each key is written; scanned at the first problem only (a valid 50,000-target
+        file would spend a third of its parse on lines nobody reads)."""
+        return key_lines(self._text)
 
     def add(self, path: KeyPath, message: str) -> None:
         self.problems.append(

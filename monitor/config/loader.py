@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from monitor import heap
 from monitor.config.cluster import parse_cluster
 from monitor.config.confirmation import ConfirmationSection, check_confirmation
 from monitor.config.diagnostics import Collector
@@ -58,8 +59,9 @@ TOP_LEVEL_KEYS = (
 )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate ``path``; raise ConfigError listing every problem."""
+def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem. ``previous``: the
+    config in force (a reload), whose targets written the same are taken as they are."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -67,10 +69,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigProblem("", f"config file {source} does not exist")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem("", f"cannot read {source}: {exc}")]) from None
-    return parse_config(text, source)
+    return parse_config(text, source, previous)
 
 
-def parse_config(text: str, source: str = "config.toml") -> Config:
+def parse_config(text: str, source: str = "config.toml", previous: Config | None = None) -> Config:
+    with heap.loading():
+        return _parse(text, source, previous)
+
+
+def _parse(text: str, source: str, previous: Config | None) -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -86,13 +93,13 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
             ]
         ) from None
     problems = Collector(source, text)
-    config = _build(raw, problems)
+    config = _build(raw, problems, previous)
     if problems.problems or config is None:
         raise ConfigError(problems.sorted())
     return config
 
 
-def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
+def _build(raw: dict[str, Any], problems: Collector, previous: Config | None) -> Config | None:
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             hint = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
@@ -133,7 +140,17 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
                 missing_ref("calendar", plan.calendar, calendars, "[calendars.NAME]"),
             )
 
-    targets = parse_targets(raw.get("targets", []), defaults, customers, problems)
+    # Targets are taken from ``previous`` only under the same defaults (folded into them).
+    same_defaults = previous is not None and previous.defaults == defaults
+    fingerprints: dict[str, str] = {}
+    targets = parse_targets(
+        raw.get("targets", []),
+        defaults,
+        customers,
+        problems,
+        previous if same_defaults else None,
+        fingerprints,
+    )
     ticketing, backend_settings = parse_ticketing(raw.get("ticketing", {}), problems)
     pagers, pager_types = parse_pagers(raw.get("pagers", {}), problems)
     escalation = problems.validate(("escalation",), EscalationSection, raw.get("escalation", {}))
@@ -199,4 +216,5 @@ def _build(raw: dict[str, Any], problems: Collector) -> Config | None:
         reports=tuple(reports),
         storm=storm,
         confirmation=confirmation,
+        fingerprints=fingerprints,
     )

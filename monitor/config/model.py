@@ -143,8 +143,9 @@ class TargetCommon(Strict):
     recovery_threshold: int | None = Field(default=None, ge=1)
     priority: Priority | None = None
     customer: str | None = None
-    depends_on: list[str] = []
-    tags: list[str] = []
+    # Factories, not ``[]``: pydantic deep-copies a mutable default for every target.
+    depends_on: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     description: str | None = None
     # Targets with the same group fail together for one reason: one incident for all of them.
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
@@ -332,6 +333,8 @@ class Config:
     reports: tuple[ReportSection, ...] = ()
     storm: StormSection = field(default_factory=StormSection)
     confirmation: ConfirmationSection = field(default_factory=ConfirmationSection)
+    # name -> the text of the target's table as read: a reload reuses the unchanged ones.
+    fingerprints: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def policy_for(self, customer: str | None, priority: Priority) -> EffectivePolicy:
         """The support policy for an incident of ``priority`` for ``customer``."""

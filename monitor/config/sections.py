@@ -4,6 +4,7 @@ cycles), ticketing and pagers (the registries' settings), maintenance windows.""
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from monitor.config.model import (
     COMMON_KEYS,
     NAME_PATTERN,
     SECRET_KEYS,
+    Config,
     CustomerSection,
     DefaultsSection,
     TargetCommon,
@@ -78,7 +80,14 @@ def parse_targets(
     defaults: DefaultsSection | None,
     customers: Mapping[str, CustomerSection],
     problems: Collector,
+    previous: Config | None = None,
+    fingerprints: dict[str, str] | None = None,
 ) -> list[TargetConfig]:
+    """Every target, validated; a target written exactly as in ``previous`` (same text of its
+    table, same defaults: the caller's check) is that config's very object, not validated
+    again (a reload of 50,000 unchanged targets validates none). ``fingerprints`` receives
+    each target's text for the next reload."""
+    fingerprints = {} if fingerprints is None else fingerprints
     if not isinstance(raw_targets, list):
         problems.add(("targets",), "must be an array of tables: write each target as [[targets]]")
         return []
@@ -92,9 +101,6 @@ def parse_targets(
         if not isinstance(body, dict):
             problems.add(path, "must be a table: write each target as [[targets]]")
             continue
-        common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
-        kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
-        common = problems.validate(path, TargetCommon, common_raw)
         name = body.get("name")
         if isinstance(name, str):
             if name in first_seen:
@@ -110,6 +116,13 @@ def parse_targets(
                 [p for p in parents if isinstance(p, str)] if isinstance(parents, list) else []
             )
             index_of[name] = index
+            fingerprints[name] = repr(body)
+            if (same := _unchanged(previous, name, fingerprints[name], customers)) is not None:
+                targets.append(same)
+                continue
+        common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
+        kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
+        common = problems.validate(path, TargetCommon, common_raw)
         kind = body.get("kind")
         if not isinstance(kind, str) or kind not in PROBES:
             if "kind" in body:
@@ -167,6 +180,22 @@ def parse_targets(
             f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries",
         )
     return targets
+
+
+def _unchanged(
+    previous: Config | None, name: str, fingerprint: str, customers: Mapping[str, CustomerSection]
+) -> TargetConfig | None:
+    """The previous config's target if it is written the same and what it refers to outside
+    its table still holds (its customer, its CA file)."""
+    if previous is None or previous.fingerprints.get(name) != fingerprint:
+        return None
+    target = previous.by_name[name]
+    if target.customer is not None and target.customer not in customers:
+        return None
+    ca_file = getattr(target.settings, "ca_file", None)
+    if isinstance(ca_file, str) and not os.path.isfile(ca_file):
+        return None
+    return target
 
 
 def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:

@@ -12,8 +12,9 @@ After a restart it never guesses: the open incidents in the store are the truth,
 results of probes run since the start (``on_result``) may open an incident.
 
 Its decisions await the store, so they are serialised: one lock (``decisions``, shared with the
-support policy) around every transition, sweep and child reconcile, and a target whose
-transition is on its way (``expect_transition``) is left to that transition by the others.
+support policy) around every transition (one that decides nothing is stored after it, with
+others at once), sweep and child reconcile, and a target whose transition is on its way
+(``expect_transition``) is left to that transition by the others.
 So a transition and a sweep never open two incidents or resolve one twice, and ``_open`` is
 what the store holds.
 
@@ -67,12 +68,8 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
         states: States,
         notify: Callable[[], None],
     ) -> None:
-        self.store = store
-        self.clock = clock
-        self.metrics = metrics
-        self.config = config
-        self.states = states
-        self.notify = notify
+        self.store, self.clock, self.metrics = store, clock, metrics
+        self.config, self.states, self.notify = config, states, notify
         self._zone = ZoneInfo(config.agent.timezone)
         self._open: dict[str, Incident] = {}
         self._failed_checks: dict[str, int] = {}
@@ -210,15 +207,17 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
         try:
             async with self.decisions:
                 with for_target(target.name):
-                    await self._on_transition(target, transition, row)
+                    unstored = await self._on_transition(target, transition, row)
+            if unstored:  # it decided nothing: stored outside the lock, with others at once
+                with for_target(target.name):
+                    await self.store.record(row, transition)
         finally:
-            count = self._expected.pop(target.name, 0) - 1
-            if count > 0:
+            if (count := self._expected.pop(target.name, 0) - 1) > 0:
                 self._expected[target.name] = count
 
     async def _on_transition(
         self, target: TargetConfig, transition: Transition, row: StateRow
-    ) -> None:
+    ) -> bool:  # True: it decided nothing, and the caller stores the transition
         self._changes[target.name].append(transition.at)
         children = self.config.children.get(target.name, ())
         # Children waiting for this parent's verdict have it now (the smaller side is walked).
@@ -227,7 +226,9 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
         else:
             self._due_now(n for n in self._waiting if target.name in self._targets[n].depends_on)
         if not await self._reconcile(target, (row, transition)):
-            await self.store.record(row, transition)
+            if not children:
+                return True
+            await self.store.record(row, transition)  # before the children act on it
         if transition.current == "up":
             # Children that were waiting behind this parent may need incidents of their own now.
             for child in children:
@@ -235,6 +236,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
                     await self._reconcile(child)
                 except Exception:
                     log.exception("could not reconcile %s after %s", child.name, target.name)
+        return False
 
     async def sweep(self) -> None:
         """Re-check every target that may need a decision: maintenance ends, parents recover,

@@ -25,6 +25,7 @@ from monitor.actions import Action
 from monitor.errors import StoreError
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
+from monitor.store.groupcommit import GroupCommit
 from monitor.store.records import (
     CustomerNotice,
     Incident,
@@ -48,6 +49,7 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdesk-store")
         self._db: SqliteDatabase | None = None
         self._closed = False
+        self._records = GroupCommit()
 
     @property
     def location(self) -> str:
@@ -55,11 +57,14 @@ class SqliteStore:
 
     async def _run(self, work: Callable[[SqliteDatabase], T]) -> T:
         """Run ``work`` in the writer thread, after every call submitted before it."""
+        self._records.close()
+        return await self._submit(work)
+
+    def _submit(self, work: Callable[[SqliteDatabase], T]) -> asyncio.Future[T]:
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._executor, self._apply, work)
+            return asyncio.get_running_loop().run_in_executor(self._executor, self._apply, work)
         except RuntimeError as exc:  # the executor is shut down
             raise StoreError(f"the store {self.path} is closed") from exc
-        return await future
 
     def _apply(self, work: Callable[[SqliteDatabase], T]) -> T:
         if self._db is None:
@@ -84,6 +89,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        self._records.close()
 
         def disconnect() -> None:
             if self._db is not None:
@@ -129,7 +135,16 @@ class SqliteStore:
         await self._run(lambda db: db.save(rows, changes))
 
     async def record(self, state: StateRow, transition: Transition | None = None) -> None:
-        await self._run(lambda db: db.record(state, transition))
+        """Joins the records queued just before it (``monitor.store.groupcommit``)."""
+        batch, new = self._records.join(state, transition)
+        if new:
+            try:
+                batch.done = self._submit(lambda db: db.save(*self._records.take(batch)))
+            except StoreError:
+                self._records.close()
+                raise
+        assert batch.done is not None
+        await asyncio.shield(batch.done)
 
     async def set_mute(
         self, target: str, until: float | None, reason: str, by: str, at: float
