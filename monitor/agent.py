@@ -28,7 +28,7 @@ from monitor.housekeeping import Housekeeping
 from monitor.metrics import Metrics
 from monitor.offloop import read_config
 from monitor.policies import build_policies
-from monitor.probing import run_probe
+from monitor.probing import log_transition, run_probe
 from monitor.reporting.sender import ReportScheduler
 from monitor.roster import Roster
 from monitor.scheduler import Scheduler
@@ -354,23 +354,7 @@ class Agent:
         self, target: TargetConfig, transition: Transition, state: TargetState, row: StateRow
     ) -> None:
         self.metrics.set_up(target.name, state.status)
-        fields = {
-            "event": "transition",
-            "target": target.name,
-            "from": transition.previous,
-            "to": transition.current,
-            "consecutive_failures": transition.consecutive_failures,
-        }
-        if transition.current == "down":
-            log.warning(
-                "%s is down: %s (%d consecutive failures)",
-                target.name,
-                transition.reason,
-                transition.consecutive_failures,
-                extra={"fields": {**fields, "reason": transition.reason}},
-            )
-        else:
-            log.info("%s is up: %s", target.name, transition.reason, extra={"fields": fields})
+        log_transition(target.name, transition)
         try:
             await self.incidents.on_transition(target, transition, state, row)
         except Exception:

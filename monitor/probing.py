@@ -1,4 +1,5 @@
-"""One probe of one target, run with a hard deadline, and what a probe checks (its identity)."""
+"""One probe of one target, run with a hard deadline, what a probe checks (its identity), and
+the log line of a transition."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from checks import PROBES, HttpClients, ProbeContext, ProbeResult
 from monitor.config import TargetConfig
 from monitor.durations import format_duration
+from monitor.state import Transition
 
 log = logging.getLogger("watchdesk")
 
@@ -40,3 +42,24 @@ async def run_probe(target: TargetConfig, clients: HttpClients) -> ProbeResult:
         return ProbeResult.failure(
             time.perf_counter() - started, f"probe error: {type(exc).__name__}"
         )
+
+
+def log_transition(target: str, transition: Transition) -> None:
+    """A target went down (a warning, with the reason) or came back up (info)."""
+    fields = {
+        "event": "transition",
+        "target": target,
+        "from": transition.previous,
+        "to": transition.current,
+        "consecutive_failures": transition.consecutive_failures,
+    }
+    if transition.current == "down":
+        log.warning(
+            "%s is down: %s (%d consecutive failures)",
+            target,
+            transition.reason,
+            transition.consecutive_failures,
+            extra={"fields": {**fields, "reason": transition.reason}},
+        )
+    else:
+        log.info("%s is up: %s", target, transition.reason, extra={"fields": fields})
