@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from checks import dns, http, icmp, tcp, tls
 from checks.base import HttpClients, ProbeContext, ProbeKind, ProbeSettings
+from checks.dns import DnsSettings
+from checks.http_settings import HttpSettings
+from checks.icmp import IcmpSettings
 from checks.result import ProbeResult
+from checks.tcp import TcpSettings
+from checks.tls import TlsSettings
 
 PROBES: dict[str, ProbeKind[Any]] = {
-    "http": ProbeKind(http.HttpSettings, http.probe),
-    "tcp": ProbeKind(tcp.TcpSettings, tcp.probe),
-    "icmp": ProbeKind(icmp.IcmpSettings, icmp.probe),
-    "dns": ProbeKind(dns.DnsSettings, dns.probe),
-    "tls": ProbeKind(tls.TlsSettings, tls.probe),
+    "http": ProbeKind(HttpSettings, "checks.http"),
+    "tcp": ProbeKind(TcpSettings, "checks.tcp"),
+    "icmp": ProbeKind(IcmpSettings, "checks.icmp"),
+    "dns": ProbeKind(DnsSettings, "checks.dns"),
+    "tls": ProbeKind(TlsSettings, "checks.tls"),
 }
 
 __all__ = ["PROBES", "HttpClients", "ProbeContext", "ProbeKind", "ProbeResult", "ProbeSettings"]

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Generic, Protocol, TypeVar
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from checks.result import ProbeResult
+
+if TYPE_CHECKING:
+    # Imported where a session is made: config validation reads this module's settings base
+    # and must not pay for aiohttp (``watchdesk check-config``).
+    import aiohttp
 
 
 class ProbeSettings(BaseModel):
@@ -172,6 +177,8 @@ class HttpClients:
         existing = self._sessions.get(keep_alive)
         if existing is not None and not existing.closed:
             return existing
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
             force_close=not keep_alive,
             limit=0,
@@ -208,6 +215,8 @@ class HttpClients:
 
 def _resolver() -> aiohttp.abc.AbstractResolver:
     """aiodns when it is there: the default thread-pool resolver fakes DNS timeouts under load."""
+    import aiohttp
+
     try:
         return aiohttp.AsyncResolver()
     except RuntimeError:
@@ -225,12 +234,22 @@ class ProbeContext:
 S = TypeVar("S", bound=ProbeSettings)
 
 
+Probe = Callable[[S, ProbeContext], Awaitable[ProbeResult]]
+
+
 @dataclass(frozen=True)
 class ProbeKind(Generic[S]):
-    """One registry line: the settings model config validation uses, and the probe itself."""
+    """One registry line: the settings model config validation uses, and the module whose
+    ``probe`` runs it. The module is imported at the kind's first probe, not with the
+    registry: validating a config (``check-config``) needs the models only, and the probes
+    bring aiohttp, dnspython and the TLS machinery."""
 
     settings: type[S]
-    probe: Callable[[S, ProbeContext], Awaitable[ProbeResult]]
+    module: str
+
+    @cached_property
+    def probe(self) -> Probe[S]:
+        return cast(Probe[S], importlib.import_module(self.module).probe)
 
     async def run(self, settings: ProbeSettings, context: ProbeContext) -> ProbeResult:
         if not isinstance(settings, self.settings):

@@ -16,7 +16,6 @@ from typing import Literal
 import dns.exception
 import dns.name
 import dns.rdatatype
-import dns.resolver
 from pydantic import Field, PrivateAttr, field_validator
 
 from checks.base import ProbeContext, ProbeSettings, timeout_reason
@@ -123,6 +122,8 @@ def _channel(settings: DnsSettings, context: ProbeContext) -> Channel:
 @functools.cache
 def system_nameservers() -> tuple[tuple[str, int], ...]:
     """The servers of /etc/resolv.conf, read once, as dnspython's resolver reads them."""
+    import dns.resolver  # here, not at the top: config validation imports DnsSettings
+
     resolver = dns.resolver.Resolver()
     return tuple((str(server), resolver.port) for server in resolver.nameservers)
 

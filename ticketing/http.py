@@ -12,11 +12,14 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    # Imported where a call is made: the config (which reads the integrations' settings
+    # models) is validated without aiohttp (``watchdesk check-config``).
+    import aiohttp
 
 DEFAULT_TIMEOUT = 15.0
 MAX_ERROR_TEXT = 300
@@ -87,6 +90,8 @@ class JsonHttp:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
+        import aiohttp
+
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._rate_limit = rate_limit
         # aiohttp sends a PUT (any idempotent method) a second time, silently, when the server
@@ -96,6 +101,8 @@ class JsonHttp:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout, trust_env=False
@@ -124,6 +131,8 @@ class JsonHttp:
     ) -> tuple[int, Any]:
         """Send one request; return (status, parsed JSON or None) for 2xx and for the statuses
         in ``accept`` (e.g. 404 when "none" is an answer), raise otherwise."""
+        import aiohttp
+
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         try:
             async with self._client().request(

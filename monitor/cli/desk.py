@@ -11,8 +11,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from monitor.config import Config
 from monitor.config.secrets import read_api_token
 from monitor.errors import SecretError
@@ -67,6 +65,8 @@ def _call(
         print(f"agent.api_token: {error}", file=sys.stderr)
         return EXIT_FAILED
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    import requests  # here: the other commands build the same parser without it
+
     try:
         answer = requests.request(method, base + path, params=query, headers=headers, timeout=10)
     except requests.ConnectionError:

@@ -29,7 +29,7 @@ from monitor.reporting.text import as_csv, as_json, as_table
 from monitor.reporting.timelines import ReportData
 from monitor.store.factory import StoreReader, store_key
 
-__all__ = ["add_arguments", "as_csv", "as_json", "as_table", "build_report", "run"]
+__all__ = ["as_csv", "as_json", "as_table", "build_report", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -37,19 +37,6 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def build_report(store: StoreReader, config: Config, since: float, until: float) -> Report:
     """The report over ``[since, until)`` of every target, from the store."""
     return build_from_data(ReportData.read(store), config, since, until)
-
-
-def add_arguments(report: argparse.ArgumentParser) -> None:
-    report.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
-    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    report.add_argument(
-        "--html", metavar="FILE", help="write the HTML report (daily uptime bars) to FILE"
-    )
-    report.add_argument(
-        "--send",
-        metavar="NAME",
-        help="mail the [[reports]] entry NAME now, over its latest period",
-    )
 
 
 def run(

@@ -21,16 +21,19 @@ page again: apprise has no per-URL idempotency.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from typing import Any, ClassVar, Final
-
-import apprise
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from ticketing.errors import PermanentError, RetryableError
 from ticketing.http import DEFAULT_TIMEOUT
 from ticketing.pagers.base import Page
 from ticketing.settings import IntegrationSettings
+
+if TYPE_CHECKING:
+    # apprise (and its plugins) load when a pager is built, not when a config is validated.
+    import apprise
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,14 @@ REASONS: Final = {
     "test": "test page, nothing is down",
     "database": "watchdesk cannot reach its database: nothing opens or is sent",
 }
-# apprise >= 2 limits a whole call with ``timeout``; 1.x has no such argument.
-_HAS_TIMEOUT: Final = "timeout" in inspect.signature(apprise.Apprise.notify).parameters
+
+
+@functools.cache
+def _has_timeout() -> bool:
+    """apprise >= 2 limits a whole call with ``timeout``; 1.x has no such argument."""
+    import apprise
+
+    return "timeout" in inspect.signature(apprise.Apprise.notify).parameters
 
 
 class AppriseSettings(IntegrationSettings):
@@ -97,7 +106,9 @@ class ApprisePager:
     ) -> None:
         self.settings = settings
         self._timeout = timeout
-        self._apprise = apprise.Apprise()
+        import apprise
+
+        self._apprise: apprise.Apprise = apprise.Apprise()
         self._configured = 0
         self._invalid: list[str] = []
         for number, url in enumerate(parse_urls(secret), start=1):
@@ -113,7 +124,9 @@ class ApprisePager:
                 ", ".join(self._invalid),
             )
 
-    async def _notify(self, title: str, body: str, notify_type: apprise.NotifyType) -> None:
+    async def _notify(self, title: str, body: str, kind: Literal["FAILURE", "SUCCESS"]) -> None:
+        import apprise
+
         if len(self._apprise) == 0:
             if self._configured == 0:
                 raise PermanentError(f"{self.name}: no URLs configured")
@@ -121,12 +134,12 @@ class ApprisePager:
                 f"{self.name}: none of the {self._configured} URLs is a valid apprise URL "
                 f"({', '.join(self._invalid)})"
             )
-        options: dict[str, Any] = {"timeout": self._timeout} if _HAS_TIMEOUT else {}
+        options: dict[str, Any] = {"timeout": self._timeout} if _has_timeout() else {}
         try:
             result = await self._apprise.async_notify(
                 body=body,
                 title=title,
-                notify_type=notify_type,
+                notify_type=getattr(apprise.NotifyType, kind),
                 body_format=apprise.NotifyFormat.TEXT,
                 **options,
             )
@@ -134,17 +147,17 @@ class ApprisePager:
             raise RetryableError(f"{self.name}: delivery failed: {type(exc).__name__}") from None
         if result:
             return
-        failed = sorted({str(r.name) for r in result if not r}) if _HAS_TIMEOUT else []
+        failed = sorted({str(r.name) for r in result if not r}) if _has_timeout() else []
         where = f" ({', '.join(failed)})" if failed else ""
         raise RetryableError(f"{self.name}: delivery failed to one or more URLs{where}")
 
     async def page(self, page: Page) -> None:
         title, body = page_notification(page)
-        await self._notify(title, body, apprise.NotifyType.FAILURE)
+        await self._notify(title, body, "FAILURE")
 
     async def resolve(self, dedup_key: str, summary: str) -> None:
         title, body = resolve_notification(dedup_key, summary)
-        await self._notify(title, body, apprise.NotifyType.SUCCESS)
+        await self._notify(title, body, "SUCCESS")
 
     async def acknowledged(self, dedup_key: str) -> bool | None:
         return None
