@@ -149,7 +149,7 @@ class TargetCommon(Strict):
     description: str | None = None
     # Targets with the same group fail together for one reason: one incident for all of them.
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
-    vantages: list[str] = Field(default=[], max_length=64)  # [confirmation]: who probes it
+    vantages: list[str] = Field(default_factory=list, max_length=64)  # [confirmation]: who probes
     min_vantages: int | None = Field(default=None, ge=1, le=64)
 
 
