@@ -122,8 +122,9 @@ def parse_targets(
                 continue
         common_raw = {key: value for key, value in body.items() if key in COMMON_KEYS}
         kind_raw = {key: value for key, value in body.items() if key not in COMMON_KEYS}
-        common = problems.validate(path, TargetCommon, common_raw)
         kind = body.get("kind")
+        plain = _plain(common_raw)
+        common = plain or problems.validate(path, TargetCommon, common_raw)
         if not isinstance(kind, str) or kind not in PROBES:
             if "kind" in body:
                 problems.add((*path, "kind"), f'unknown kind "{kind}"; one of: {", ".join(PROBES)}')
@@ -148,7 +149,7 @@ def parse_targets(
             )
         targets.append(
             TargetConfig(
-                name=common.name,
+                name=common.name if plain is None else str(name),
                 kind=kind,
                 settings=settings,
                 interval=interval,
@@ -180,6 +181,27 @@ def parse_targets(
             f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries",
         )
     return targets
+
+
+# What TargetCommon makes of a table whose common keys are only its name and kind.
+_DEFAULT_COMMON = TargetCommon.model_construct(name="", kind="")
+_PLAIN_KEYS = frozenset({"name", "kind"})
+_NAME = re.compile(NAME_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def _plain(common_raw: dict[str, Any]) -> TargetCommon | None:
+    """The defaults of TargetCommon when the table sets nothing common but a valid name and a
+    kind (most targets at scale): what validation would give, without a pydantic round per
+    target; anything else (and every problem) goes through the model."""
+    name, kind = common_raw.get("name"), common_raw.get("kind")
+    if (
+        common_raw.keys() <= _PLAIN_KEYS
+        and isinstance(name, str)
+        and isinstance(kind, str)
+        and _NAME.fullmatch(name)
+    ):
+        return _DEFAULT_COMMON
+    return None
 
 
 def _unchanged(
