@@ -20,7 +20,8 @@ TARGET = '[[targets]]\nname = "db"\nkind = "tcp"\nhost = "h"\nport = 1\n'
 async def _idle(task: asyncio.Task[None]) -> None:
     """Until ``task`` waits for its next wake-up (it has nothing to do)."""
     for _ in range(500):
-        names, awaited = set(), task.get_coro()
+        names: set[str] = set()
+        awaited: object = task.get_coro()
         while awaited is not None:  # the coroutines it awaits, innermost last
             names.add(getattr(awaited, "__qualname__", ""))
             awaited = getattr(awaited, "cr_await", None)
