@@ -103,7 +103,7 @@ class TargetSeries:
         # As prometheus-client had them: every series but up, TLS and skips from the start.
         self._set(name, SUCCESS, f"{SUCCESS}{with_kind} 0.0\n")
         self._set(name, DURATION, f"{DURATION}{with_kind} 0.0\n")
-        self._set_probes(name, target)
+        self._set(name, PROBES, f"{PROBES}{succeeded} 0.0\n{PROBES}{failed} 0.0\n")
         self._set(name, FAILURES, f"{FAILURES}{own} 0.0\n")
         self._set(name, INFO, f"{INFO}{info} 1.0\n")
 

@@ -47,6 +47,7 @@ from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.metrics import Metrics
 from monitor.store import OutboxAction, Store
+from monitor.waits import wait_set
 from ticketing.base import TicketBackend
 from ticketing.errors import OutcomeUnknown, PermanentError, RetryableError
 
@@ -115,8 +116,7 @@ class Outbox:
             except StoreError:
                 delay = 1.0
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_set(self._wake, delay)
 
     async def _next_wake(self) -> float:
         now = self.clock.now()

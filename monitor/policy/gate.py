@@ -15,7 +15,6 @@ then, or earlier when something it waited for happened (a canary's verdict, a fr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -32,6 +31,7 @@ from monitor.policy.storms import Storms
 from monitor.policy.verdict import Verdict
 from monitor.state import States, TargetState, Transition
 from monitor.store import Incident, StateRow
+from monitor.waits import wait_set
 
 log = logging.getLogger("watchdesk.incidents")
 
@@ -240,5 +240,4 @@ class OpenRules:
             self._wake.clear()
             due_at = self.next_due()
             delay = TIMER_IDLE if due_at is None else due_at - self.clock.now()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, min(TIMER_IDLE, delay)))
+            await wait_set(self._wake, min(TIMER_IDLE, delay))
