@@ -31,7 +31,6 @@ NOTIFY, take the slots at once; one whose database does not answer gives it up (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -50,6 +49,7 @@ from monitor.errors import StoreError
 from monitor.store.fence import Fence, Fenced, WriteScope
 from monitor.store.postgres.connect import describe
 from monitor.store.postgres.leases import LeaseTable, Registration, Renewal
+from monitor.waits import wait_set
 from ticketing.pagers.base import Pager
 
 log = logging.getLogger("watchdesk.cluster")
@@ -260,8 +260,7 @@ class ClusterMember:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.every)
+            await wait_set(self._wake, self.every)
             self._wake.clear()
             try:
                 await self._tick()
