@@ -48,14 +48,11 @@ from monitor.policy.storm_telling import WAVE
 from monitor.policy.storms import Storms
 from monitor.state import States, TargetState, Transition
 from monitor.store import Incident, StateRow, Store
+from monitor.store.base import Cause
 from monitor.store.fence import for_target
 from ticketing.base import PRIORITIES
 
 log = logging.getLogger("watchdesk.incidents")
-
-
-# The transition being acted on, with the state row it produced: stored with what it causes.
-Cause = tuple[StateRow, Transition]
 
 
 class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):

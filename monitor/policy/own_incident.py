@@ -22,16 +22,13 @@ from monitor.policy import opening, partial
 from monitor.policy.confirmation import Confirmation, seen_from
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.shared_outage import SharedOutages
-from monitor.state import TargetState, Transition
-from monitor.store import Incident, StateRow, Store
-from monitor.store.base import BuildActions
+from monitor.state import TargetState
+from monitor.store import Incident, Store
+from monitor.store.base import BuildActions, Cause
 from monitor.store.records import OWN_KINDS
 from monitor.store.verdicts import Decision, PartialPlans
 
 log = logging.getLogger("watchdesk.incidents")
-
-# The transition being acted on, with the state row it produced: stored with what it causes.
-Cause = tuple[StateRow, Transition]
 
 
 class OwnIncident:

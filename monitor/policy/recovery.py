@@ -27,13 +27,11 @@ from monitor.policy import texts
 from monitor.policy.confirmation import Confirmation
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.shared_outage import SharedOutages
-from monitor.state import TargetState, Transition
-from monitor.store import Incident, StateRow, Store
+from monitor.state import TargetState
+from monitor.store import Incident, Store
+from monitor.store.base import Cause
 
 log = logging.getLogger("watchdesk.incidents")
-
-# The transition being acted on, with the state row it produced: stored with what it causes.
-Cause = tuple[StateRow, Transition]
 
 
 class RecoveryRules:

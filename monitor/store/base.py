@@ -55,6 +55,8 @@ from monitor.store.schema import StateRow
 
 # build(incident_id) -> (dedup key, first actions); pure, runs inside the transaction.
 BuildActions = Callable[[int], tuple[str, list[Action]]]
+# The transition being acted on, with the state row it produced: stored with what it causes.
+Cause = tuple[StateRow, Transition]
 
 
 class Store(Protocol):

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from monitor.actions import Action
 from monitor.errors import StoreError
+from monitor.state import Transition
+from monitor.store.base import BuildActions
 from monitor.store.fence import Fenced, Fencing, current_scope
 from monitor.store.postgres import fencing as fenced
 from monitor.store.postgres import migrate
@@ -40,6 +43,8 @@ from monitor.store.postgres.connect import (
     within,
 )
 from monitor.store.postgres.order import CallOrder
+from monitor.store.records import Incident
+from monitor.store.schema import StateRow
 
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -243,3 +248,28 @@ class PostgresAccess:
             return await (await conn.execute(query, params)).fetchall()
 
         return await self._read(fetch)
+
+
+class IncidentWrites(PostgresAccess):
+    """The state and incident writes, inside a transaction, that ``PostgresStore`` provides
+    to the mixins that build on them (storms, verdicts)."""
+
+    async def _write_state(
+        self, conn: Connection, state: StateRow | None, transition: Transition | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def _insert_incident(
+        self, conn: Connection, incident: dict[str, Any], build: BuildActions
+    ) -> Incident | None:
+        raise NotImplementedError
+
+    async def _change_incident(
+        self,
+        conn: Connection,
+        incident_id: int,
+        changes: dict[str, Any],
+        actions: Sequence[Action],
+        now: float,
+    ) -> None:
+        raise NotImplementedError

@@ -19,7 +19,7 @@ from monitor.actions import Action
 from monitor.faults import crash_point
 from monitor.state import Transition
 from monitor.store.base import BuildActions
-from monitor.store.postgres.access import Connection
+from monitor.store.postgres.access import Connection, IncidentWrites
 from monitor.store.postgres.outbox import PostgresOutbox
 from monitor.store.records import STORM_MEMBER_COLUMNS, Incident, StormMember
 from monitor.store.schema import StateRow
@@ -47,29 +47,9 @@ def members_of(rows: list[tuple[Any, ...]]) -> list[StormMember]:
     return [StormMember.from_row(row) for row in rows]
 
 
-class PostgresStorms(PostgresOutbox):
+class PostgresStorms(PostgresOutbox, IncidentWrites):
     """Mixed into ``PostgresStore``, which provides the state writes and the incident
-    writes (the stubs below)."""
-
-    async def _write_state(
-        self, conn: Connection, state: StateRow | None, transition: Transition | None
-    ) -> None:
-        raise NotImplementedError
-
-    async def _insert_incident(
-        self, conn: Connection, incident: dict[str, Any], build: BuildActions
-    ) -> Incident | None:
-        raise NotImplementedError
-
-    async def _change_incident(
-        self,
-        conn: Connection,
-        incident_id: int,
-        changes: dict[str, Any],
-        actions: Sequence[Action],
-        now: float,
-    ) -> None:
-        raise NotImplementedError
+    writes (``IncidentWrites``)."""
 
     async def open_storm(
         self,

@@ -18,13 +18,10 @@ waits for confirmation, which keeps its "down" within ``window``), up when it co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from monitor.actions import Action
 from monitor.state import Transition
-from monitor.store.base import BuildActions
 from monitor.store.postgres import partials
-from monitor.store.postgres.access import Connection, PostgresAccess
+from monitor.store.postgres.access import Connection, IncidentWrites
 from monitor.store.postgres.sql import incident_of, incident_query
 from monitor.store.records import AGENT_TARGET, Incident
 from monitor.store.schema import StateRow
@@ -67,31 +64,11 @@ TALLY = (
 Said = tuple[bool, float, float, str]
 
 
-class PostgresVerdicts(PostgresAccess):
+class PostgresVerdicts(IncidentWrites):
     """Mixed into ``PostgresStore``, which provides the state and incident writes."""
 
     # How long an agent's heartbeat keeps its vantage live (the cluster's lease_ttl).
     live_for: float = 20.0
-
-    async def _write_state(
-        self, conn: Connection, state: StateRow | None, transition: Transition | None
-    ) -> None:
-        raise NotImplementedError
-
-    async def _insert_incident(
-        self, conn: Connection, incident: dict[str, Any], build: BuildActions
-    ) -> Incident | None:
-        raise NotImplementedError
-
-    async def _change_incident(
-        self,
-        conn: Connection,
-        incident_id: int,
-        changes: dict[str, Any],
-        actions: Sequence[Action],
-        now: float,
-    ) -> None:
-        raise NotImplementedError
 
     async def say(self, target: str, said: Said) -> None:
         """This vantage's verdict on ``target`` (called when it changes)."""
