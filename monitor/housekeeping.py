@@ -11,6 +11,8 @@ lease runs them, and their writes are fenced by that lease (``as_coordinator``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -22,6 +24,10 @@ from monitor.config import Config
 from monitor.reporting.sender import CHECK_EVERY, ReportScheduler
 from monitor.store.fence import as_coordinator
 from ticketing.base import PRIORITIES
+
+log = logging.getLogger("watchdesk")
+
+STOP_GRACE = 2.0  # seconds a sweep under way, or a report being mailed, gets to finish at stop
 
 
 def sweep_interval(config: Config) -> float:
@@ -55,20 +61,37 @@ class Housekeeping:
         self._policy_sweep = policy_sweep
         self._follow_up = follow_up
         self.reports = reports
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
-    async def _when_live(self, job: Callable[[], Awaitable[None]]) -> None:
+    async def _when_live(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         if self.ownership.live():
-            await job()
+            await self._run(name, job)
 
-    async def _if_coordinator(self, job: Callable[[], Awaitable[None]]) -> None:
+    async def _if_coordinator(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         if self.ownership.coordinator():
             with as_coordinator():
-                await job()
+                await self._run(name, job)
+
+    async def _run(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        """Run a job where ``stop`` can see it: a sweep cut short by the stop is said so in a
+        warning, not reported by apscheduler as a failed job (an ERROR with a traceback)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            log.warning("the %s was cut short by the stop after %.0f s", name, STOP_GRACE)
+        finally:
+            self._running.discard(task)
 
     def start(self, config: Config) -> None:
         every = sweep_interval(config)
         self.scheduler.add_job(
-            partial(self._when_live, self._incident_sweep),
+            partial(self._when_live, "incident sweep", self._incident_sweep),
             "interval",
             seconds=every,
             id="incidents",
@@ -76,7 +99,7 @@ class Housekeeping:
             max_instances=1,
         )
         self.scheduler.add_job(
-            partial(self._if_coordinator, self._policy_sweep),
+            partial(self._if_coordinator, "policy sweep", self._policy_sweep),
             "interval",
             seconds=every,
             id="policy",
@@ -84,7 +107,7 @@ class Housekeeping:
             max_instances=1,
         )
         self.scheduler.add_job(
-            partial(self._if_coordinator, self._follow_up),
+            partial(self._if_coordinator, "ticket follow-up", self._follow_up),
             "interval",
             seconds=follow_up_every(config),
             id="follow-up",
@@ -93,7 +116,7 @@ class Housekeeping:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            partial(self._if_coordinator, self.reports.tick),
+            partial(self._if_coordinator, "scheduled reports", self.reports.tick),
             "interval",
             seconds=CHECK_EVERY,
             id="reports",
@@ -115,7 +138,13 @@ class Housekeeping:
         )
 
     async def stop(self) -> None:
-        """Stop the jobs; a report being mailed gets 2 s to finish."""
+        """Stop the jobs. A sweep under way (it may be writing a ticket's escalation) and a
+        report being mailed get ``STOP_GRACE`` to finish; what is still running then is
+        cancelled."""
         if self.scheduler.running:
+            self._stopping = True
+            self.scheduler.pause()
+            if self._running:
+                await asyncio.wait(set(self._running), timeout=STOP_GRACE)
             self.scheduler.shutdown(wait=False)
-        await self.reports.stop(grace=2.0)
+        await self.reports.stop(grace=STOP_GRACE)
