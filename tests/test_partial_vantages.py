@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from checks import ProbeResult
@@ -58,8 +59,9 @@ Make = Callable[[str, str], Awaitable["Vantages"]]
 class Vantages:
     """Three agents whose clocks move together, probing each target once per step."""
 
-    def __init__(self, agents: dict[str, Harness]) -> None:
+    def __init__(self, agents: dict[str, Harness], url: str) -> None:
         self.agents = agents
+        self.url = url
         self.now = START
         self.down: dict[str, set[str]] = {name: set() for name in agents}
 
@@ -81,15 +83,25 @@ class Vantages:
             await harness.agent.incidents.release_due()
         self.now += 30.0
 
+    async def die(self, vantage: str) -> None:
+        """``vantage``'s agent is gone: it probes and sweeps no more, and its heartbeat is an
+        hour old (its store stays open only for the fixture to close)."""
+        self.agents.pop(vantage)
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(
+                "UPDATE agents SET heartbeat_at = now() - interval '1 hour' WHERE vantage = %s",
+                (vantage,),
+            )
+
     async def steps(self, count: int) -> None:
         for _ in range(count):
             await self.step()
 
     async def incidents(self, open_only: bool = True) -> list[Incident]:
-        return await self.agents["east"].agent.store.incidents(open_only=open_only)
+        return await self.agents["north"].agent.store.incidents(open_only=open_only)
 
     async def actions(self, incident_id: int) -> list[Action]:
-        store = self.agents["east"].agent.store
+        store = self.agents["north"].agent.store
         return [a.action() for a in await store.actions_of(incident_id)]
 
     async def pages(self) -> list[SendPage]:
@@ -113,7 +125,7 @@ async def make(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> 
             text = f"{HEAD}\n[confirmation]\n{confirmation}\n{cluster}\n{targets}"
             agents[vantage] = harness = await Harness.create(tmp_path / vantage, text)
             made.append(harness)
-        return Vantages(agents)
+        return Vantages(agents, pg_url)
 
     yield build
     for harness in made:
@@ -179,6 +191,44 @@ async def test_a_partial_outage_ends_when_every_vantage_sees_it_up(make: Make) -
     notes = [a.body for a in await v.actions(incident.id) if isinstance(a, AddNote)]
     assert "Good news: api has recovered" in notes[-1]
     assert await v.pages() == []
+
+
+async def test_a_partial_outage_ends_when_the_only_vantage_seeing_it_down_dies(
+    make: Make,
+) -> None:
+    """Nothing would end it otherwise: the others saw the target up all along (no recovery of
+    their own), and the dead one says nothing more. Its last "down" ages out of the window;
+    the incident resolves with the recovery note, no later than that last "down" counted."""
+    v = await make(PARTIAL, API)
+    v.fail("east", "api")
+    await v.steps(14)
+    (incident,) = await v.incidents()
+    assert incident.kind == "partial"
+    last_said = v.now - 30.0  # the time of the last step
+    await v.die("east")
+    await v.steps(6)  # 3 minutes: twice the window
+    assert await v.incidents() == []
+    (done,) = await v.incidents(open_only=False)
+    assert (done.id, done.status) == (incident.id, "resolved")
+    assert done.resolved_at == last_said  # east's last probe, which it said down
+    notes = [a.body for a in await v.actions(incident.id) if isinstance(a, AddNote)]
+    assert "Good news: api has recovered" in notes[-1]
+    assert await v.pages() == []
+
+
+async def test_a_confirmed_outage_ends_when_the_vantages_that_saw_it_die(make: Make) -> None:
+    v = await make('min_vantages = 2\nwindow = "90s"\n', API)
+    v.fail("east", "api")
+    v.fail("west", "api")
+    await v.steps(4)
+    (incident,) = await v.incidents()
+    assert incident.kind == "target"
+    await v.die("east")
+    await v.die("west")
+    await v.steps(4)  # north alone is live, and says up: the majority
+    assert await v.incidents() == []
+    (done,) = await v.incidents(open_only=False)
+    assert (done.id, done.status) == (incident.id, "resolved")
 
 
 async def test_partial_ignore_opens_nothing(make: Make) -> None:

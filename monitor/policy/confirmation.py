@@ -81,6 +81,9 @@ class Confirmation:
         self._ask_at: dict[str, float] = {}
         # The ids of the open partial incidents (as this agent last heard from the store).
         self.partial_ids: set[int] = set()
+        # target -> the latest "down" any vantage said, as of the last ``recovered`` ask.
+        self.last_down_at: dict[str, float] = {}
+        self._orphans_at = 0.0
 
     def set_config(self, config: Config) -> None:
         self.config = config
@@ -201,6 +204,14 @@ class Confirmation:
             again = min(again, since + after)
         return again
 
+    def orphans_due(self, now: float) -> bool:
+        """Whether to look for other vantages' incidents that nothing here would end (see
+        ``OwnIncident._adopt_orphans``): in a cluster, once per third of ``window``."""
+        if self.store is None or self.config.cluster is None or now < self._orphans_at:
+            return False
+        self._orphans_at = now + self.section.window / 3
+        return True
+
     def ask_at(self, name: str, now: float) -> float:
         return self._ask_at.get(name, now)
 
@@ -219,6 +230,8 @@ class Confirmation:
             self.partial_ids = await self.store.partials()  # another vantage may have raised it
         partial = incident.id in self.partial_ids
         tally = await self.store.tally(target.name, rules, target.vantages, now)
+        downs = [v.said_at or 0.0 for v in tally.verdicts if v.down]
+        self.last_down_at[target.name] = max(downs, default=0.0)
         return tally.all_up() if partial else tally.recovered()
 
     async def verdicts(self, target: TargetConfig, now: float) -> list[dict[str, Any]] | None:

@@ -75,6 +75,8 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
         self._fresh: set[str] = set()
         # target -> when its latest incident was resolved: a "down" from before that is stale.
         self._last_resolved: dict[str, float] = {}
+        # Other vantages' incidents held here though this vantage sees the target up.
+        self._orphans: set[str] = set()
         self._policy: SupportPolicy | None = None
         self.muted: Callable[[str], bool] = lambda target: False  # set by the operator desk
         self.decisions = asyncio.Lock()
@@ -242,6 +244,7 @@ class IncidentManager(OpenRules, RecoveryRules, Handover, OwnIncident):
         async with self.decisions:
             now = self.clock.now()
             await self.canaries.follow(now, self._fresh, self._uncovered, None)
+            await self._adopt_orphans(now)
             for target in self._to_sweep():
                 with for_target(target.name):
                     await self._reconcile(target)

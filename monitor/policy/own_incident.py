@@ -10,7 +10,7 @@ target stays down here, and is raised, through the same ask."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from monitor.policy import opening, partial
 from monitor.policy.confirmation import Confirmation, seen_from
 from monitor.policy.escalation import SupportPolicy
 from monitor.policy.shared_outage import SharedOutages
-from monitor.state import TargetState
+from monitor.state import States, TargetState
 from monitor.store import Incident, Store
 from monitor.store.base import BuildActions, Cause
 from monitor.store.records import OWN_KINDS
@@ -46,6 +46,9 @@ class OwnIncident:
     _open: dict[str, Incident]
     _failed_checks: dict[str, int]
     _fresh: set[str]
+    _orphans: set[str]
+    _targets: Mapping[str, TargetConfig]
+    states: States
 
     def _update_open_gauge(self) -> None:
         raise NotImplementedError
@@ -75,6 +78,35 @@ class OwnIncident:
                 self._failed_checks.setdefault(name, known.failed_checks)
                 return known
         return None
+
+    async def _adopt_orphans(self, now: float) -> None:
+        """Another vantage's open incident on a target this vantage sees up and does not hold:
+        nothing here would end it (this vantage never saw the target down, so no recovery of
+        its own comes), while the vantages that saw it down may be gone for good, their "down"
+        aging out of the window. Held from now on, it is asked at each sweep like any other:
+        it ends when most live vantages say up (a partial one: when none says down any more)."""
+        if not self.confirmation.orphans_due(now):
+            return
+        for known in await self.store.incidents(open_only=True):
+            name, target = known.target, self._targets.get(known.target)
+            state = self.states.get(name)
+            if (
+                known.kind in OWN_KINDS
+                and name not in self._open
+                and target is not None
+                and self.confirmation.rules(target) is not None
+                and state is not None
+                and state.status == "up"
+            ):
+                self._open[name] = known
+                self._failed_checks.setdefault(name, known.failed_checks)
+                self._orphans.add(name)
+                log.info(
+                    "%s: incident %d, opened from another vantage, is seen up here: it ends "
+                    "when the vantages' verdicts say so",
+                    name,
+                    known.id,
+                )
 
     def _partial_plans(
         self, target: TargetConfig, state: TargetState, now: float

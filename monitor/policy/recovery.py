@@ -49,6 +49,7 @@ class RecoveryRules:
     _failed_checks: dict[str, int]
     _changes: dict[str, deque[float]]
     _last_resolved: dict[str, float]
+    _orphans: set[str]
 
     def _update_open_gauge(self) -> None:
         raise NotImplementedError
@@ -113,6 +114,10 @@ class RecoveryRules:
     ) -> None:
         # Never before it opened, whatever a state says (an incident cannot end before it began).
         recovered_at = max(state.since or now, incident.opened_at)
+        if target.name in self._orphans:
+            # Seen up here all along: it ended after the last "down" another vantage said.
+            self._orphans.discard(target.name)
+            recovered_at = max(recovered_at, self.confirmation.last_down_at.get(target.name, now))
         failed = self._failed_checks.get(target.name, incident.failed_checks)
         down_for = max(0.0, recovered_at - incident.first_failure_at)
         body = texts.recovery_note(
