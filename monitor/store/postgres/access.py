@@ -31,7 +31,7 @@ from monitor.actions import Action
 from monitor.errors import StoreError
 from monitor.state import Transition
 from monitor.store.base import BuildActions
-from monitor.store.fence import Fenced, Fencing, current_scope
+from monitor.store.fence import Fenced, Fencing, WriteScope, current_scope
 from monitor.store.postgres import fencing as fenced
 from monitor.store.postgres import migrate
 from monitor.store.postgres.connect import (
@@ -43,6 +43,7 @@ from monitor.store.postgres.connect import (
     within,
 )
 from monitor.store.postgres.order import CallOrder
+from monitor.store.postgres.records import Record, RecordJoiner, WriteAll
 from monitor.store.records import Incident
 from monitor.store.schema import StateRow
 
@@ -69,6 +70,7 @@ class PostgresAccess:
         self.vantage = vantage
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._order = CallOrder()
+        self._records = RecordJoiner()
         self._closed = False
         self._gave_up = asyncio.Event()
         self._lent: set[Connection] = set()  # connections a call holds (or the pool checks)
@@ -207,27 +209,43 @@ class PostgresAccess:
         comes: a write that waited behind others while the database was away is refused)."""
         if self._closed:
             raise StoreError(f"the store ({self._where}) is closed")
-        fencing = self.fencing
+        self._records.close()
         names, scope = tuple(targets), current_scope()
+        return await self._order.run(lambda: self._transaction(work, names, scope), write=True)
 
-        async def run() -> T:
-            fences = fencing.fences(names, scope) if fencing is not None else []
-            try:
-                async with self._connection() as conn, conn.transaction():
-                    if fencing is not None and fences:
-                        await fenced.limit_idling(conn, fencing.idle_limit)
-                    result = await work(conn)
-                    if fencing is not None and fences:
-                        await fenced.check(conn, fences, fencing.check_margin)
-                    return result
-            except Fenced as refused:
-                if fencing is not None:
-                    fencing.refused(refused.fences, refused.reason)
-                raise
-            except psycopg.Error as exc:
-                raise StoreError(f"store write failed: {self._redact(exc)}") from exc
+    async def _record(self, record: Record, write_all: WriteAll) -> None:
+        """A state row (and transition) joined with the records queued beside it
+        (``monitor.store.postgres.records``)."""
+        if self._closed:
+            raise StoreError(f"the store ({self._where}) is closed")
+        batch, index, first = self._records.join(record)
+        if first:
+            batch.written = self._order.submit(
+                lambda: self._records.write(batch, write_all), write=True
+            )
+        assert batch.written is not None
+        written = await asyncio.shield(batch.written)
+        outcome = written.outcomes[index]
+        if outcome is not None:
+            raise outcome
 
-        return await self._order.run(run, write=True)
+    async def _transaction(self, work: Work[T], names: tuple[str, ...], scope: WriteScope) -> T:
+        fencing = self.fencing
+        fences = fencing.fences(names, scope) if fencing is not None else []
+        try:
+            async with self._connection() as conn, conn.transaction():
+                if fencing is not None and fences:
+                    await fenced.limit_idling(conn, fencing.idle_limit)
+                result = await work(conn)
+                if fencing is not None and fences:
+                    await fenced.check(conn, fences, fencing.check_margin)
+                return result
+        except Fenced as refused:
+            if fencing is not None:
+                fencing.refused(refused.fences, refused.reason)
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"store write failed: {self._redact(exc)}") from exc
 
     async def _read(self, work: Work[T]) -> T:
         """``work`` after every write made before this one, beside other reads."""
@@ -241,6 +259,7 @@ class PostgresAccess:
 
         if self._closed:
             raise StoreError(f"the store ({self._where}) is closed")
+        self._records.close()
         return await self._order.run(run, write=False)
 
     async def _rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:

@@ -28,6 +28,19 @@ class CallOrder:
         self._running: set[asyncio.Task[Any]] = set()
 
     async def run(self, work: Callable[[], Awaitable[T]], write: bool) -> T:
+        turn = _Turn()
+        task = self.submit(work, write, turn)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            turn.cancelled = True  # not begun yet: it never will be
+            raise
+
+    def submit(
+        self, work: Callable[[], Awaitable[T]], write: bool, turn: _Turn | None = None
+    ) -> asyncio.Task[T]:
+        """Take the next place in the order now and run ``work`` there, whoever awaits it
+        (``run``: its caller; a batch of records: each of its callers)."""
         loop = asyncio.get_running_loop()
         before = [self._last_write] if self._last_write is not None else []
         done: asyncio.Future[None] = loop.create_future()
@@ -38,15 +51,10 @@ class CallOrder:
         else:
             self._reads.add(done)
             done.add_done_callback(self._reads.discard)
-        turn = _Turn()
-        task = asyncio.ensure_future(self._in_turn(before, work, done, turn))
+        task = asyncio.ensure_future(self._in_turn(before, work, done, turn or _Turn()))
         self._running.add(task)
         task.add_done_callback(self._finished)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            turn.cancelled = True  # not begun yet: it never will be
-            raise
+        return task
 
     @staticmethod
     async def _in_turn(

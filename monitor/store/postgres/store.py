@@ -30,10 +30,12 @@ from monitor.errors import StoreError
 from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
+from monitor.store.fence import WriteScope, current_scope
 from monitor.store.postgres.access import Connection
 from monitor.store.postgres.notices import PostgresNotices
 from monitor.store.postgres.outbox import guard_clause, set_clause
 from monitor.store.postgres.pauses import PostgresPauses, end_pauses
+from monitor.store.postgres.records import Record
 from monitor.store.postgres.reports import PostgresReports
 from monitor.store.postgres.sql import (
     INSERT_TRANSITION,
@@ -120,10 +122,35 @@ class PostgresStore(
         await self._write(work, {str(row[0]) for row in state_rows + changes})
 
     async def record(self, state: StateRow, transition: Transition | None = None) -> None:
-        async def work(conn: Connection) -> None:
-            await self._write_state(conn, state, transition)
+        """Joined with the records queued beside it (``monitor.store.postgres.records``),
+        unless made on behalf of another target or of the coordinator."""
+        scope = current_scope()
+        if scope.coordinator or any(name != state[0] for name in scope.targets):
 
-        await self._write(work, (state[0],))
+            async def work(conn: Connection) -> None:
+                await self._write_state(conn, state, transition)
+
+            await self._write(work, (state[0],))
+            return
+        await self._record((state, transition), self._write_records)
+
+    async def _write_records(self, records: list[Record]) -> None:
+        """In the batch's turn: its records in one transaction, fenced by all their targets."""
+        state_rows = [state_params(state, self.vantage) for state, _ in records]
+        changes = [
+            transition_params(state[0], transition, self.vantage)
+            for state, transition in records
+            if transition is not None
+        ]
+
+        async def work(conn: Connection) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(UPSERT_STATE, state_rows)
+                if changes:
+                    await cursor.executemany(INSERT_TRANSITION, changes)
+
+        names = tuple(dict.fromkeys(state[0] for state, _ in records))
+        await self._transaction(work, names, WriteScope())
 
     async def _write_state(
         self, conn: Connection, state: StateRow | None, transition: Transition | None

@@ -1,0 +1,83 @@
+"""Consecutive ``record`` calls in one transaction (the PostgreSQL store's group commit).
+
+A fresh agent's first round is one transition per target (unknown to up), each a fenced
+transaction of its own: six round trips and a commit apiece, one after the other in the call
+order, so an agent taking 30,000 targets spent 45-150 s writing first verdicts (issue 13).
+Records that queue up behind a write in flight now go as one transaction when their turn
+comes, fenced by the leases of all their targets.
+
+As on SQLite (``monitor.store.groupcommit``), only a run of ``record`` calls with nothing else
+submitted between them is joined: any other call closes the open batch, so a record may move
+to the position of the first record of its run, never after a call made later. A record made
+on behalf of other targets (``for_target`` naming another, or the coordinator) goes alone.
+
+A lease lost for one target must not refuse the others' records: when the joined transaction
+is fenced, each record is written again on its own, in the same turn, and only those whose
+lease is gone are refused. Any other failure (the database away) is every record's. Unlike a
+lone call, a record whose caller is cancelled while it is queued is still written with its
+batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from monitor.state import Transition
+from monitor.store.fence import Fenced
+from monitor.store.schema import StateRow
+
+Record = tuple[StateRow, Transition | None]
+# Writes the records in one transaction fenced by all their targets; raises like ``_write``.
+WriteAll = Callable[[list[Record]], Awaitable[None]]
+
+
+@dataclass
+class RecordBatch:
+    records: list[Record] = field(default_factory=list)
+    outcomes: list[BaseException | None] = field(default_factory=list)
+    written: asyncio.Future[RecordBatch] | None = None  # its turn in the call order
+
+
+class RecordJoiner:
+    def __init__(self) -> None:
+        self._open: RecordBatch | None = None
+
+    def join(self, record: Record) -> tuple[RecordBatch, int, bool]:
+        """Add ``record`` to the open batch: the batch, the record's place in it, and True
+        when it starts a new batch (whose write the caller submits now)."""
+        if self._open is not None:
+            self._open.records.append(record)
+            return self._open, len(self._open.records) - 1, False
+        self._open = RecordBatch([record])
+        return self._open, 0, True
+
+    def close(self) -> None:
+        """Another call is being submitted: later records go in a batch after it."""
+        self._open = None
+
+    async def write(self, batch: RecordBatch, write_all: WriteAll) -> RecordBatch:
+        """When the batch's turn comes (nothing joins it any more): every record's outcome."""
+        if self._open is batch:
+            self._open = None
+        records = batch.records
+        try:
+            await write_all(records)
+            batch.outcomes = [None] * len(records)
+        except Fenced as refused:
+            if len(records) == 1:
+                batch.outcomes = [refused]
+            else:
+                batch.outcomes = [await _alone(write_all, record) for record in records]
+        except Exception as failed:
+            batch.outcomes = [failed] * len(records)
+        return batch
+
+
+async def _alone(write_all: WriteAll, record: Record) -> BaseException | None:
+    try:
+        await write_all([record])
+    except Exception as failed:
+        return failed
+    return None
