@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from monitor.errors import StoreError
+from monitor.state import TargetState
 from monitor.store.postgres import PostgresStore
 from monitor.store.postgres.connect import options, within
 from monitor.store.postgres.leases import LeaseTable, Registration
@@ -93,3 +94,32 @@ async def test_an_abandoned_store_fails_its_waiting_calls_at_once(
         await store.load_states()
     await asyncio.wait_for(store.close(), 2.0)
     assert time.monotonic() - started < 2.0
+
+
+async def test_a_call_on_a_link_that_acks_but_never_answers_fails_at_the_call_limit(
+    url: str, pg_url: str, proxy: TcpProxy
+) -> None:
+    """Not at a stop: a running agent's call whose link goes silent in flight (the proxy's
+    kernel acks every byte, so neither keepalives nor tcp_user_timeout notice) fails at the
+    store's call limit instead of holding the store, and every call queued behind it, for
+    good; once the link is back the next call goes through."""
+    store = PostgresStore(url, "east", call_limit=1.0)
+    await store.open()
+    try:
+        await store.record(("web", "tcp:x", TargetState(), 1))
+        with psycopg.connect(pg_url) as locker:  # straight to the server, not through the proxy
+            locker.execute("SELECT 1 FROM target_state WHERE target = 'web' FOR UPDATE")
+            writing = asyncio.ensure_future(store.record(("web", "tcp:x", TargetState(), 2)))
+            await asyncio.sleep(0.3)  # the write waits on the row, its connection lent
+            proxy.cut("blackhole")
+            locker.rollback()  # the server answers now, into the silent link
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="did not answer within 1 s"):
+            await asyncio.wait_for(writing, 5.0)
+        assert time.monotonic() - started < 1.5
+        proxy.heal()
+        await store.record(("web", "tcp:x", TargetState(), 3))
+        assert (await store.load_states())["web"][0] == "tcp:x"
+    finally:
+        store.abandon()
+        await store.close()

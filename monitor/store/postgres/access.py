@@ -60,11 +60,23 @@ POOL_TIMEOUT = 5.0
 POOL_CLOSE = 0.5
 # How long the pool's check of a connection it lends may take (a silent link answers never).
 CHECK_TIMEOUT = 2.0
+# How long one call may hold its connection. A link that went silent while TCP still acks (a
+# hung proxy or load balancer: keepalives and tcp_user_timeout see nothing wrong) would hold
+# it for ever, and every later call in the order behind it: past this the connection is
+# severed and the call fails like any lost database, to be tried again.
+CALL_LIMIT = 60.0
 
 
 class PostgresAccess:
-    def __init__(self, url: str, vantage: str, fencing: Fencing | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        vantage: str,
+        fencing: Fencing | None = None,
+        call_limit: float = CALL_LIMIT,
+    ) -> None:
         self._url = url
+        self.call_limit = call_limit
         self.fencing = fencing
         self._where = describe(url)  # refuses a URL libpq cannot read, without quoting it
         self.vantage = vantage
@@ -166,10 +178,25 @@ class PostgresAccess:
         if getting.cancelled():
             raise StoreError(f"the store ({self._where}) gave the database up: stopping")
         conn = getting.result()
+        late: list[bool] = []
+
+        def overdue() -> None:
+            late.append(True)
+            sever(conn)
+
+        timer = asyncio.get_running_loop().call_later(self.call_limit, overdue)
         try:
             async with self._holding(conn), conn:  # held until its transaction has ended
                 yield conn
+        except psycopg.Error as exc:
+            if late:
+                raise StoreError(
+                    f"the {self._where} did not answer within {self.call_limit:g} s: the call "
+                    "was dropped (a write may have taken effect)"
+                ) from exc
+            raise
         finally:
+            timer.cancel()
             await pool.putconn(conn)
 
     def abandon(self) -> None:
