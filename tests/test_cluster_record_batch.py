@@ -1,6 +1,7 @@
 """First verdicts at scale on the cluster's PostgreSQL (``monitor.store.postgres.records``):
 records that queue up together commit in one fenced transaction, and a lease lost for one
-target refuses only that target's record, never its neighbours' in the batch."""
+target refuses only that target's record, never its neighbours' in the batch; a record whose
+caller is cancelled before its batch begins is never written."""
 
 from __future__ import annotations
 
@@ -89,3 +90,35 @@ async def test_a_lost_lease_refuses_only_its_targets_records_in_a_batch(
     assert refused == {name for name in names if agent.slot(name) == stolen}
     assert 0 < len(refused) < COUNT
     assert set(await store.load_states()) == set(names) - refused
+
+
+async def test_a_record_cancelled_before_its_batch_begins_is_not_written(pg_url: str) -> None:
+    """A stop cancels callers: of three records queued together behind a write under way,
+    the one whose caller is cancelled is never written, the other two are, in one batch."""
+    store = PostgresStore(pg_url, "east")
+    await store.open()
+    try:
+        await store.record(("web", "tcp:x", UP, 1))
+        with psycopg.connect(pg_url) as blocker:
+            blocker.execute("SELECT * FROM target_state FOR UPDATE")  # holds the row
+            running = asyncio.ensure_future(store.record(("web", "tcp:x", UP, 2), FIRST))
+            await asyncio.sleep(0.2)  # under way: waits on the row
+            queued = {
+                name: asyncio.ensure_future(store.record((name, "tcp:x", UP, seq), FIRST))
+                for seq, name in enumerate(("a", "b", "c"), 3)
+            }
+            await asyncio.sleep(0.1)
+            queued["b"].cancel()
+            blocker.rollback()
+        await running
+        await asyncio.gather(queued["a"], queued["c"])
+        with pytest.raises(asyncio.CancelledError):
+            await queued["b"]
+        assert set(await store.load_states()) == {"web", "a", "c"}
+    finally:
+        await store.close()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM transitions WHERE target IN ('a', 'c')"
+        ).fetchone()
+    assert rows == (1,)

@@ -251,8 +251,12 @@ class PostgresAccess:
                 lambda: self._records.write(batch, write_all), write=True
             )
         assert batch.written is not None
-        written = await asyncio.shield(batch.written)
-        outcome = written.outcomes[index]
+        try:
+            written = await asyncio.shield(batch.written)
+        except asyncio.CancelledError:
+            batch.withdraw(index)  # not begun yet: it never will be
+            raise
+        outcome = written.outcomes.get(index)
         if outcome is not None:
             raise outcome
 

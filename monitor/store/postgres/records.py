@@ -13,9 +13,9 @@ on behalf of other targets (``for_target`` naming another, or the coordinator) g
 
 A lease lost for one target must not refuse the others' records: when the joined transaction
 is fenced, each record is written again on its own, in the same turn, and only those whose
-lease is gone are refused. Any other failure (the database away) is every record's. Unlike a
-lone call, a record whose caller is cancelled while it is queued is still written with its
-batch.
+lease is gone are refused. Any other failure (the database away) is every record's. As with a
+lone call, a record whose caller is cancelled (a stop) before its batch's turn never runs; once
+the turn has begun it commits or not with the batch.
 """
 
 from __future__ import annotations
@@ -36,8 +36,17 @@ WriteAll = Callable[[list[Record]], Awaitable[None]]
 @dataclass
 class RecordBatch:
     records: list[Record] = field(default_factory=list)
-    outcomes: list[BaseException | None] = field(default_factory=list)
+    outcomes: dict[int, BaseException] = field(default_factory=dict)  # by place; none: written
     written: asyncio.Future[RecordBatch] | None = None  # its turn in the call order
+    started: bool = False
+    withdrawn: set[int] = field(default_factory=set)  # places whose callers were cancelled
+
+    def withdraw(self, index: int) -> bool:
+        """The caller of place ``index`` is cancelled: True if its record will not be written
+        (the batch's turn has not begun)."""
+        if not self.started:
+            self.withdrawn.add(index)
+        return not self.started
 
 
 class RecordJoiner:
@@ -61,17 +70,21 @@ class RecordJoiner:
         """When the batch's turn comes (nothing joins it any more): every record's outcome."""
         if self._open is batch:
             self._open = None
-        records = batch.records
+        batch.started = True
+        places = [i for i in range(len(batch.records)) if i not in batch.withdrawn]
+        if not places:
+            return batch
         try:
-            await write_all(records)
-            batch.outcomes = [None] * len(records)
+            await write_all([batch.records[i] for i in places])
         except Fenced as refused:
-            if len(records) == 1:
-                batch.outcomes = [refused]
+            if len(places) == 1:
+                batch.outcomes[places[0]] = refused
             else:
-                batch.outcomes = [await _alone(write_all, record) for record in records]
+                for place in places:
+                    if (failed := await _alone(write_all, batch.records[place])) is not None:
+                        batch.outcomes[place] = failed
         except Exception as failed:
-            batch.outcomes = [failed] * len(records)
+            batch.outcomes.update(dict.fromkeys(places, failed))
         return batch
 
 
