@@ -34,6 +34,17 @@ def scalar_metrics(text: str, names: Iterable[str]) -> dict[str, float | None]:
     return found
 
 
+def sample_sum(text: str, name: str, having: str) -> float:
+    """The sum of the samples of ``name`` whose labels contain ``having`` (e.g.
+    ``result="failure"``), line by line like ``scalar_metrics``."""
+    prefix = f"{name}{{"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and having in line
+    )
+
+
 def histogram(text: str, name: str = LATENESS) -> dict[float, float]:
     """Cumulative bucket counts ``{le: count}`` of an unlabelled histogram (+Inf as inf)."""
     buckets: dict[float, float] = {}
@@ -170,3 +181,39 @@ def balance(values: Sequence[float | None]) -> float | None:
     if not counts or len(counts) != len(values) or min(counts) <= 0:
         return None
     return max(counts) / min(counts)
+
+
+def kept_up(
+    completed: Sequence[float],
+    windows: Sequence[float],
+    slots: Sequence[float | None],
+    targets: int,
+    interval: float,
+) -> tuple[list[float | None], float | None]:
+    """The share of due probes each agent and the whole cluster completed in the window.
+
+    Each agent's probes completed (``watchdesk_probes_total``, window delta) over its own
+    window (its two scrapes); the cluster's rate over ``targets / interval``. An agent's due
+    probes are its share of the slots times the targets (an estimate: a slot holds about
+    ``targets / slots`` targets, by hash); agents that own no slot count (they do not split
+    the targets) each owe every target."""
+    rates = [
+        done / window if window > 0 else 0.0
+        for done, window in zip(completed, windows, strict=True)
+    ]
+    due = targets / interval
+    if not due:
+        return [None] * len(rates), None
+    owned = [value or 0.0 for value in slots]
+    split = all(value is not None for value in slots) and sum(owned) > 0
+    shares = [value / sum(owned) for value in owned] if split else [1.0] * len(rates)
+    each = [
+        rate / (due * share) if share else None for rate, share in zip(rates, shares, strict=True)
+    ]
+    return each, sum(rates) / (due if split else due * len(rates))
+
+
+def cpu_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Busy share of all the box's CPUs between two ``(busy, all)`` tick readings."""
+    spent = after[1] - before[1]
+    return (after[0] - before[0]) / spent if spent > 0 else None

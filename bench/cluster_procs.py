@@ -19,7 +19,8 @@ import cluster_figures as figures
 from http_targets import _proc_cpu_seconds
 
 SLOTS = "watchdesk_cluster_slots_owned"
-COUNTERS = (SLOTS, "watchdesk_fenced_writes_total", "watchdesk_probes_skipped_total")
+PROBES = "watchdesk_probes_total"
+COUNTERS = (SLOTS, PROBES, "watchdesk_fenced_writes_total", "watchdesk_probes_skipped_total")
 
 
 class Agent:
@@ -64,12 +65,14 @@ class Agent:
         raise RuntimeError(f"agent {self.index} not ready after {timeout}s")
 
     def snapshot(self) -> dict[str, Any]:
-        began = time.monotonic()
+        began, wall = time.monotonic(), time.time()
         _, text = self.get("/metrics")
         took = time.monotonic() - began
         assert self.proc is not None
         return {
+            "at": wall + took / 2,  # the counters are read while the answer is rendered
             "scalars": figures.scalar_metrics(text, COUNTERS),
+            "failures": figures.sample_sum(text, PROBES, 'result="failure"'),
             "lateness": figures.histogram(text),
             "cpu": _proc_cpu_seconds(self.proc.pid),
             "rss_peak_mb": _peak_rss_mb(self.proc.pid),
@@ -94,6 +97,14 @@ class Agent:
             self.proc.kill()
             self.proc.wait()
         return round(time.monotonic() - began, 2)
+
+
+def box_cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU of the box since boot, from /proc/stat: what the
+    agents, the database, the target servers and anything else running took together."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)  # guest time is already inside user
 
 
 def _peak_rss_mb(pid: int) -> float | None:

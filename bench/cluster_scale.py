@@ -2,6 +2,8 @@
 
     python bench/cluster_scale.py --agents 3 --targets 30000 --interval 60s
     python bench/cluster_scale.py --agents 1 --targets 30000 --interval 60s --json
+    python bench/cluster_scale.py --agents 2 --targets 50000 --interval 10s --mix mixed \
+        --no-kill --no-rejoin --json
     make bench-cluster
 
 Every agent reads the same config (``[cluster]`` with one vantage; only ``agent.listen`` and
@@ -12,7 +14,10 @@ the target server: a probe less than half an interval after the previous one of 
 target), p99 schedule lateness (the agents' ``watchdesk_schedule_lateness_seconds``), database
 commits per second per agent (``pg_stat_database.xact_commit``), CPU and memory; then kills one
 agent with SIGKILL and measures how long its targets go unprobed; then starts it again and
-measures how long until the slots are balanced again. See bench/README.md.
+measures how long until the slots are balanced again. ``--mix mixed`` probes issue 13's mix
+(bench/cluster_targets.py) instead of plain http; each agent's share of its due probes
+completed (``watchdesk_probes_total``) and the box's CPU use (/proc/stat) are measured in
+either mix. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -20,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,14 +36,16 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT)]  # tests.pg: the throwaway PostgreSQL server of the test suite
 
 import cluster_figures as figures  # noqa: E402
-from cluster_procs import SLOTS, Agent, Database, last_probes  # noqa: E402
+from cluster_procs import PROBES, SLOTS, Agent, Database, box_cpu_ticks, last_probes  # noqa: E402
+from cluster_targets import MIXES, Targets  # noqa: E402
 from http_targets import _free_port, _parse_seconds, _raise_nofile  # noqa: E402
 
 URL_ENV = "WD_BENCH_DATABASE_URL"
 GOALS = {"balance": 1.1, "duplicates": 0.001, "p99": 0.250, "commits": 10.0, "failover": 25.0}
+KEPT_UP, RSS_MB = 0.99, 600.0  # issue 13: every due probe run (less the window's edges), memory
 
 
-def config_text(args: argparse.Namespace, index: int, port: int, server: int, work: Path) -> str:
+def config_text(args: argparse.Namespace, index: int, port: int, targets: str, work: Path) -> str:
     head = f"""[agent]
 listen = "127.0.0.1:{port}"
 state_dir = "{work / f"agent{index}"}"
@@ -57,12 +62,6 @@ lease_renew = "{args.lease_renew}"
 interval = "{args.interval}"
 timeout = "{args.timeout}"
 """
-    width = len(str(args.targets))
-    targets = "".join(
-        f'[[targets]]\nname = "t{i:0{width}d}"\nkind = "http"\n'
-        f'url = "http://127.0.0.1:{server}/t/{i}"\n'
-        for i in range(args.targets)
-    )
     return head + targets
 
 
@@ -77,7 +76,10 @@ def steady_figures(
     db0: dict[str, float],
     db1: dict[str, float],
     agents: int,
+    due: tuple[int, float],
 ) -> dict[str, Any]:
+    """The window's figures from the agents' two snapshots and the database's; ``due`` is
+    (targets, interval), what the agents owe."""
     wall = db1["at"] - db0["at"]
     lateness = [
         figures.delta(a["lateness"], b["lateness"]) for a, b in zip(after, before, strict=True)
@@ -91,13 +93,26 @@ def steady_figures(
         - (b["scalars"]["watchdesk_probes_skipped_total"] or 0.0)
         for a, b in zip(after, before, strict=True)
     ]
+    completed = [
+        a["scalars"][PROBES] - b["scalars"][PROBES] for a, b in zip(after, before, strict=True)
+    ]
+    failed = [a["failures"] - b["failures"] for a, b in zip(after, before, strict=True)]
+    each, total = figures.kept_up(
+        completed, [a["at"] - b["at"] for a, b in zip(after, before, strict=True)], slots, *due
+    )
     return {
         "window_seconds": round(wall, 1),
+        "probes_completed": [round(value) for value in completed],
+        "probes_failed": [round(value) for value in failed],
+        "probes_due": round(due[0] * wall / due[1]),
+        "kept_up": _round(total, 4),
+        "kept_up_per_agent": [_round(value, 4) for value in each],
         "slots_owned": slots,
         "slot_balance": figures.balance(slots),
         "lateness_p50_ms": _ms(figures.quantile(everyone, 0.5)),
         "lateness_p99_ms": _ms(figures.quantile(everyone, 0.99)),
         "lateness_share_within_250ms": _round(figures.share_within(everyone, 0.25), 5),
+        "lateness_p50_ms_per_agent": [_ms(figures.quantile(one, 0.5)) for one in lateness],
         "lateness_p99_ms_per_agent": [_ms(figures.quantile(one, 0.99)) for one in lateness],
         "probes_started": round(everyone.get(float("inf"), 0.0)),
         "probes_skipped": round(sum(skipped)),
@@ -160,22 +175,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     interval = _parse_seconds(args.interval)
     ttl, renew = _parse_seconds(args.lease_ttl), _parse_seconds(args.lease_renew)
     work = Path(tempfile.mkdtemp(prefix="watchdesk-cluster-bench-"))
-    server_port = _free_port()
-    times_file = work / "probes.json"
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "probe_log_server.py"), str(server_port), str(args.targets),
-         str(times_file)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert server.stdout is not None
-    if server.stdout.readline().strip() != "READY":
-        raise SystemExit("cluster bench: the target server did not start")
+    targets = Targets(args.mix, args.targets, work)
+    server_port = targets.port
     db = Database(args.database_url)
     agents: list[Agent] = []
     result: dict[str, Any] = {
         "agents": args.agents,
         "targets": args.targets,
+        "mix": args.mix,
         "interval_seconds": interval,
         "lease_ttl_seconds": ttl,
         "lease_renew_seconds": renew,
@@ -184,10 +191,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     killed_at = followed_until = None
     try:
+        entries = targets.config_text()
         for index in range(args.agents):
             port = _free_port()
             config = work / f"agent{index}.toml"
-            config.write_text(config_text(args, index, port, server_port, work))
+            config.write_text(config_text(args, index, port, entries, work))
             agents.append(Agent(index, config, port, {URL_ENV: db.url}))
         began = time.monotonic()
         agents[0].start(migrate=True)
@@ -201,13 +209,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.warmup if args.warmup is not None else max(1.5 * interval, interval + 2 * renew)
         )
         _wait(warmup)
+        box0, servers0 = box_cpu_ticks(), targets.cpu_seconds()
         before, db0 = [a.snapshot() for a in agents], db.stats()
         window_start = time.time()
         _wait(args.window if args.window is not None else 2 * interval)
         window_end, db1 = time.time(), db.stats()
         after = [a.snapshot() for a in agents]
+        box1, servers1 = box_cpu_ticks(), targets.cpu_seconds()
         result["warmup_seconds"] = warmup
-        result["steady"] = steady_figures(before, after, db0, db1, len(agents))
+        steady = steady_figures(before, after, db0, db1, len(agents), (args.targets, interval))
+        result["steady"] = steady
+        box = figures.cpu_share(box0, box1)
+        steady["box_cpu_percent"] = _round(None if box is None else 100 * box, 1)
+        steady["box_busy_cores"] = _round(None if box is None else box * (os.cpu_count() or 1), 2)
+        steady["target_servers_cpu_percent"] = {
+            kind: round(100 * (servers1[kind] - servers0[kind]) / steady["window_seconds"], 1)
+            for kind in sorted(servers1)
+        }
         if len(agents) >= 2 and not args.no_kill:
             deadline = time.time() + ttl + renew + interval + 30
             killed_at, followed_until = follow_failover(agents[-1], server_port, interval, deadline)
@@ -223,13 +241,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for agent in agents:
             agent.stop()
-        server.send_signal(signal.SIGTERM)
-        out, _ = server.communicate(timeout=120)
+        result["server"], times = targets.stop()
         db.close()
-    result["server"] = json.loads(out.strip().splitlines()[-1])
-    times = json.loads(times_file.read_text())["times"]
     seen = figures.steady(times, window_start, window_end, interval)
     result["steady"].update(
+        targets_seen_at_server=len(times),
         probes_at_targets=seen.requests,
         probes_expected=round(seen.expected),
         duplicate_probes=seen.duplicates,
@@ -267,31 +283,44 @@ def verdicts(result: dict[str, Any]) -> dict[str, bool | None]:
             steady["commits_per_second_per_agent"] < GOALS["commits"]
         ),
         "killed_agents_targets_probed_again_within_25s": failover,
+        "probes_kept_up_at_least_99%": (
+            None if steady["kept_up"] is None else steady["kept_up"] >= KEPT_UP
+        ),
+        "peak_rss_under_600MB_per_agent": all(
+            rss is not None and rss < RSS_MB for rss in steady["agent_rss_peak_mb"]
+        ),
     }
 
 
 def print_table(result: dict[str, Any]) -> None:
     steady = result["steady"]
     rows = [
-        ("agents x targets @ interval", f"{result['agents']} x {result['targets']} @ "
-         f"{result['interval_seconds']:g} s ({result['cpus']} CPUs)"),
+        ("agents x targets @ interval", f"{result['agents']} x {result['targets']} "
+         f"{result['mix']} @ {result['interval_seconds']:g} s ({result['cpus']} CPUs)"),
         ("leases", f"slots {result['slots']}, ttl {result['lease_ttl_seconds']:g} s, renew "
          f"{result['lease_renew_seconds']:g} s"),
         ("start (all ready) / warm-up / window", f"{result['start_seconds']} s / "
          f"{result['warmup_seconds']:g} s / {steady['window_seconds']} s"),
         ("slots owned (balance max/min)", f"{steady['slots_owned']} ({steady['slot_balance']})"),
-        ("probes at targets / expected", f"{steady['probes_at_targets']} / "
-         f"{steady['probes_expected']}"),
+        ("probes completed per agent / due", f"{steady['probes_completed']} / "
+         f"{steady['probes_due']} (failed {steady['probes_failed']})"),
+        ("kept up (per agent)", f"{steady['kept_up']} ({steady['kept_up_per_agent']})"),
+        ("probes at the server's targets / expected", f"{steady['probes_at_targets']} / "
+         f"{steady['probes_expected']} ({steady['targets_seen_at_server']} targets)"),
         ("duplicate probes", f"{steady['duplicate_probes']} ({steady['duplicate_share']:.3%})"),
         ("targets unprobed in the window", str(steady["targets_unprobed"])),
         ("lateness p50 / p99 (share <= 250 ms)", f"{steady['lateness_p50_ms']} / "
          f"{steady['lateness_p99_ms']} ms ({steady['lateness_share_within_250ms']})"),
-        ("lateness p99 per agent", f"{steady['lateness_p99_ms_per_agent']} ms"),
+        ("lateness p50 / p99 per agent", f"{steady['lateness_p50_ms_per_agent']} / "
+         f"{steady['lateness_p99_ms_per_agent']} ms"),
         ("commits/s (per agent)", f"{steady['commits_per_second']} "
          f"({steady['commits_per_second_per_agent']})"),
         ("rows written/s", str(steady["rows_written_per_second"])),
         ("CPU % of a core: agents / database", f"{steady['agent_cpu_percent']} / "
          f"{steady['database_cpu_percent']}"),
+        ("CPU % of a core: target servers", str(steady["target_servers_cpu_percent"])),
+        ("box CPU: % of all / busy cores", f"{steady['box_cpu_percent']} / "
+         f"{steady['box_busy_cores']}"),
         ("peak RSS per agent (MB)", str(steady["agent_rss_peak_mb"])),
         ("fenced writes / skipped probes", f"{steady['fenced_writes']} / "
          f"{steady['probes_skipped']}"),
@@ -327,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--targets", type=int, default=30000)
     parser.add_argument("--interval", default="60s")
+    parser.add_argument(
+        "--mix",
+        choices=MIXES,
+        default="http",
+        help="http: every target plain http; mixed: issue 13's 70 %% https, 20 %% http, "
+        "10 %% tcp/icmp/dns (duplicates and failover are then read on the http share only)",
+    )
     parser.add_argument("--timeout", default="5s")
     parser.add_argument("--slots", type=int, default=1024)
     parser.add_argument("--lease-ttl", default="20s")
