@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,38 @@ def test_balance_is_max_over_min_of_every_agent() -> None:
     assert figures.balance([1024, 0]) is None
 
 
+def test_failed_probes_are_summed_over_every_target_and_kind() -> None:
+    text = (
+        'watchdesk_probes_total{kind="http",result="success",target="a"} 7.0\n'
+        'watchdesk_probes_total{kind="http",result="failure",target="a"} 2.0\n'
+        'watchdesk_probes_total{kind="icmp",result="failure",target="b"} 3.0\n'
+        'watchdesk_probes_skipped_total{result="failure",target="b"} 5.0\n'
+    )
+    assert figures.sample_sum(text, "watchdesk_probes_total", 'result="failure"') == 5.0
+    assert figures.scalar_metrics(text, ["watchdesk_probes_total"]) == {
+        "watchdesk_probes_total": 12.0
+    }
+
+
+def test_kept_up_is_each_agents_probes_against_its_share_of_the_slots() -> None:
+    # 1,000 targets at 10 s: 100 probes due a second. Agent 0 owns 3/4 of the slots and ran
+    # 75/s over its 20 s window: all of its share; agent 1 ran 10/s of its 25/s.
+    each, total = figures.kept_up([1500, 200], [20.0, 20.0], [768, 256], 1000, 10.0)
+    assert each == [pytest.approx(1.0), pytest.approx(0.4)]
+    assert total == pytest.approx(0.85)
+    # Agents that split nothing each owe every target.
+    each, total = figures.kept_up([2000, 1000], [20.0, 20.0], [None, None], 1000, 10.0)
+    assert each == [pytest.approx(1.0), pytest.approx(0.5)]
+    assert total == pytest.approx(0.75)
+    # A window measured longer for one agent (a slow scrape) is its own rate's divisor.
+    assert figures.kept_up([1000], [10.0], [1024], 1000, 10.0)[0] == [pytest.approx(1.0)]
+
+
+def test_box_cpu_share_is_busy_over_all_ticks() -> None:
+    assert figures.cpu_share((100, 1000), (250, 1200)) == pytest.approx(0.75)
+    assert figures.cpu_share((100, 1000), (100, 1000)) is None
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_the_bench_runs_two_agents_and_reports_every_figure(tmp_path: Path) -> None:
@@ -129,6 +162,47 @@ def test_the_bench_runs_two_agents_and_reports_every_figure(tmp_path: Path) -> N
         "lateness_p99_under_250ms",
         "commits_under_10_per_second_per_agent",
         "killed_agents_targets_probed_again_within_25s",
+        "probes_kept_up_at_least_99%",
+        "peak_rss_under_600MB_per_agent",
     }
     assert result["server"]["bad_paths"] == 0
     assert len(result["stop_seconds"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_the_mixed_bench_probes_every_kind_and_reports_what_the_agents_kept_up(
+    tmp_path: Path,
+) -> None:
+    from tests.pg import PostgresServer
+
+    if isinstance(PostgresServer.find(), str):
+        pytest.skip("PostgreSQL is not installed")
+    command = [
+        sys.executable, str(ROOT / "bench" / "cluster_scale.py"), "--agents", "2",
+        "--targets", "200", "--interval", "1s", "--timeout", "500ms", "--lease-ttl", "1500ms",
+        "--lease-renew", "500ms", "--warmup", "3", "--window", "3", "--mix", "mixed",
+        "--no-kill", "--no-rejoin", "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    steady = result["steady"]
+    assert result["mix"] == "mixed"
+    # Every kind had a server of its own (icmp: the kernel) and its CPU was read.
+    assert set(steady["target_servers_cpu_percent"]) == {"http", "https", "tcp", "icmp", "dns"}
+    assert steady["target_servers_cpu_percent"]["https"] > 0
+    # 20 % http: the probe log server saw those targets only, each probed in the window.
+    assert steady["targets_seen_at_server"] == 40
+    assert steady["targets_unprobed"] == 0
+    # Both agents probed (the slots split), the https targets verified against the CA file:
+    # no failures where ICMP is allowed (root here).
+    assert all(done > 0 for done in steady["probes_completed"])
+    if os.geteuid() == 0:
+        assert steady["probes_failed"] == [0, 0]
+    assert 0.8 < steady["kept_up"] < 1.2
+    assert all(share is not None for share in steady["kept_up_per_agent"])
+    assert 0 < steady["box_cpu_percent"] <= 100
+    assert steady["lateness_p50_ms_per_agent"][0] is not None
+    assert "kill" not in result
+    assert "rejoin" not in result
