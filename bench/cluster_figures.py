@@ -1,9 +1,10 @@
 """The cluster bench's figures, from what it recorded: pure functions, no process, no clock.
 
 Probe times come from the target server (bench/probe_log_server.py: every request per target,
-whichever agent sent it); lateness, slots and counters from the agents' /metrics text; commits
-from pg_stat_database. Kept apart from the orchestration so that a test can check each figure
-on made-up data (tests/test_bench_cluster.py).
+whichever agent sent it); lateness, slots and counters (probes completed: the kept-up share)
+from the agents' /metrics text; commits from pg_stat_database; the box's CPU from /proc/stat.
+Kept apart from the orchestration so that a test can check each figure on made-up data
+(tests/test_bench_cluster.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The cluster bench's processes: an agent (``watchdesk run`` with its log, metrics snapshots,
 SIGKILL, SIGTERM) and the database (the test suite's throwaway PostgreSQL, or a given URL, with
-its commit counters and CPU), plus the target server's view of the latest probes."""
+its commit counters and CPU), plus the target server's view of the latest probes and the
+box's CPU ticks."""
 
 from __future__ import annotations
 
