@@ -209,13 +209,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.warmup if args.warmup is not None else max(1.5 * interval, interval + 2 * renew)
         )
         _wait(warmup)
-        box0, servers0 = box_cpu_ticks(), targets.cpu_seconds()
         before, db0 = [a.snapshot() for a in agents], db.stats()
         window_start = time.time()
+        # The box between the scrapes: not this process parsing megabytes of /metrics.
+        box0, servers0, quiet = box_cpu_ticks(), targets.cpu_seconds(), time.monotonic()
         _wait(args.window if args.window is not None else 2 * interval)
+        box1, servers1 = box_cpu_ticks(), targets.cpu_seconds()
+        quiet = time.monotonic() - quiet
         window_end, db1 = time.time(), db.stats()
         after = [a.snapshot() for a in agents]
-        box1, servers1 = box_cpu_ticks(), targets.cpu_seconds()
         result["warmup_seconds"] = warmup
         steady = steady_figures(before, after, db0, db1, len(agents), (args.targets, interval))
         result["steady"] = steady
@@ -223,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steady["box_cpu_percent"] = _round(None if box is None else 100 * box, 1)
         steady["box_busy_cores"] = _round(None if box is None else box * (os.cpu_count() or 1), 2)
         steady["target_servers_cpu_percent"] = {
-            kind: round(100 * (servers1[kind] - servers0[kind]) / steady["window_seconds"], 1)
+            kind: round(100 * (servers1[kind] - servers0[kind]) / quiet, 1)
             for kind in sorted(servers1)
         }
         if len(agents) >= 2 and not args.no_kill:
