@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import resource
 import signal
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from checks import HttpClients, ProbeResult
 from monitor import __version__
@@ -41,9 +43,25 @@ def run(config: Config, path: str, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, path))
+            code = runner.run(_serve(config, path))
     except KeyboardInterrupt:
         return EXIT_OK
+    _exit_at_once(code)
+
+
+def _exit_at_once(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, once the agent has stopped cleanly.
+
+    By now the agent's stop has saved every target's state and closed the store, and the loop
+    and its executor are shut down: nothing is left to save. What the teardown would still do
+    is free the agent's millions of objects one by one (and run a last collection): 2 s of a
+    mixed 20,000-target agent's exit after its log said ``stopped``, against the 5 s a SIGTERM
+    has (issue 13). The log and the standard streams are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
