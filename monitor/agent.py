@@ -181,11 +181,11 @@ class Agent:
             self.config.agent.listen,
         )
 
-    def request_stop(self) -> None:
-        """The signal handler: the scheduler halts now (see ``Scheduler.halt``), the rest in
-        ``stop``."""
+    def request_stop(self, since: float | None = None) -> None:
+        """The signal handler: the scheduler halts now (``Scheduler.halt``: the probes' grace
+        counts from ``since``, the signal's ``time.monotonic()``), the rest in ``stop``."""
         self._stop.set()
-        self.scheduler.halt()
+        self.scheduler.halt(since)
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

@@ -99,7 +99,7 @@ class Scheduler:
         self._waiter: asyncio.Future[None] | None = None
         self._slots = ProbeSlots(max_concurrent)
         self._loop_task: asyncio.Task[None] | None = None
-        self._halted_at: float | None = None  # loop time of the stop signal
+        self._halted_at: float | None = None  # time.monotonic() of the stop signal
         self.last_beat = time.monotonic()
         self.probes_started = 0
 
@@ -181,15 +181,16 @@ class Scheduler:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="watchdesk-scheduler")
 
-    def halt(self) -> None:
+    def halt(self, since: float | None = None) -> None:
         """Stop launching at once, from the signal handler: no new run, and the runs queued for
         a probe slot (an overloaded agent has one per target) never start: cancelled now
         (``monitor.slots``: each costs the same, in any order). The probes already running
-        get their grace from this moment, not from when ``stop`` gets its turn: an overloaded
-        loop takes most of a second per turn, and the stop's other steps cost turns too."""
+        get their grace from ``since`` (the ``time.monotonic()`` of the stop signal; default
+        now), not from when ``stop`` gets its turn: an overloaded loop takes most of a second
+        per turn, and the stop's other steps cost turns too."""
         if self._halted_at is not None:
             return
-        self._halted_at = asyncio.get_running_loop().time()
+        self._halted_at = time.monotonic() if since is None else since
         if self._loop_task is not None:
             self._loop_task.cancel()
         for name, task in self._running.items():
@@ -206,7 +207,7 @@ class Scheduler:
         running = list(self._running.values())
         if running:
             assert self._halted_at is not None
-            left = self._halted_at + grace - asyncio.get_running_loop().time()
+            left = self._halted_at + grace - time.monotonic()
             _, pending = await asyncio.wait(running, timeout=max(0.0, left))
             for task in pending:
                 task.cancel()

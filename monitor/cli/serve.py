@@ -14,13 +14,12 @@ import json
 import logging
 import os
 import resource
-import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from checks import HttpClients, ProbeResult
-from monitor import __version__
+from monitor import __version__, signals
 from monitor.agent import Agent
 from monitor.cli import db
 from monitor.config import Config, TargetConfig
@@ -28,7 +27,6 @@ from monitor.errors import SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
 from monitor.store.factory import store_key
-from monitor.taskdump import dump_tasks
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -95,11 +93,7 @@ async def _serve(config: Config, path: str) -> int:
         for problem in str(error).split("; "):
             log.error("%s", problem)
         return EXIT_CONFIG
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
-    loop.add_signal_handler(signal.SIGINT, agent.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
-    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+    signals.install(asyncio.get_running_loop(), agent)
     try:
         await agent.start()
     except StoreError as error:
