@@ -99,6 +99,7 @@ class Scheduler:
         self._waiter: asyncio.Future[None] | None = None
         self._slots = ProbeSlots(max_concurrent)
         self._loop_task: asyncio.Task[None] | None = None
+        self._halted_at: float | None = None  # time.monotonic() of the stop signal
         self.last_beat = time.monotonic()
         self.probes_started = 0
 
@@ -180,24 +181,36 @@ class Scheduler:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="watchdesk-scheduler")
 
-    async def stop(self, grace: float = 3.0) -> None:
-        """Stop scheduling; give running probes ``grace`` seconds, then cancel them."""
+    def halt(self, since: float | None = None) -> None:
+        """Stop launching at once, from the signal handler: no new run, and the runs queued for
+        a probe slot (an overloaded agent has one per target) never start: cancelled now
+        (``monitor.slots``: each costs the same, in any order). The probes already running
+        get their grace from ``since`` (the ``time.monotonic()`` of the stop signal; default
+        now), not from when ``stop`` gets its turn: an overloaded loop takes most of a second
+        per turn, and the stop's other steps cost turns too."""
+        if self._halted_at is not None:
+            return
+        self._halted_at = time.monotonic() if since is None else since
         if self._loop_task is not None:
             self._loop_task.cancel()
+        for name, task in self._running.items():
+            if name not in self._probing:
+                task.cancel()
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stop scheduling (``halt``); give running probes ``grace`` seconds from the halt,
+        then cancel them."""
+        self.halt()
+        if self._loop_task is not None:
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
-        # Runs still waiting for a probe slot (an overloaded agent has one per target) never
-        # start: cancelled at once (``monitor.slots``: each costs the same, in any order).
-        waiting = [task for name, task in self._running.items() if name not in self._probing]
-        for task in waiting:
-            task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
         running = list(self._running.values())
         if running:
-            _, pending = await asyncio.wait(running, timeout=grace)
-            for task in running:
-                if task in pending:
-                    task.cancel()
+            assert self._halted_at is not None
+            left = self._halted_at + grace - time.monotonic()
+            _, pending = await asyncio.wait(running, timeout=max(0.0, left))
+            for task in pending:
+                task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def finish(self, names: list[str], wait: float) -> None:

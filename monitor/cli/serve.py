@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import resource
-import signal
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from checks import HttpClients, ProbeResult
-from monitor import __version__
+from monitor import __version__, signals
 from monitor.agent import Agent
 from monitor.cli import db
 from monitor.config import Config, TargetConfig
@@ -26,7 +27,6 @@ from monitor.errors import SecretError, StoreError
 from monitor.logs import setup_logging
 from monitor.probing import run_probe
 from monitor.store.factory import store_key
-from monitor.taskdump import dump_tasks
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -41,9 +41,25 @@ def run(config: Config, path: str, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, path))
+            code = runner.run(_serve(config, path))
     except KeyboardInterrupt:
         return EXIT_OK
+    _exit_at_once(code)
+
+
+def _exit_at_once(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, once the agent has stopped cleanly.
+
+    By now the agent's stop has saved every target's state and closed the store, and the loop
+    and its executor are shut down: nothing is left to save. What the teardown would still do
+    is free the agent's millions of objects one by one (and run a last collection): 2 s of a
+    mixed 20,000-target agent's exit after its log said ``stopped``, against the 5 s a SIGTERM
+    has (issue 13). The log and the standard streams are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -77,11 +93,7 @@ async def _serve(config: Config, path: str) -> int:
         for problem in str(error).split("; "):
             log.error("%s", problem)
         return EXIT_CONFIG
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
-    loop.add_signal_handler(signal.SIGINT, agent.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
-    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+    signals.install(asyncio.get_running_loop(), agent)
     try:
         await agent.start()
     except StoreError as error:
