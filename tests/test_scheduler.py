@@ -98,7 +98,7 @@ async def test_runs_due_close_together_start_in_one_wake_and_never_before_the_wi
     scheduler.start()
     await asyncio.sleep(1.6)
     await scheduler.stop()
-    assert len(runs) >= 250
+    assert len(runs) >= 200
     assert min(started - due for due, started in runs) >= -0.011  # 10 ms + the clock's step
     starts = sorted(started for _, started in runs)
     # the runs one wake starts are a few microseconds apart; wakes are milliseconds apart
