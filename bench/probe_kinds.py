@@ -52,13 +52,15 @@ KINDS = ("http", "https", "tcp", "icmp", "dns")
 SERVERS = Path(__file__).resolve().parent / "probe_servers.py"
 
 
-def target_text(kind: str, index: int, port: int, ca_file: str) -> str:
+def target_text(kind: str, index: int, port: int, ca_file: str, resume: bool = False) -> str:
+    """One ``[[targets]]`` entry; ``resume``: https targets opt into ``tls_session_reuse``."""
     head = f'[[targets]]\nname = "{kind}-{index}"\n'
     if kind == "http":
         return head + f'kind = "http"\nurl = "http://127.0.0.1:{port}/t/{index}"\n'
     if kind == "https":
         url = f"https://127.0.0.1:{port}/t/{index}"
-        return head + f'kind = "http"\nurl = "{url}"\nca_file = "{ca_file}"\n'
+        reuse = "tls_session_reuse = true\n" if resume else ""
+        return head + f'kind = "http"\nurl = "{url}"\nca_file = "{ca_file}"\n{reuse}'
     if kind == "tcp":
         return head + f'kind = "tcp"\nhost = "127.0.0.1"\nport = {port}\n'
     if kind == "icmp":

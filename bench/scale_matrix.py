@@ -68,7 +68,8 @@ def config_text(kinds: list[str], ports: dict[str, int], ca: str, state: str, ar
         f'[defaults]\ninterval = "{args.interval}"\ntimeout = "{args.timeout}"\n\n'
     )
     return head + "".join(
-        target_text(kind, i, ports.get(kind, 0), ca) for i, kind in enumerate(kinds)
+        target_text(kind, i, ports.get(kind, 0), ca, args.tls_session_reuse)
+        for i, kind in enumerate(kinds)
     )
 
 
@@ -308,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=5.0, help="extra warm-up seconds")
     parser.add_argument("--max-concurrent", type=int, default=4000)
+    parser.add_argument(
+        "--tls-session-reuse",
+        action="store_true",
+        help="https targets opt into tls_session_reuse (abbreviated handshakes)",
+    )
     parser.add_argument("--keep-log", metavar="FILE", help="copy the agent's log there")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
