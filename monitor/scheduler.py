@@ -6,7 +6,8 @@ fire together and keep their phase across restarts. A new target is first probed
 ``STARTUP_SPREAD`` seconds, spread by the same hash) so a fresh agent has verdicts at once, then
 joins its phase; after that runs are due at exactly ``previous due + interval`` on the
 monotonic clock, so lateness never accumulates. A probe still running when its next run is due
-makes that run skip (and counts it), never overlap.
+makes that run skip (and counts it), never overlap; except one that is ending at its timeout
+just then (``FOLLOW_ON``): the next run follows it at once instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.config import TargetConfig
 from monitor.slots import ProbeSlots
@@ -50,6 +52,12 @@ CATCH_UP_RATE = 2000.0
 # four interleaved runs each, 1,257 -> 1,403). Ten milliseconds is 1 % of a one-second
 # interval; no run starts later for it (and lateness counts from the due instant, never below 0).
 SLACK = 0.01
+# A run due while the previous one of its target is at its timeout starts right after it
+# instead of being skipped, if that timeout falls within this window around now (seconds
+# before, after). With timeout = interval (allowed) and a target whose probes all hang, a skip
+# each time halved its probes: its incident opened after twice failure_threshold intervals.
+# A previous run past its timeout by more than the window is stuck elsewhere: skipped.
+FOLLOW_ON = (0.05, 0.25)
 
 
 def first_due(name: str, interval: float, loop_now: float, targets: int = 1) -> float:
@@ -102,6 +110,8 @@ class Scheduler:
         self._dead = 0
         self._running: dict[str, asyncio.Task[None]] = {}  # in the order they were launched
         self._probing: set[str] = set()  # those of them holding a probe slot
+        # name -> the run probing it, and when that probe times out
+        self._deadline: dict[str, tuple[asyncio.Task[Any] | None, float]] = {}
         self._sequence = itertools.count()
         self._waiter: asyncio.Future[None] | None = None
         self._slots = ProbeSlots(max_concurrent)
@@ -279,13 +289,39 @@ class Scheduler:
 
     def _launch(self, entry: _Entry) -> None:
         name = entry.target.name
-        if name in self._running:
+        previous = self._running.get(name)
+        if previous is None:
+            task = asyncio.create_task(self._guarded(entry.target, entry.due))
+        elif self._ends_now(name, previous):
+            task = asyncio.create_task(self._after(previous, entry.target, entry.due))
+        else:
             if self._on_skip is not None:
                 self._on_skip(entry.target)
             return
-        task = asyncio.create_task(self._guarded(entry.target, entry.due))
         self._running[name] = task
         task.add_done_callback(functools.partial(self._forget, name))
+
+    def _ends_now(self, name: str, previous: asyncio.Task[None]) -> bool:
+        """Whether ``previous``, the run of ``name``, is probing and ends at its timeout about
+        now (not a run still waiting for a slot or for the run before it)."""
+        task, deadline = self._deadline.get(name, (None, 0.0))
+        if task is not previous:
+            return False
+        now = time.monotonic()
+        return now - FOLLOW_ON[0] <= deadline <= now + FOLLOW_ON[1]
+
+    async def _after(self, previous: asyncio.Task[None], target: TargetConfig, due: float) -> None:
+        """The run due as the previous one times out: right after it, never beside it; none
+        once the scheduler halts or the target left the schedule (a reload, a hand-over)."""
+        try:
+            await asyncio.wait({previous})
+        except asyncio.CancelledError:
+            previous.cancel()
+            await asyncio.gather(previous, return_exceptions=True)
+            raise
+        entry = self._entries.get(target.name)
+        if self._halted_at is None and entry is not None and entry.target is target:
+            await self._guarded(target, due)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
         if self._running.get(name) is task:
@@ -295,6 +331,10 @@ class Scheduler:
         async with self._slots:
             self.probes_started += 1
             self._probing.add(target.name)
+            self._deadline[target.name] = (
+                asyncio.current_task(),
+                time.monotonic() + target.timeout,
+            )
             try:
                 await self._run_probe(target, due)
             except asyncio.CancelledError:
@@ -303,3 +343,4 @@ class Scheduler:
                 log.exception("probe of %s failed inside the agent (not the target)", target.name)
             finally:
                 self._probing.discard(target.name)
+                self._deadline.pop(target.name, None)

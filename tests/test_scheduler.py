@@ -204,3 +204,31 @@ async def test_runs_waiting_for_a_slot_never_start_once_stopping() -> None:
     await stopping
     assert len(started) == 2
     assert scheduler.running_probes == 0
+
+
+async def test_a_run_due_as_the_previous_one_times_out_follows_it_instead_of_skipping() -> None:
+    """timeout = interval, and the target hangs: every probe lasts its whole timeout. Each
+    next run is due just as the previous one times out; skipped, the target was probed every
+    other interval (its incident twice as late); it follows at once, never beside it."""
+    running, most = 0, 0
+    skipped: list[str] = []
+    lateness: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def run(target: TargetConfig, due: float) -> None:
+        nonlocal running, most
+        lateness.append(loop.time() - due)
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(target.timeout)
+        running -= 1
+
+    scheduler = Scheduler(run, on_skip=lambda target: skipped.append(target.name))
+    scheduler.set_targets(tcp_targets(1, "200ms", timeout="200ms"), run_now=True)
+    scheduler.start()
+    await asyncio.sleep(2.1)
+    await scheduler.stop(grace=0.0)
+    assert most == 1
+    assert skipped == []
+    assert len(lateness) >= 9, len(lateness)
+    assert max(lateness) < 0.1
