@@ -109,9 +109,8 @@ class Scheduler:
         self._entries: dict[str, _Entry] = {}
         self._dead = 0
         self._running: dict[str, asyncio.Task[None]] = {}  # in the order they were launched
-        self._probing: set[str] = set()  # those of them holding a probe slot
-        # name -> the run probing it, and when that probe times out
-        self._deadline: dict[str, tuple[asyncio.Task[Any] | None, float]] = {}
+        # Those of them holding a probe slot: name -> the run, and when its probe times out.
+        self._probing: dict[str, tuple[asyncio.Task[Any] | None, float]] = {}
         self._sequence = itertools.count()
         self._waiter: asyncio.Future[None] | None = None
         self._slots = ProbeSlots(max_concurrent)
@@ -304,7 +303,7 @@ class Scheduler:
     def _ends_now(self, name: str, previous: asyncio.Task[None]) -> bool:
         """Whether ``previous``, the run of ``name``, is probing and ends at its timeout about
         now (not a run still waiting for a slot or for the run before it)."""
-        task, deadline = self._deadline.get(name, (None, 0.0))
+        task, deadline = self._probing.get(name, (None, 0.0))
         if task is not previous:
             return False
         now = time.monotonic()
@@ -330,8 +329,7 @@ class Scheduler:
     async def _guarded(self, target: TargetConfig, due: float) -> None:
         async with self._slots:
             self.probes_started += 1
-            self._probing.add(target.name)
-            self._deadline[target.name] = (
+            self._probing[target.name] = (
                 asyncio.current_task(),
                 time.monotonic() + target.timeout,
             )
@@ -342,5 +340,4 @@ class Scheduler:
             except Exception:
                 log.exception("probe of %s failed inside the agent (not the target)", target.name)
             finally:
-                self._probing.discard(target.name)
-                self._deadline.pop(target.name, None)
+                self._probing.pop(target.name, None)
