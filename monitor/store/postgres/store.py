@@ -31,7 +31,7 @@ from monitor.faults import crash_point
 from monitor.state import TargetState, Transition
 from monitor.store.base import BuildActions
 from monitor.store.fence import WriteScope, current_scope
-from monitor.store.postgres.access import Connection
+from monitor.store.postgres.access import Connection, Work
 from monitor.store.postgres.notices import PostgresNotices
 from monitor.store.postgres.outbox import guard_clause, set_clause
 from monitor.store.postgres.pauses import PostgresPauses, end_pauses
@@ -107,10 +107,19 @@ class PostgresStore(
     ) -> None:
         """A batch of state rows (each kept only if newer) and transitions in one
         transaction: the periodic flush."""
+        batch = self._batch(states, transitions)
+        if batch is not None:
+            await self._write(*batch)
+
+    def _batch(
+        self, states: Iterable[StateRow], transitions: Iterable[tuple[str, Transition]]
+    ) -> tuple[Work[None], tuple[str, ...]] | None:
+        """State rows and transitions as one transaction's work, with the targets it is
+        about (the flush's, a batch of records'); None: nothing to write."""
         state_rows = [state_params(row, self.vantage) for row in states]
         changes = [transition_params(name, t, self.vantage) for name, t in transitions]
         if not state_rows and not changes:
-            return
+            return None
 
         async def work(conn: Connection) -> None:
             async with conn.cursor() as cursor:
@@ -119,7 +128,7 @@ class PostgresStore(
                 if changes:
                     await cursor.executemany(INSERT_TRANSITION, changes)
 
-        await self._write(work, {str(row[0]) for row in state_rows + changes})
+        return work, tuple(dict.fromkeys(str(row[0]) for row in state_rows + changes))
 
     async def record(self, state: StateRow, transition: Transition | None = None) -> None:
         """Joined with the records queued beside it (``monitor.store.postgres.records``),
@@ -136,21 +145,12 @@ class PostgresStore(
 
     async def _write_records(self, records: list[Record]) -> None:
         """In the batch's turn: its records in one transaction, fenced by all their targets."""
-        state_rows = [state_params(state, self.vantage) for state, _ in records]
-        changes = [
-            transition_params(state[0], transition, self.vantage)
-            for state, transition in records
-            if transition is not None
-        ]
-
-        async def work(conn: Connection) -> None:
-            async with conn.cursor() as cursor:
-                await cursor.executemany(UPSERT_STATE, state_rows)
-                if changes:
-                    await cursor.executemany(INSERT_TRANSITION, changes)
-
-        names = tuple(dict.fromkeys(state[0] for state, _ in records))
-        await self._transaction(work, names, WriteScope())
+        batch = self._batch(
+            (state for state, _ in records),
+            ((state[0], t) for state, t in records if t is not None),
+        )
+        if batch is not None:
+            await self._transaction(*batch, WriteScope())
 
     async def _write_state(
         self, conn: Connection, state: StateRow | None, transition: Transition | None
