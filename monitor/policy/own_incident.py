@@ -74,10 +74,14 @@ class OwnIncident:
         """The open incident of ``name`` the store holds (another vantage opened it)."""
         for known in await self.store.incidents(open_only=True):
             if known.target == name and known.kind in OWN_KINDS:
-                self._open[name] = known
-                self._failed_checks.setdefault(name, known.failed_checks)
+                self._take_in(known)
                 return known
         return None
+
+    def _take_in(self, known: Incident) -> None:
+        """Hold another vantage's open incident here, as if this agent had opened it."""
+        self._open[known.target] = known
+        self._failed_checks.setdefault(known.target, known.failed_checks)
 
     async def _adopt_orphans(self, now: float) -> None:
         """Another vantage's open incident on a target this vantage sees up and does not hold:
@@ -98,8 +102,7 @@ class OwnIncident:
                 and state is not None
                 and state.status == "up"
             ):
-                self._open[name] = known
-                self._failed_checks.setdefault(name, known.failed_checks)
+                self._take_in(known)
                 self._orphans.add(name)
                 log.info(
                     "%s: incident %d, opened from another vantage, is seen up here: it ends "
