@@ -20,7 +20,7 @@ from monitor import signals
 from monitor.config import TargetConfig
 from monitor.scheduler import Scheduler
 from tests.agent_harness import Harness
-from tests.test_scheduler import tcp_targets
+from tests.test_scheduler import overloaded, tcp_targets
 
 
 async def _turns(count: int = 20) -> None:
@@ -37,19 +37,7 @@ def _overloaded_turn(seconds: float) -> None:
 async def test_no_run_starts_once_the_stop_is_requested() -> None:
     """Runs that come due between the signal and the stop's turn never start, and the runs
     queued for a slot are cancelled at the signal, before ``stop`` runs."""
-    release = asyncio.Event()
-    started: list[str] = []
-
-    async def run(target: TargetConfig, due: float) -> None:
-        started.append(target.name)
-        await release.wait()
-
-    scheduler = Scheduler(run, max_concurrent=2)
-    scheduler.set_targets(tcp_targets(50, "100ms"), run_now=True)
-    scheduler.start()
-    await _turns()
-    assert len(started) == 2
-    assert scheduler.running_probes == 50
+    scheduler, started, release = await overloaded("100ms")
     scheduler.halt()
     await _turns()
     assert scheduler.running_probes == 2  # the 48 queued runs are gone already
